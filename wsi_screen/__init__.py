@@ -1,0 +1,3 @@
+"""wsi_screen: whole-slide peripheral blood smear screening."""
+
+__version__ = "0.1.0"

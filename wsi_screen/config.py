@@ -1,0 +1,196 @@
+"""One config tree: frozen dataclasses whose defaults are the shipped values (mirrored in
+configs/default.yaml), loaded from YAML with unknown keys, wrong types and out-of-range values
+rejected at start-up, and hashed into every output. All lengths are µm, all areas µm²."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class SlideConfig:
+    max_mpp: float = 0.25  # coarser finest level (e.g. 40x dry) is refused for morphology
+
+    def __post_init__(self):
+        _check(0 < self.max_mpp <= 2.0, "slide.max_mpp must be in (0, 2]")
+
+
+@dataclass(frozen=True)
+class AoiConfig:
+    mpp: float = 8.0  # resolution of the low-res AOI analysis
+    window_um: float = 120.0  # neighbourhood over which cell coverage is measured
+    min_coverage: float = 0.35  # below: feathered edge / empty glass
+    max_coverage: float = 0.85  # above: thick end, cells overlap
+    max_overlap: float = 0.12  # fraction of strongly stained (overlapping) pixels allowed
+    min_region_mm2: float = 0.01
+
+    def __post_init__(self):
+        _check(0.5 <= self.mpp <= 64, "aoi.mpp must be in [0.5, 64]")
+        _check(self.window_um > 0, "aoi.window_um must be > 0")
+        _check(0 <= self.min_coverage < self.max_coverage <= 1, "aoi coverage bounds must satisfy 0 <= min < max <= 1")
+        _check(0 <= self.max_overlap <= 1, "aoi.max_overlap must be in [0, 1]")
+        _check(self.min_region_mm2 >= 0, "aoi.min_region_mm2 must be >= 0")
+
+
+@dataclass(frozen=True)
+class TilingConfig:
+    tile_um: float = 256.0  # core size
+    max_cell_um: float = 30.0  # largest leukocyte diameter we expect
+    halo_um: float = 40.0  # must exceed max_cell_um plus the network's margin
+    network_margin_um: float = 8.0
+
+    def __post_init__(self):
+        _check(self.tile_um > 0, "tiling.tile_um must be > 0")
+        _check(self.max_cell_um > 0, "tiling.max_cell_um must be > 0")
+        _check(
+            self.halo_um >= self.max_cell_um + self.network_margin_um,
+            f"tiling.halo_um ({self.halo_um}) must be >= max_cell_um + network_margin_um "
+            f"({self.max_cell_um + self.network_margin_um}) so every cell is seen whole by its owner tile",
+        )
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    method: str = "unet"  # "unet" (shipped weights) or "classical" (stain threshold baseline)
+    model: str = "unet-wbc"  # registered detector name, or a path to a weights file
+    mpp: float = 0.5  # detection resolution
+    threshold: float = 0.5  # foreground probability
+    min_area_um2: float = 40.0
+    max_area_um2: float = 700.0
+    min_score: float = 0.5
+    batch_size: int = 8
+    device: str = "auto"
+
+    def __post_init__(self):
+        _check(self.method in ("unet", "classical"), "detect.method must be 'unet' or 'classical'")
+        _check(0.1 <= self.mpp <= 2.0, "detect.mpp must be in [0.1, 2]")
+        _check(0 < self.threshold < 1, "detect.threshold must be in (0, 1)")
+        _check(0 <= self.min_area_um2 < self.max_area_um2, "detect area bounds must satisfy 0 <= min < max")
+        _check(0 <= self.min_score <= 1, "detect.min_score must be in [0, 1]")
+        _check(self.batch_size >= 1, "detect.batch_size must be >= 1")
+        _check(self.device in ("auto", "cpu", "cuda"), "detect.device must be auto, cpu or cuda")
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    size_px: int = 400
+    field_um: float = 29.0  # the seed's physical field around each cell
+    chunk_cells: int = 64  # patches per zarr chunk
+    compression_level: int = 5
+
+    def __post_init__(self):
+        _check(16 <= self.size_px <= 2048, "patches.size_px must be in [16, 2048]")
+        _check(5 <= self.field_um <= 200, "patches.field_um must be in [5, 200]")
+        _check(self.chunk_cells >= 1, "patches.chunk_cells must be >= 1")
+        _check(0 <= self.compression_level <= 9, "patches.compression_level must be in [0, 9]")
+
+    @property
+    def mpp(self) -> float:
+        return self.field_um / self.size_px
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    workers: int = 0  # 0: one per core
+    threads_per_worker: int = 1
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self):
+        _check(self.workers >= 0, "dask.workers must be >= 0")
+        _check(self.threads_per_worker >= 1, "dask.threads_per_worker must be >= 1")
+        _check(self.connect_timeout_s > 0, "dask.connect_timeout_s must be > 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    slide: SlideConfig = field(default_factory=SlideConfig)
+    aoi: AoiConfig = field(default_factory=AoiConfig)
+    tiling: TilingConfig = field(default_factory=TilingConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    patches: PatchConfig = field(default_factory=PatchConfig)
+    dask: DaskConfig = field(default_factory=DaskConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+    def replace(self, section: str, **changes) -> "Config":
+        """A copy with some values of one section changed (validated like a loaded file)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(where + k for k in unknown)}; allowed: {', '.join(sorted(names))}")
+    values = {}
+    for key, value in data.items():
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            values[key] = _build(kind, value, f"{where}{key}.")
+        else:
+            values[key] = _coerce(kind, value, where + key)
+    return cls(**values)
+
+
+def _coerce(kind, value, name: str):
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        for option in typing.get_args(kind):
+            try:
+                return _coerce(option, value, name)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{name}: {value!r} is not of type {kind}")
+    if kind is type(None):
+        if value is None:
+            return None
+    elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif kind in (str, bool) and isinstance(value, kind):
+        return value
+    elif typing.get_origin(kind) is tuple and isinstance(value, (list, tuple)):
+        (item,) = typing.get_args(kind)[:1]
+        return tuple(_coerce(item, v, f"{name}[]") for v in value)
+    raise ConfigError(f"{name}: {value!r} is not of type {getattr(kind, '__name__', kind)}")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Shipped defaults, overridden by the YAML file at `path` (partial files are fine)."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path) from None
+    try:
+        return _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(str(exc), path) from None
+    except TypeError as exc:
+        raise ConfigError(str(exc), path) from None
