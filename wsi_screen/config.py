@@ -75,6 +75,7 @@ class DetectConfig:
     min_score: float = 0.5
     batch_size: int = 8
     device: str = "auto"
+    classical_nucleus_threshold: float = 0.7  # baseline only: nucleus-stain cut-off
 
     def __post_init__(self):
         _check(self.method in ("unet", "classical"), "detect.method must be 'unet' or 'classical'")
@@ -84,6 +85,7 @@ class DetectConfig:
         _check(0 <= self.min_score <= 1, "detect.min_score must be in [0, 1]")
         _check(self.batch_size >= 1, "detect.batch_size must be >= 1")
         _check(self.device in ("auto", "cpu", "cuda"), "detect.device must be auto, cpu or cuda")
+        _check(0 < self.classical_nucleus_threshold < 1, "detect.classical_nucleus_threshold must be in (0, 1)")
 
 
 @dataclass(frozen=True)

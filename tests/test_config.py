@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wsi_screen.config import Config, load_config
+from wsi_screen.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_yaml_mirrors_shipped_defaults():
+    assert yaml.safe_load((REPO / "configs" / "default.yaml").read_text()) == Config().to_dict()
+    assert load_config(REPO / "configs" / "default.yaml") == Config()
+
+
+def test_partial_file_overrides_one_value(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("detect:\n  threshold: 0.7\n")
+    cfg = load_config(path)
+    assert cfg.detect.threshold == 0.7
+    assert cfg.sha256() != Config().sha256()
+    assert cfg.tiling == Config().tiling
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("detect:\n  treshold: 0.7\n", "detect.treshold"),
+        ("colour: 1\n", "colour"),
+        ("detect:\n  threshold: 1.5\n", "detect.threshold"),
+        ("detect:\n  threshold: high\n", "detect.threshold"),
+        ("tiling:\n  halo_um: 10\n", "halo_um"),
+        ("detect: [1, 2]\n", "must be a mapping"),
+        ("a: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, text, fragment):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert fragment in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_config_names_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

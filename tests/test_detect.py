@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from wsi_screen.config import DetectConfig
+from wsi_screen.detect import detect_image, instances, to_detections
+from wsi_screen.segmenters import ClassicalSegmenter
+
+
+def _disc(shape, cx, cy, r):
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+
+
+def test_touching_cells_are_split_by_their_cores():
+    shape = (80, 120)
+    cell = _disc(shape, 40, 40, 15) | _disc(shape, 66, 40, 15)
+    core = _disc(shape, 40, 40, 6) | _disc(shape, 66, 40, 6)
+    labels, score = instances(np.stack([cell, core]).astype(np.float32), DetectConfig(), mpp=0.5)
+    assert labels.max() == 2
+    areas = sorted(np.bincount(labels.ravel())[1:] * 0.25)
+    assert areas == pytest.approx([cell.sum() * 0.25 / 2] * 2, rel=0.1)
+    assert score[1:].min() == 1.0
+
+
+def test_cells_without_a_core_seed_still_count_once_and_size_filters_apply():
+    shape = (100, 100)
+    big = _disc(shape, 30, 30, 14)  # 154 µm² at 0.5 µm/px: a leukocyte
+    speck = _disc(shape, 80, 80, 3)  # 7 µm²: a platelet-sized speck, below min_area
+    labels, _ = instances(np.stack([big | speck, np.zeros(shape)]).astype(np.float32), DetectConfig(), mpp=0.5)
+    assert labels.max() >= 1 and len(np.unique(labels[labels > 0])) == 1
+    assert labels[30, 30] > 0 and labels[80, 80] == 0
+
+
+def test_detections_are_mapped_to_level0_pixels():
+    shape = (60, 60)
+    cell = _disc(shape, 20, 30, 10)
+    labels, score = instances(np.stack([cell, _disc(shape, 20, 30, 4)]).astype(np.float32), DetectConfig(), mpp=0.5)
+    (d,) = to_detections(labels, score, origin=(1000.0, 2000.0), scale=5.0, mpp=0.5)
+    assert d.x == pytest.approx(1000 + 20.5 * 5, abs=0.5) and d.y == pytest.approx(2000 + 30.5 * 5, abs=0.5)
+    assert d.area_um2 == pytest.approx(cell.sum() * 0.25)
+    xs, ys = zip(*d.polygon)
+    assert min(xs) >= d.bbox.x0 and max(xs) <= d.bbox.x1 and d.bbox.width == pytest.approx(21 * 5, abs=6)
+    assert d.polygon[0] == d.polygon[-1]
+
+
+def _smear(shape, nuclei, rng):
+    """Pink plasma, pale red cells, and leukocytes with purple nuclei and a grey-pink rim."""
+    img = np.full(shape + (3,), (235, 215, 215), np.float32)
+    for _ in range(40):
+        m = _disc(shape, rng.uniform(0, shape[1]), rng.uniform(0, shape[0]), 7)
+        img[m] = (215, 150, 160)
+    for cx, cy in nuclei:
+        img[_disc(shape, cx, cy, 12)] = (200, 180, 200)
+        img[_disc(shape, cx, cy, 7)] = (95, 45, 150)
+    return img.astype(np.uint8)
+
+
+def test_classical_baseline_finds_drawn_leukocytes():
+    nuclei = [(30, 30), (100, 40), (60, 110), (150, 130)]
+    img = _smear((180, 200), nuclei, np.random.default_rng(1))
+    dets = detect_image(img, ClassicalSegmenter(mpp=0.5, nucleus_threshold=0.7), DetectConfig(method="classical"))
+    found = sorted((round(d.x), round(d.y)) for d in dets)
+    assert len(found) == 4
+    for (x, y), (cx, cy) in zip(found, sorted(nuclei)):
+        assert abs(x - cx - 0.5) <= 2 and abs(y - cy - 0.5) <= 2

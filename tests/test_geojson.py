@@ -1,0 +1,48 @@
+import gzip
+import json
+import math
+
+import pytest
+
+from wsi_screen.export.geojson import cell_uuid, feature, read_features, validate_qupath, write_features
+
+SQUARE = [(10, 10), (30, 10), (30, 30), (10, 30)]
+
+
+def test_roundtrip_is_strict_json_and_importable(tmp_path):
+    feats = [feature(SQUARE, "Leukocyte", (0, 200, 255), {"area_um2": 12.5, "score": 0.9}, cell_uuid("s", i)) for i in range(3)]
+    path = write_features(feats, tmp_path / "d.geojson")
+    data = json.loads(path.read_text())
+    assert data["type"] == "FeatureCollection" and len(data["features"]) == 3
+    f = data["features"][0]
+    assert f["properties"]["objectType"] == "detection"
+    assert f["properties"]["classification"] == {"name": "Leukocyte", "color": [0, 200, 255]}
+    assert f["geometry"]["coordinates"][0][0] == f["geometry"]["coordinates"][0][-1]  # closed ring
+    assert validate_qupath(read_features(path)) == []
+    assert len({x["id"] for x in data["features"]}) == 3
+
+
+def test_gzip_output(tmp_path):
+    path = write_features([feature(SQUARE, "Leukocyte", (1, 2, 3), {}, cell_uuid("s", 0))], tmp_path / "d.geojson", gz=True)
+    assert path.name == "d.geojson.gz"
+    assert json.loads(gzip.decompress(path.read_bytes()))["features"][0]["id"] == cell_uuid("s", 0)
+    assert len(read_features(path)) == 1
+
+
+def test_non_finite_measurement_is_refused():
+    with pytest.raises(ValueError, match="finite"):
+        feature(SQUARE, "Leukocyte", (1, 2, 3), {"p": math.nan}, cell_uuid("s", 0))
+
+
+def test_validator_catches_what_qupath_rejects():
+    good = feature(SQUARE, "Leukocyte", (1, 2, 3), {"a": 1.0}, cell_uuid("s", 0))
+    bad_id = {**good, "id": "cell-1"}
+    no_color = json.loads(json.dumps(good))
+    del no_color["properties"]["classification"]["color"]
+    outside = json.loads(json.dumps(good))
+    outside.pop("properties")
+    outside["objectType"] = "detection"
+    bowtie = json.loads(json.dumps(good))
+    bowtie["geometry"]["coordinates"] = [[[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]
+    problems = validate_qupath([good, bad_id, no_color, outside, bowtie])
+    assert [p.split(":")[0] for p in problems] == ["feature 1", "feature 2", "feature 3", "feature 4"]

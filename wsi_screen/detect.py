@@ -1,0 +1,113 @@
+"""Leukocyte maps → instances → owned Detections in level-0 pixels.
+
+Instances: the cell map is split by watershed from one seed per cell core, so touching cells
+become separate detections; cells whose core was missed still count once (their own seed)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from shapely.geometry import Polygon
+from skimage.measure import find_contours
+from skimage.segmentation import watershed
+
+from .config import DetectConfig
+from .records import Box, Detection
+
+
+def make_segmenter(cfg: DetectConfig):
+    """The configured segmenter (imports torch only for the U-Net)."""
+    from .segmenters import ClassicalSegmenter, UnetSegmenter
+
+    if cfg.method == "classical":
+        return ClassicalSegmenter(cfg.mpp, cfg.classical_nucleus_threshold)
+    seg = UnetSegmenter(cfg.model, cfg.device)
+    if abs(seg.mpp - cfg.mpp) > 1e-6:
+        from .errors import ModelError
+
+        raise ModelError(f"detector was trained at {seg.mpp} µm/px but detect.mpp is {cfg.mpp}", seg.path)
+    return seg
+
+
+def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float) -> tuple[np.ndarray, np.ndarray]:
+    """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability)."""
+    cell = maps[0] > cfg.threshold
+    core = (maps[1] > cfg.threshold) & cell
+    min_seed_px = max(1.0, 0.1 * cfg.min_area_um2 / mpp**2)
+    seeds, n = ndi.label(core)
+    if n:
+        sizes = np.bincount(seeds.ravel())
+        seeds[sizes[seeds] < min_seed_px] = 0
+    # Cell regions without a surviving seed become their own seed.
+    regions, nr = ndi.label(cell)
+    if nr:
+        seeded = np.zeros(nr + 1, bool)
+        seeded[np.unique(regions[seeds > 0])] = True
+        orphan = ~seeded[regions] & cell
+        seeds = np.where(orphan, regions + seeds.max(), seeds)
+    seeds = _relabel(seeds)
+    labels = watershed(-maps[1], seeds, mask=cell)
+    count = labels.max()
+    if not count:
+        return labels, np.zeros(1, np.float32)
+    area_um2 = np.bincount(labels.ravel(), minlength=count + 1) * mpp**2
+    score = np.asarray(ndi.mean(maps[0], labels, np.arange(count + 1)), np.float32)
+    keep = (area_um2 >= cfg.min_area_um2) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
+    keep[0] = False
+    labels = np.where(keep[labels], labels, 0)
+    return labels, score
+
+
+def _relabel(seeds: np.ndarray) -> np.ndarray:
+    """Consecutive labels 1..n, keeping distinct seeds distinct."""
+    values, inverse = np.unique(seeds, return_inverse=True)
+    out = inverse.reshape(seeds.shape)
+    return out if values[0] == 0 else out + 1
+
+
+def to_detections(labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float) -> list[Detection]:
+    """Instances of an image whose pixel (row, col) covers level-0 [x0 + col·scale, …) →
+    Detections in level-0 px. `mpp` is the image's µm/px (for areas)."""
+    x0, y0 = origin
+    detections = []
+    for index, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        mask = labels[sl] == index
+        rows, cols = np.nonzero(mask)
+        cy, cx = rows.mean() + sl[0].start + 0.5, cols.mean() + sl[1].start + 0.5
+        contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
+        ring = [(x0 + (c - 1 + sl[1].start + 0.5) * scale, y0 + (r - 1 + sl[0].start + 0.5) * scale) for r, c in contour]
+        polygon = Polygon(ring).simplify(scale * 0.5)
+        if not polygon.is_valid:
+            polygon = polygon.buffer(0)
+        if polygon.geom_type != "Polygon":
+            polygon = max(polygon.geoms, key=lambda g: g.area)
+        bx0, by0, bx1, by1 = polygon.bounds
+        detections.append(
+            Detection(
+                x=x0 + cx * scale,
+                y=y0 + cy * scale,
+                bbox=Box(int(np.floor(bx0)), int(np.floor(by0)), int(np.ceil(bx1)), int(np.ceil(by1))),
+                area_um2=float(mask.sum() * mpp**2),
+                score=float(score[index]),
+                polygon=tuple((round(x, 2), round(y, 2)) for x, y in polygon.exterior.coords),
+            )
+        )
+    return detections
+
+
+def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig) -> list[Detection]:
+    """All leukocytes of one image already at the detector's µm/px, in that image's pixels."""
+    labels, score = instances(segmenter(rgb), cfg, segmenter.mpp)
+    return to_detections(labels, score, (0.0, 0.0), 1.0, segmenter.mpp)
+
+
+def detect_tile(slide, tile, segmenter, cfg: DetectConfig) -> list[Detection]:
+    """Detections owned by `tile`: read its halo'd box at the detector µm/px, segment, keep the
+    cells whose centroid lies in the tile's core."""
+    rgb = slide.read(tile.read, segmenter.mpp)
+    scale = tile.read.width / rgb.shape[1]
+    labels, score = instances(segmenter(rgb), cfg, segmenter.mpp)
+    dets = to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp)
+    return [d for d in dets if tile.core.contains(d.x, d.y)]

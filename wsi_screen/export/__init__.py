@@ -1,0 +1,1 @@
+"""Writers of the per-slide outputs: QuPath GeoJSON, the zarr cell store, reports."""

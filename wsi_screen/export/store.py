@@ -1,0 +1,122 @@
+"""cells.zarr: the per-cell table, the cell patches and the AOI mask of one slide.
+
+Zarr format 2 throughout, because the AOI is an OME-Zarr (NGFF 0.4) image and 0.4 is defined on
+format 2. Patches are JPEG-compressed one cell per chunk (~26 kB a cell instead of 480 kB raw),
+so any worker can write any cell's region without coordinating with the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+from imagecodecs.numcodecs import Jpeg, register_codecs
+
+from ..config import PatchConfig
+from ..records import AoiMask, Detection
+
+register_codecs()  # readers of the store need the JPEG codec registered too
+
+CELL_COLUMNS: dict[str, str] = {
+    "id": "i8",
+    "x": "f8",
+    "y": "f8",
+    "bbox_x0": "i8",
+    "bbox_y0": "i8",
+    "bbox_x1": "i8",
+    "bbox_y1": "i8",
+    "area_um2": "f4",
+    "score": "f4",
+}
+
+
+def detections_table(detections: list[Detection]) -> pd.DataFrame:
+    rows = {
+        "id": np.arange(len(detections), dtype=np.int64),
+        "x": [d.x for d in detections],
+        "y": [d.y for d in detections],
+        "bbox_x0": [d.bbox.x0 for d in detections],
+        "bbox_y0": [d.bbox.y0 for d in detections],
+        "bbox_x1": [d.bbox.x1 for d in detections],
+        "bbox_y1": [d.bbox.y1 for d in detections],
+        "area_um2": [d.area_um2 for d in detections],
+        "score": [d.score for d in detections],
+    }
+    return pd.DataFrame({k: np.asarray(v, dtype=CELL_COLUMNS[k]) for k, v in rows.items()})
+
+
+def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: dict) -> None:
+    """Write the cell table and an empty patch array sized for it; patches are filled by
+    `write_patches`, possibly from many workers at once."""
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    root.attrs.update(attrs)
+    cells = root.create_group("cells")
+    for name in table.columns:
+        values = table[name].to_numpy()
+        arr = cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),))
+        if len(values):
+            arr[:] = values
+    root.create_array(
+        "patches",
+        shape=(len(table), patches.size_px, patches.size_px, 3),
+        chunks=(1, patches.size_px, patches.size_px, 3),
+        dtype="u1",
+        compressors=Jpeg(level=90),
+        fill_value=0,
+        attributes={"field_um": patches.field_um, "mpp": patches.mpp, "axes": ["cell", "y", "x", "c"]},
+    )
+
+
+def write_patches(path: Path, start: int, patches: np.ndarray) -> None:
+    zarr.open_array(str(Path(path) / "patches"), mode="r+")[start : start + len(patches)] = patches
+
+
+def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None = None) -> None:
+    """Add (or replace) per-cell columns, e.g. class probabilities after classification."""
+    cells = zarr.open_group(str(Path(path) / "cells"), mode="r+")
+    for name, values in columns.items():
+        values = np.asarray(values)
+        cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),) + values.shape[1:], overwrite=True)
+        if len(values):
+            cells[name][...] = values
+    if attrs:
+        zarr.open_group(str(path), mode="r+").attrs.update(attrs)
+
+
+def write_aoi(path: Path, aoi: AoiMask, slide_mpp: float, levels: int = 3) -> None:
+    """The AOI mask as an NGFF 0.4 multiscale image (uint8, 255 inside) under `aoi/`."""
+    group = zarr.open_group(str(path), mode="r+").create_group("aoi")
+    mask = aoi.mask.astype(np.uint8) * 255
+    datasets = []
+    for level in range(levels):
+        factor = 2**level
+        data = mask[::factor, ::factor]
+        group.create_array(str(level), shape=data.shape, dtype="u1", chunks=(min(1024, max(1, data.shape[0])), min(1024, max(1, data.shape[1]))))
+        group[str(level)][...] = data
+        scale = aoi.downsample * slide_mpp * factor
+        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}]})
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": "aoi",
+            "axes": [{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}],
+            "datasets": datasets,
+            "type": "nearest",
+            "metadata": {"method": aoi.method, "level0_px_per_mask_px": aoi.downsample},
+        }
+    ]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    cells = zarr.open_group(str(Path(path) / "cells"), mode="r")
+    columns = {}
+    for name, arr in cells.arrays():
+        values = arr[...]
+        if values.ndim == 1:
+            columns[name] = values
+    return pd.DataFrame(columns)
+
+
+def open_patches(path: Path) -> zarr.Array:
+    return zarr.open_array(str(Path(path) / "patches"), mode="r")

@@ -1,0 +1,99 @@
+"""Dask plumbing: a client (local cluster or an existing scheduler) and the worker-side tasks.
+
+Tasks receive slide paths and tiles, never open handles: each worker process opens the slide and
+loads the model once (cached per process) and returns small records; patches go straight into
+their zarr regions."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from .config import DaskConfig, DetectConfig, PatchConfig
+from .errors import SlideError, WsiScreenError
+from .records import Tile, TileResult
+
+
+def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = None):
+    """A dask.distributed Client: connected to `scheduler` when given, else a LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            return Client(scheduler, timeout=f"{cfg.connect_timeout_s}s")
+        except (OSError, TimeoutError) as exc:
+            raise WsiScreenError(f"cannot reach Dask scheduler {scheduler} within {cfg.connect_timeout_s:g} s ({exc.__class__.__name__})") from None
+    n = workers or cfg.workers or os.cpu_count() or 1
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=None, silence_logs=40
+    )
+    return Client(cluster)
+
+
+def close_client(client) -> None:
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def bounded_map(client, fn: Callable, items: Iterable, in_flight: int, **kwargs) -> Iterator:
+    """Results of fn(item, **kwargs) as they complete, with at most `in_flight` tasks queued so
+    memory does not grow with the number of tiles."""
+    from distributed import as_completed
+
+    items = iter(items)
+    pending = as_completed()
+    for item in items:
+        pending.add(client.submit(fn, item, pure=False, **kwargs))
+        if pending.count() >= in_flight:
+            break
+    for future in pending:
+        result = future.result()
+        future.release()
+        nxt = next(items, None)
+        if nxt is not None:
+            pending.add(client.submit(fn, nxt, pure=False, **kwargs))
+        yield result
+
+
+@functools.lru_cache(maxsize=4)
+def _slide(path: str, mpp: float | None, max_mpp: float):
+    from .slide import open_slide
+
+    return open_slide(path, mpp=mpp, max_mpp=max_mpp)
+
+
+@functools.lru_cache(maxsize=2)
+def _segmenter(cfg: DetectConfig):
+    from .detect import make_segmenter
+
+    return make_segmenter(cfg)
+
+
+def tile_task(tile: Tile, slide_path: str, mpp: float | None, max_mpp: float, cfg: DetectConfig) -> TileResult:
+    """Detect one tile; a corrupt tile is reported, not fatal."""
+    from .detect import detect_tile
+
+    try:
+        dets = detect_tile(_slide(slide_path, mpp, max_mpp), tile, _segmenter(cfg), cfg)
+    except SlideError as exc:
+        return TileResult(tile, (), error=str(exc))
+    return TileResult(tile, tuple(dets))
+
+
+def patch_task(
+    job: tuple[int, tuple[tuple[float, float], ...]], slide_path: str, mpp: float | None, max_mpp: float, store: str, cfg: PatchConfig
+) -> int:
+    """Extract the patches of cells start.. and write them into the store's region."""
+    import numpy as np
+
+    from .export.store import write_patches
+    from .patches import extract_patch
+
+    start, centroids = job
+    slide = _slide(slide_path, mpp, max_mpp)
+    write_patches(Path(store), start, np.stack([extract_patch(slide, x, y, cfg) for x, y in centroids]))
+    return len(centroids)

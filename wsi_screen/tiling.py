@@ -1,0 +1,32 @@
+"""Tiling as a pure function: a frozen grid of tiles (core + halo read box) over the AOI.
+
+Exactly-once detection comes from ownership, not de-duplication: a detection belongs to the tile
+whose core holds its centroid. Cores partition the slide, so every centroid has one owner, and
+the halo (checked against the largest cell) lets the owner see its cells whole."""
+
+from __future__ import annotations
+
+import math
+
+from .config import TilingConfig
+from .records import AoiMask, Box, Tile, TileGrid
+
+
+def halo_px(cfg: TilingConfig, mpp: float) -> int:
+    return int(math.ceil(cfg.halo_um / mpp))
+
+
+def make_grid(width: int, height: int, mpp: float, cfg: TilingConfig, aoi: AoiMask | None = None) -> TileGrid:
+    """Tiles of `cfg.tile_um` core over a `width`×`height` level-0 slide; tiles whose core misses the
+    AOI are dropped (their cells are outside it by ownership)."""
+    tile = max(1, int(round(cfg.tile_um / mpp)))
+    halo = halo_px(cfg, mpp)
+    tiles = []
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            core = Box(x0, y0, min(x0 + tile, width), min(y0 + tile, height))
+            if aoi is not None and not aoi.covers(core):
+                continue
+            read = Box(core.x0 - halo, core.y0 - halo, core.x1 + halo, core.y1 + halo)
+            tiles.append(Tile(len(tiles), core, read))
+    return TileGrid(tuple(tiles), tile, halo)

@@ -1,0 +1,1 @@
+"""Training-side code: datasets, splits, loops, metrics. Never imported by inference."""
