@@ -107,6 +107,31 @@ class PatchConfig:
 
 
 @dataclass(frozen=True)
+class AggregateConfig:
+    blast_threshold: float = 0.002  # flag when the corrected prevalence CI lies above this
+    blast_high_p: float = 0.9  # ... or when this many cells are confidently blasts
+    blast_min_cells: int = 2
+    atypical_threshold: float = 0.05
+    atypical_high_p: float = 0.95
+    atypical_min_cells: int = 10
+    eosinophilia_pct: float = 7.0
+    left_shift_pct: float = 10.0
+    apl_promyelocyte_pct: float = 5.0
+    min_leukocytes: int = 200  # fewer classified cells: the differential is unreliable
+    bootstrap_samples: int = 4000
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("blast_threshold", "blast_high_p", "atypical_threshold", "atypical_high_p"):
+            _check(0 <= getattr(self, name) <= 1, f"aggregate.{name} must be in [0, 1]")
+        _check(self.blast_min_cells >= 1 and self.atypical_min_cells >= 1, "aggregate min_cells must be >= 1")
+        for name in ("eosinophilia_pct", "left_shift_pct", "apl_promyelocyte_pct"):
+            _check(0 <= getattr(self, name) <= 100, f"aggregate.{name} must be in [0, 100]")
+        _check(self.min_leukocytes >= 0, "aggregate.min_leukocytes must be >= 0")
+        _check(100 <= self.bootstrap_samples <= 1_000_000, "aggregate.bootstrap_samples must be in [100, 1e6]")
+
+
+@dataclass(frozen=True)
 class DaskConfig:
     workers: int = 0  # 0: one per core
     threads_per_worker: int = 1
@@ -125,6 +150,7 @@ class Config:
     tiling: TilingConfig = field(default_factory=TilingConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
+    aggregate: AggregateConfig = field(default_factory=AggregateConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
 
     def to_dict(self) -> dict:
