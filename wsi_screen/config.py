@@ -107,6 +107,21 @@ class PatchConfig:
 
 
 @dataclass(frozen=True)
+class QcConfig:
+    min_focus: float = 0.3  # sharp 100x fields score 0.4-0.7 at 0.5 µm/px, blurred ones < 0.2
+    stain_reference: tuple[float, ...] = (0.405, 0.679, 0.602)  # mean OD direction of TXL-PBC fields
+    max_stain_angle_deg: float = 15.0  # real fields lie within 9°
+    min_coverage: float = 0.2
+    max_coverage: float = 0.9
+
+    def __post_init__(self):
+        _check(self.min_focus >= 0, "qc.min_focus must be >= 0")
+        _check(len(self.stain_reference) == 3 and min(self.stain_reference) >= 0 and max(self.stain_reference) > 0, "qc.stain_reference must be 3 non-negative numbers")
+        _check(0 < self.max_stain_angle_deg <= 90, "qc.max_stain_angle_deg must be in (0, 90]")
+        _check(0 <= self.min_coverage < self.max_coverage <= 1, "qc coverage bounds must satisfy 0 <= min < max <= 1")
+
+
+@dataclass(frozen=True)
 class AggregateConfig:
     blast_threshold: float = 0.002  # flag when the corrected prevalence CI lies above this
     blast_high_p: float = 0.9  # ... or when this many cells are confidently blasts
@@ -151,10 +166,12 @@ class Config:
     detect: DetectConfig = field(default_factory=DetectConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
     aggregate: AggregateConfig = field(default_factory=AggregateConfig)
+    qc: QcConfig = field(default_factory=QcConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain JSON/YAML types (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()

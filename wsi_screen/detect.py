@@ -12,7 +12,8 @@ from skimage.measure import find_contours
 from skimage.segmentation import watershed
 
 from .config import DetectConfig
-from .records import Box, Detection
+from .qc import tile_qc
+from .records import Box, Detection, Tile, TileResult
 
 
 def make_segmenter(cfg: DetectConfig):
@@ -103,11 +104,14 @@ def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig) -> list[Detectio
     return to_detections(labels, score, (0.0, 0.0), 1.0, segmenter.mpp)
 
 
-def detect_tile(slide, tile, segmenter, cfg: DetectConfig) -> list[Detection]:
+def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig) -> TileResult:
     """Detections owned by `tile`: read its halo'd box at the detector µm/px, segment, keep the
-    cells whose centroid lies in the tile's core."""
+    cells whose centroid lies in the tile's core; QC figures of the core come free."""
     rgb = slide.read(tile.read, segmenter.mpp)
     scale = tile.read.width / rgb.shape[1]
     labels, score = instances(segmenter(rgb), cfg, segmenter.mpp)
     dets = to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp)
-    return [d for d in dets if tile.core.contains(d.x, d.y)]
+    owned = tuple(d for d in dets if tile.core.contains(d.x, d.y))
+    halo = int(round((tile.core.x0 - tile.read.x0) / scale))
+    core = rgb[halo : halo + int(round(tile.core.height / scale)), halo : halo + int(round(tile.core.width / scale))]
+    return TileResult(tile, owned, tile_qc(core))

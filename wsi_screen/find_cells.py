@@ -15,6 +15,7 @@ from tqdm import tqdm
 from . import __version__
 from .classes import LEUKOCYTE, LEUKOCYTE_COLOR
 from .config import Config
+from .qc import summarize_qc
 from .records import Detection
 
 
@@ -75,11 +76,12 @@ def find_cells(
         client = make_client(scheduler, config.dask, workers)
     try:
         startup = time.perf_counter() - t0
-        detections, errors = _detect_tiles(client, grid, str(slide_path), mpp, config, progress)
+        detections, errors, tile_qcs = _detect_tiles(client, grid, str(slide_path), mpp, config, progress)
+        qc = summarize_qc(tile_qcs, len(detections), mask.area_mm2(info.mpp), config.qc)
         if not detections:
             warnings.warn(f"{slide_path}: no leukocytes found in the AOI", stacklevel=2)
         out_dir = Path(out_root) / Path(slide_path).stem
-        _write_outputs(client, out_dir, slide_path, mpp, info, mask, detections, errors, config, t0)
+        _write_outputs(client, out_dir, slide_path, mpp, info, mask, detections, errors, qc, config, t0)
     finally:
         if own_client:
             from .parallel import close_client
@@ -96,18 +98,21 @@ def _detect_tiles(client, grid, slide_path: str, mpp, config: Config, progress: 
     in_flight = 4 * max(1, len(client.scheduler_info().get("workers", {})))
     by_tile: dict[int, tuple[Detection, ...]] = {}
     errors: list[str] = []
+    qc = []
     results = bounded_map(client, tile_task, grid.tiles, in_flight, slide_path=slide_path, mpp=mpp, max_mpp=config.slide.max_mpp, cfg=config.detect)
     for result in tqdm(results, total=len(grid.tiles), desc="detecting", unit="tile", disable=not progress):
         if result.error:
             warnings.warn(f"skipped corrupt tile {result.tile.index} at {result.tile.core}: {result.error}", stacklevel=2)
             errors.append(result.error)
         by_tile[result.tile.index] = result.detections
+        if result.qc is not None:
+            qc.append((result.tile.index, result.qc))
     # Deterministic order whatever the scheduling: tile by tile, then top-to-bottom, left-to-right.
     detections = [d for i in sorted(by_tile) for d in sorted(by_tile[i], key=lambda d: (d.y, d.x))]
-    return detections, errors
+    return detections, errors, [q for _, q in sorted(qc, key=lambda iq: iq[0])]
 
 
-def _write_outputs(client, out_dir: Path, slide_path, mpp, info, mask, detections, errors, config: Config, t0: float) -> None:
+def _write_outputs(client, out_dir: Path, slide_path, mpp, info, mask, detections, errors, qc, config: Config, t0: float) -> None:
     from .export.geojson import write_features
     from .export.outdir import staged_dir
     from .export.store import create_store, detections_table, write_aoi
@@ -132,5 +137,5 @@ def _write_outputs(client, out_dir: Path, slide_path, mpp, info, mask, detection
         for _ in bounded_map(client, patch_task, jobs, in_flight, slide_path=str(slide_path), mpp=mpp, max_mpp=config.slide.max_mpp, store=str(store.resolve()), cfg=config.patches):
             pass
         write_features(detection_features(detections, slide_key), tmp / "detections.geojson")
-        summary = {**attrs, "aoi_area_mm2": mask.area_mm2(info.mpp), "tile_errors": errors, "seconds": time.perf_counter() - t0}
+        summary = {**attrs, "aoi_area_mm2": mask.area_mm2(info.mpp), "tile_errors": errors, "qc": qc, "seconds": time.perf_counter() - t0}
         (tmp / "detect.json").write_text(json.dumps(summary, indent=1))

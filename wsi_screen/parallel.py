@@ -78,10 +78,9 @@ def tile_task(tile: Tile, slide_path: str, mpp: float | None, max_mpp: float, cf
     from .detect import detect_tile
 
     try:
-        dets = detect_tile(_slide(slide_path, mpp, max_mpp), tile, _segmenter(cfg), cfg)
+        return detect_tile(_slide(slide_path, mpp, max_mpp), tile, _segmenter(cfg), cfg)
     except SlideError as exc:
         return TileResult(tile, (), error=str(exc))
-    return TileResult(tile, tuple(dets))
 
 
 def patch_task(

@@ -101,9 +101,21 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class TileQc:
+    """Quality figures of one tile's core: focus, mean optical-density vector of stained pixels,
+    fraction of stained pixels."""
+
+    focus: float
+    od_vector: tuple[float, float, float]
+    coverage: float
+    n_pixels: int
+
+
+@dataclass(frozen=True)
 class TileResult:
-    """What a worker returns for one tile: its owned detections, or the error that skipped it."""
+    """What a worker returns for one tile: its owned detections and QC, or the error that skipped it."""
 
     tile: Tile
     detections: tuple[Detection, ...]
+    qc: TileQc | None = None
     error: str | None = None

@@ -1,0 +1,50 @@
+"""Slide quality control from the tiles the detector already reads (no extra I/O): focus, stain
+colour and red-cell coverage per tile, summarised over the AOI with warnings outside normal ranges.
+
+Focus is the Laplacian's spread relative to the image contrast (scale- and stain-independent at
+the detector µm/px). Stain is the direction of the mean optical-density vector of stained pixels:
+a Romanowsky stain absorbs green most, then blue, then red; a colour cast rotates the vector."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .config import QcConfig
+from .records import TileQc
+
+STAINED_OD = 0.3  # summed optical density above which a pixel belongs to a cell
+
+
+def tile_qc(rgb: np.ndarray) -> TileQc:
+    a = rgb.astype(np.float32)
+    od = -np.log(np.clip(a, 1, 255) / 255.0)
+    stained = od.sum(-1) > STAINED_OD
+    grey = a.mean(-1) / 255.0
+    contrast = float(grey[stained].std()) if stained.sum() > 16 else 0.0
+    focus = float(ndi.laplace(grey).std() / contrast) if contrast > 1e-3 else 0.0
+    vec = od[stained].mean(0) if stained.any() else np.zeros(3)
+    return TileQc(focus, tuple(float(v) for v in vec), float(stained.mean()), int(stained.size))
+
+
+def summarize_qc(tiles: list[TileQc], n_cells: int, aoi_area_mm2: float, cfg: QcConfig) -> dict:
+    """Medians over tiles with cells in them, and warnings in plain words."""
+    warnings = []
+    useful = [t for t in tiles if t.coverage > 0.02]
+    if not useful:
+        return {"focus": None, "stain_angle_deg": None, "coverage": None, "leukocytes_per_mm2": 0.0, "warnings": ["no stained cells in the AOI: empty or unreadable area"]}
+    focus = float(np.median([t.focus for t in useful]))
+    weights = np.array([t.coverage * t.n_pixels for t in useful])
+    vec = (np.array([t.od_vector for t in useful]) * weights[:, None]).sum(0) / weights.sum()
+    ref = np.asarray(cfg.stain_reference, float)
+    cos = float(vec @ ref / (np.linalg.norm(vec) * np.linalg.norm(ref) + 1e-12))
+    angle = float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    coverage = float(np.median([t.coverage for t in useful]))
+    density = n_cells / aoi_area_mm2 if aoi_area_mm2 > 0 else 0.0
+    if focus < cfg.min_focus:
+        warnings.append(f"out of focus: focus score {focus:.2f} below {cfg.min_focus:.2f}; re-scan before trusting morphology")
+    if angle > cfg.max_stain_angle_deg:
+        warnings.append(f"unusual stain colour: {angle:.0f}° from a Romanowsky stain (limit {cfg.max_stain_angle_deg:.0f}°)")
+    if not cfg.min_coverage <= coverage <= cfg.max_coverage:
+        warnings.append(f"red-cell coverage {coverage:.0%} outside the monolayer range {cfg.min_coverage:.0%}–{cfg.max_coverage:.0%}")
+    return {"focus": focus, "stain_angle_deg": angle, "coverage": coverage, "leukocytes_per_mm2": density, "warnings": warnings}
