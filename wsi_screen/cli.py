@@ -39,9 +39,9 @@ def _slide_options(fn):
 def detect(slide: Path, out: Path, mpp: float | None, aoi: str, config_path: Path | None, workers: int | None, scheduler: str | None) -> None:
     """Find every leukocyte in SLIDE: QuPath GeoJSON, cells.zarr with 400×400 patches."""
     from .config import load_config
-    from .find_cells import find_cells
+    from .find_cells import detect_slide
 
-    summary = find_cells(slide, out, load_config(config_path), mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler)
+    summary = detect_slide(slide, out, load_config(config_path), mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler)
     click.echo(summary.line())
 
 

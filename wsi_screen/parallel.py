@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -32,11 +33,22 @@ def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
     return Client(cluster)
 
 
-def close_client(client) -> None:
-    cluster = getattr(client, "cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+@contextmanager
+def dask_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = None):
+    """A client for the duration of one job; a local cluster we started is shut down after."""
+    client = make_client(scheduler, cfg, workers)
+    try:
+        yield client
+    finally:
+        cluster = None if scheduler else client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def in_flight(client) -> int:
+    """Tasks to keep queued: enough to keep every worker busy, few enough to bound memory."""
+    return 4 * max(1, len(client.scheduler_info().get("workers", {})))
 
 
 def bounded_map(client, fn: Callable, items: Iterable, in_flight: int, **kwargs) -> Iterator:
