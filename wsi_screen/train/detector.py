@@ -84,14 +84,22 @@ class FieldSamples:
         return _stain_jitter(np.ascontiguousarray(img), rng), np.ascontiguousarray(tgt, dtype=np.float32)
 
 
-def evaluate(segmenter, fields: list[Field], mpps: list[float], detect_cfg: DetectConfig) -> DetectionScore:
-    """Centroid-in-box precision/recall over whole fields resampled to the detector µm/px."""
+def evaluate(segmenter, fields: list[Field], mpps: list[float], detect_cfg: DetectConfig, sliver_um: float = 0.0) -> DetectionScore:
+    """Centroid-in-box precision/recall over whole fields resampled to the detector µm/px.
+
+    With `sliver_um` > 0, boxes that touch the field border and are narrower than that (a cell
+    cut to a strip by the camera frame, which a whole-slide scan never has) are left out."""
     total = DetectionScore(0, 0, 0)
     for f, m in zip(fields, mpps):
         factor = m / detect_cfg.mpp
         dets = detect_image(_resize(read_rgb(f.image), factor, Image.BILINEAR), segmenter, detect_cfg)
         centroids = np.array([(d.x / factor, d.y / factor) for d in dets]).reshape(-1, 2)
-        total = total + match(centroids, f.wbc_boxes)
+        boxes = f.wbc_boxes
+        if sliver_um > 0:
+            x0, y0, x1, y1 = boxes.T
+            at_border = (x0 <= 1) | (y0 <= 1) | (x1 >= f.width - 1) | (y1 >= f.height - 1)
+            boxes = boxes[~(at_border & (np.minimum(x1 - x0, y1 - y0) * m < sliver_um))]
+        total = total + match(centroids, boxes)
     return total
 
 
