@@ -1,0 +1,292 @@
+"""Synthetic blood smears with known answers, written as real pyramidal, tiled, JPEG-compressed
+TIFFs with µm/px resolution tags (OpenSlide and tifffile both read them) and a QuPath-style
+ground-truth GeoJSON. Along the long (x) axis: thick end (red cells overlap), monolayer band (side
+by side; leukocytes go here), feathered edge (sparse), empty glass. Cells are real (TXL-PBC red
+cells, PBC/DeepAPL leukocytes) when `data_dir` is given, drawn otherwise, so tests can always
+build their own fixtures. Placement is random, so cells straddle arbitrary tile seams."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image
+from scipy.spatial import cKDTree
+from shapely.geometry import Polygon, box, mapping
+from skimage import measure
+
+from .classes import CLASS_COLORS, class_index
+from .synth_cells import RBC_UM, Sprite, cut_leukocyte, drawn_leukocyte, drawn_rbc, real_leukocytes, real_rbcs
+
+GLASS_RGB = np.array([242.0, 232.0, 220.0], np.float32)
+ZONE_FRACTIONS = (0.2, 0.45, 0.2)  # thick end, monolayer, feathered edge; the rest of the width is glass
+THICK, MONO, FEATHER = 0, 1, 2
+RBC_COVERAGE = {THICK: 1.8, MONO: 0.55, FEATHER: 0.08}  # area covered by red cells / zone area
+NORMAL_MIX = {"NGS": 0.55, "LYT": 0.30, "MON": 0.07, "EOS": 0.04, "NGB": 0.03, "BAS": 0.01}
+MONOLAYER = "Monolayer"
+MONOLAYER_COLOR = (0, 160, 0)
+LEUKOCYTE_GAP_UM = 2.0
+
+
+@dataclass(frozen=True)
+class PlacedCell:
+    code: str
+    x: float  # centroid, level-0 px
+    y: float
+    polygon: tuple[tuple[float, float], ...]  # outline, level-0 px
+    area_um2: float
+    source: str  # crop file (class/file) or "drawn"
+
+
+@dataclass(frozen=True, eq=False)
+class SynthSlide:
+    path: Path
+    geojson: Path
+    width: int
+    height: int
+    mpp: float
+    cells: tuple[PlacedCell, ...]
+    band: Polygon  # true monolayer, level-0 px
+
+
+def make_slide(
+    out_path: str | Path,
+    *,
+    width: int = 4000,
+    height: int = 3000,
+    mpp: float = 0.2,
+    n_leukocytes: int = 30,
+    class_mix: Mapping[str, float] | None = None,
+    sources: tuple[str, ...] = ("pbc",),
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    tile: int = 256,
+    quality: int = 85,
+) -> SynthSlide:
+    """Write a smear to `out_path` (TIFF) and its ground truth next to it (`<stem>.geojson`).
+    `class_mix` gives class proportions (exact counts by largest remainder, so a prevalence is
+    placed exactly); leukocyte crops come from `sources` ("pbc", "deepapl") under
+    `data_dir`/cells, red cells from `data_dir`/detection/txl_pbc; `data_dir=None` draws them.
+    Deterministic for a given seed."""
+    out_path = Path(out_path)
+    rng = np.random.default_rng(seed)
+    codes = _apportion(dict(class_mix or NORMAL_MIX), n_leukocytes, rng)
+    curves = _zone_curves(width, height, rng)
+    leukocytes = _leukocyte_sprites(codes, mpp, sources, data_dir, rng)
+    rbcs = real_rbcs(Path(data_dir) / "detection" / "txl_pbc", mpp, rng) if data_dir else [drawn_rbc(mpp, rng) for _ in range(60)]
+    od = np.zeros((height, width, 3), np.float32)
+    placed = _place_leukocytes(leukocytes, curves, width, height, mpp, rng)
+    _scatter_rbcs(od, rbcs, curves, placed, mpp, rng)
+    cells = tuple(_blend(od, sprite, x0, y0, mpp) for sprite, x0, y0 in placed)
+    rgb = np.rint(GLASS_RGB * np.exp(-od)).astype(np.uint8)
+    del od
+    write_pyramid(out_path, rgb, mpp, tile=tile, quality=quality)
+    band = _band_polygon(curves, width, height)
+    geojson = out_path.with_suffix(".geojson")
+    write_ground_truth(geojson, cells, band, mpp, rng)
+    return SynthSlide(out_path, geojson, width, height, mpp, cells, band)
+
+
+def write_pyramid(path: str | Path, rgb: np.ndarray, mpp: float, tile: int = 256, quality: int = 85) -> int:
+    """A tiled JPEG TIFF, one page per 2× level until the level fits in two tiles, each page with
+    its own resolution tags in px/cm. Like Aperio, Photometric says RGB while each JPEG tile is
+    YCbCr 4:2:0 inside (half the size; tifffile's photometric="ycbcr" would mislabel RGB data).
+    Returns the number of levels."""
+    levels = [Image.fromarray(rgb)]
+    while max(levels[-1].size) > 2 * tile:
+        levels.append(levels[-1].reduce(2))
+    w0 = levels[0].size[0]
+    with tifffile.TiffWriter(path, bigtiff=rgb.nbytes > 2**31) as tif:
+        for i, level in enumerate(levels):
+            px_per_cm = 1e4 / (mpp * w0 / level.size[0])
+            tif.write(
+                np.asarray(level), tile=(tile, tile), photometric="rgb", compression="jpeg",
+                compressionargs={"level": quality, "outcolorspace": "ycbcr", "subsampling": (2, 2)}, resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
+                subfiletype=1 if i else 0, metadata=None, software="wsi_screen.synth",
+            )
+    return len(levels)
+
+
+def write_ground_truth(path: Path, cells: tuple[PlacedCell, ...], band: Polygon, mpp: float, rng: np.random.Generator) -> None:
+    """QuPath GeoJSON: one detection per leukocyte and the monolayer band as an annotation."""
+    def feature(geometry, object_type, name, color, measurements, metadata):
+        return {
+            "type": "Feature",
+            "id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+            "geometry": mapping(geometry),
+            "properties": {
+                "objectType": object_type,
+                "classification": {"name": name, "color": list(color)},
+                "measurements": measurements,
+                "metadata": metadata,
+            },
+        }
+
+    features = [
+        feature(band, "annotation", MONOLAYER, MONOLAYER_COLOR, {"area_mm2": round(band.area * (mpp / 1000) ** 2, 6)},
+                {"truth": "monolayer band"})
+    ]
+    for c in cells:
+        features.append(feature(
+            Polygon(c.polygon), "detection", c.code, CLASS_COLORS[c.code],
+            {"class_index": class_index(c.code), "area_um2": round(c.area_um2, 2),
+             "centroid_x_px": round(c.x, 2), "centroid_y_px": round(c.y, 2)},
+            {"class_code": c.code, "source_file": c.source},
+        ))
+    collection = {"type": "FeatureCollection", "features": features}
+    Path(path).write_text(json.dumps(collection, allow_nan=False))
+
+
+def _apportion(mix: dict[str, float], n: int, rng: np.random.Generator) -> list[str]:
+    """Exactly n class codes in the given proportions (largest remainder), shuffled."""
+    for code in mix:
+        class_index(code)
+    total = sum(mix.values())
+    if n < 0 or total <= 0 or min(mix.values()) < 0:
+        raise ValueError("class_mix needs non-negative proportions with a positive sum and n >= 0")
+    exact = {c: n * p / total for c, p in mix.items()}
+    counts = {c: int(v) for c, v in exact.items()}
+    for c in sorted(exact, key=lambda c: counts[c] - exact[c])[: n - sum(counts.values())]:
+        counts[c] += 1
+    codes = [c for c, k in counts.items() for _ in range(k)]
+    return [codes[i] for i in rng.permutation(len(codes))]
+
+
+def _zone_curves(width: int, height: int, rng: np.random.Generator) -> list:
+    """The three zone boundaries x = f(y): gently wavy, as a real smear's are."""
+    edges = np.cumsum(ZONE_FRACTIONS) * width
+    curves = []
+    for edge in edges:
+        amp, freq, phase = 0.02 * width, rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
+        curves.append(lambda y, e=edge, a=amp, f=freq, p=phase: e + a * np.sin(2 * np.pi * f * np.asarray(y) / height + p))
+    return curves
+
+
+def _zone(curves, x, y) -> np.ndarray:
+    """0 thick end, 1 monolayer, 2 feathered edge, 3 glass."""
+    return sum((np.asarray(x) >= c(y)).astype(int) for c in curves)
+
+
+def _band_polygon(curves, width: int, height: int) -> Polygon:
+    ys = np.linspace(0, height, 129)
+    ring = list(zip(curves[0](ys), ys)) + list(zip(curves[1](ys[::-1]), ys[::-1]))
+    return Polygon(ring).intersection(box(0, 0, width, height))
+
+
+def _leukocyte_sprites(codes, mpp, sources, data_dir, rng) -> list[Sprite]:
+    if data_dir is None:
+        return [drawn_leukocyte(code, mpp, rng) for code in codes]
+    files = real_leukocytes(Path(data_dir) / "cells", set(codes), tuple(sources))
+    sprites = []
+    for code in codes:
+        for _ in range(50):
+            sprite = cut_leukocyte(files[code][rng.integers(len(files[code]))], code, mpp)
+            if sprite is not None:
+                break
+        else:
+            raise ValueError(f"could not cut a plausible {code} leukocyte from 50 crops")
+        sprites.append(sprite)
+    return sprites
+
+
+def _orient(sprite: Sprite, rng: np.random.Generator) -> Sprite:
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    def turn(a):
+        a = np.rot90(a, k)
+        return np.ascontiguousarray(a[:, ::-1] if flip else a)
+    return Sprite(turn(sprite.od), turn(sprite.alpha), sprite.code, sprite.source)
+
+
+def _place_leukocytes(sprites, curves, width, height, mpp, rng) -> list[tuple[Sprite, int, int]]:
+    """Random non-overlapping positions with the whole cell inside the monolayer band."""
+    placed, centres, radii = [], [], []
+    gap = LEUKOCYTE_GAP_UM / mpp
+    for sprite in sprites:
+        sprite = _orient(sprite, rng)
+        h, w = sprite.alpha.shape
+        ys, xs = np.nonzero(sprite.alpha > 0.05)
+        r = float(np.hypot(xs - w / 2, ys - h / 2).max()) + 1
+        for _ in range(500):
+            cx, cy = rng.uniform(w / 2 + 1, width - w / 2 - 1), rng.uniform(h / 2 + 1, height - h / 2 - 1)
+            if not (_zone(curves, [cx - r, cx + r], [cy, cy]) == MONO).all():
+                continue
+            if all(np.hypot(cx - px, cy - py) >= r + pr + gap for (px, py), pr in zip(centres, radii)):
+                break
+        else:
+            raise ValueError(f"could not place {len(sprites)} leukocytes without overlap; use a larger slide or fewer cells")
+        centres.append((cx, cy))
+        radii.append(r)
+        placed.append((sprite, round(cx - w / 2), round(cy - h / 2)))
+    return placed
+
+
+def _scatter_rbcs(od, sprites, curves, placed, mpp, rng) -> None:
+    """Red cells at each zone's coverage: overlapping in the thick end (random), non-overlapping
+    elsewhere (random sequential addition), clear of the leukocytes."""
+    height, width = od.shape[:2]
+    r = RBC_UM / 2 / mpp
+    area = np.pi * r * r
+    centres = [(x0 + s.alpha.shape[1] / 2, y0 + s.alpha.shape[0] / 2) for s, x0, y0 in placed]
+    radii = np.array([max(s.alpha.shape) / 2 for s, _, _ in placed])
+    for zone, coverage in RBC_COVERAGE.items():
+        ys = np.arange(height) + 0.5
+        inner = np.clip(curves[zone - 1](ys), 0, width) if zone else np.zeros(height)
+        outer = np.clip(curves[zone](ys), 0, width)
+        n_target = int(coverage * float(np.sum(outer - inner)) / area)
+        right = float(outer.max())
+        n_cand = int(n_target * (1.5 if zone == THICK else 6) * right * height / max(float(np.sum(outer - inner)), 1.0))
+        xy = rng.uniform((0, 0), (right, height), size=(n_cand, 2))
+        xy = xy[_zone(curves, xy[:, 0], xy[:, 1]) == zone]
+        if centres:
+            dist, nearest = cKDTree(centres).query(xy)
+            xy = xy[dist > radii[nearest] + 0.8 * r]
+        xy = xy[:n_target] if zone == THICK else _sequential(xy, 1.9 * r, n_target)
+        for x, y in xy:
+            _stamp(od, _orient(sprites[rng.integers(len(sprites))], rng), x, y)
+
+
+def _sequential(xy: np.ndarray, d_min: float, n_max: int) -> np.ndarray:
+    """Keep candidates in order unless closer than d_min to one already kept (a grid hash)."""
+    grid: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    kept = []
+    d2 = d_min * d_min
+    for x, y in xy:
+        gx, gy = int(x // d_min), int(y // d_min)
+        if any((x - px) ** 2 + (y - py) ** 2 < d2 for i in (gx - 1, gx, gx + 1) for j in (gy - 1, gy, gy + 1) for px, py in grid.get((i, j), ())):
+            continue
+        grid.setdefault((gx, gy), []).append((x, y))
+        kept.append((x, y))
+        if len(kept) >= n_max:
+            break
+    return np.array(kept).reshape(-1, 2)
+
+
+def _stamp(od: np.ndarray, sprite: Sprite, cx: float, cy: float) -> None:
+    """Add a red cell's density (stain adds up where cells overlap), clipped at the slide edge."""
+    h, w = sprite.alpha.shape
+    x0, y0 = round(cx - w / 2), round(cy - h / 2)
+    sx0, sy0 = max(0, -x0), max(0, -y0)
+    sx1, sy1 = min(w, od.shape[1] - x0), min(h, od.shape[0] - y0)
+    if sx0 < sx1 and sy0 < sy1:
+        od[y0 + sy0 : y0 + sy1, x0 + sx0 : x0 + sx1] += (sprite.od * sprite.alpha[..., None])[sy0:sy1, sx0:sx1]
+
+
+def _blend(od: np.ndarray, sprite: Sprite, x0: int, y0: int, mpp: float) -> PlacedCell:
+    """Lay a leukocyte over whatever is beneath with its soft alpha; return its outline."""
+    h, w = sprite.alpha.shape
+    a = sprite.alpha[..., None]
+    region = od[y0 : y0 + h, x0 : x0 + w]
+    region[:] = region * (1 - a) + sprite.od * a
+    contour = max(measure.find_contours(np.pad(sprite.alpha, 1), 0.5), key=len)
+    outline = Polygon([(x0 + c - 0.5, y0 + r - 0.5) for r, c in contour]).buffer(0).simplify(0.5)
+    if outline.geom_type != "Polygon":
+        outline = max(outline.geoms, key=lambda g: g.area)
+    return PlacedCell(
+        sprite.code, round(outline.centroid.x, 2), round(outline.centroid.y, 2),
+        tuple((round(x, 2), round(y, 2)) for x, y in outline.exterior.coords), outline.area * mpp**2, sprite.source,
+    )

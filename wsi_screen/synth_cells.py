@@ -1,0 +1,173 @@
+"""Cell sprites for synthetic smears: real red cells cut from TXL-PBC fields, real leukocytes cut
+from single-cell crops, or drawn ones when no data is at hand. A sprite is optical density (OD,
+so overlapping red cells add up like stain does) plus a soft alpha, already at the slide's µm/px."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage as ndi
+from skimage import feature, filters, measure, morphology, segmentation
+
+RBC_UM = 7.5  # red-cell diameter used to calibrate each field's µm/px
+CROP_MPP = 0.09  # PBC/DeepAPL crops: TXL-PBC's PBC fields (same camera) have ~83 px red cells
+PBC_FIELD_SIZES = {(360, 363), (366, 369)}  # TXL-PBC fields that come from PBC (same stain as the crops)
+
+
+@dataclass(frozen=True, eq=False)
+class Sprite:
+    od: np.ndarray  # H×W×3 float32 optical density (-ln transmittance) per RGB channel
+    alpha: np.ndarray  # H×W float32 in [0, 1]; > 0.5 is the cell
+    code: str = "RBC"
+    source: str = "drawn"
+
+
+def _od_of(rgb: np.ndarray) -> np.ndarray:
+    """OD relative to the image's own glass (median of its brightest pixels)."""
+    f = rgb.astype(np.float32)
+    glass = np.median(f[f[..., 1] >= np.percentile(f[..., 1], 95)], axis=0)
+    return -np.log(np.clip(f / glass, 1e-3, 1.0))
+
+
+def _resized(sprite_od: np.ndarray, alpha: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    h, w = alpha.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    od = np.stack([np.asarray(Image.fromarray(sprite_od[..., c]).resize(size, Image.Resampling.BILINEAR)) for c in range(3)], -1)
+    a = np.asarray(Image.fromarray(alpha).resize(size, Image.Resampling.BILINEAR))
+    return od.astype(np.float32), np.clip(a, 0, 1).astype(np.float32)
+
+
+def _soft(mask: np.ndarray, sigma_px: float) -> np.ndarray:
+    return np.clip(ndi.gaussian_filter(mask.astype(np.float32), sigma_px), 0, 1)
+
+
+def drawn_rbc(mpp: float, rng: np.random.Generator) -> Sprite:
+    """A biconcave red cell: denser rim, pale centre."""
+    r = rng.normal(RBC_UM, 0.4) / 2 / mpp
+    n = int(np.ceil(r)) * 2 + 3
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    rho = np.hypot(yy, xx) / r
+    density = np.where(rho <= 1, 0.55 + 0.45 * rho**2, 0.0)[..., None]
+    return Sprite((density * np.array([0.22, 0.55, 0.38])).astype(np.float32), _soft(rho <= 1, 0.6))
+
+
+def drawn_leukocyte(code: str, mpp: float, rng: np.random.Generator) -> Sprite:
+    """A pale cytoplasm disk with a dark purple nucleus (three lobes for segmented neutrophils)."""
+    r = rng.uniform(5.5, 7.5) / mpp
+    n = int(np.ceil(r)) * 2 + 5
+    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2
+    cell = np.hypot(yy, xx) <= r
+    lobes = 3 if code == "NGS" else 1
+    nucleus = np.zeros_like(cell)
+    for k in range(lobes):
+        angle = rng.uniform(0, 2 * np.pi) if lobes == 1 else 2 * np.pi * k / lobes
+        off = 0.0 if lobes == 1 else 0.35 * r
+        cy, cx = off * np.sin(angle), off * np.cos(angle)
+        nr = r * (0.65 if lobes == 1 else 0.33)
+        nucleus |= ((yy - cy) / nr) ** 2 + ((xx - cx) / (0.8 * nr)) ** 2 <= 1
+    od = np.where(cell[..., None], [0.12, 0.14, 0.06], 0) + np.where(nucleus[..., None], [1.0, 1.1, 0.45], 0)
+    return Sprite(od.astype(np.float32), _soft(cell, 0.8), code)
+
+
+def real_rbcs(txl_dir: Path, mpp: float, rng: np.random.Generator, n: int = 150) -> list[Sprite]:
+    """Red cells cut from PBC-derived TXL-PBC fields (class 1 boxes), each field rescaled by its
+    own µm/px (median whole-cell box = 7.5 µm)."""
+    fields = sorted((txl_dir / "images").glob("*/*.jpg"))
+    sprites: list[Sprite] = []
+    for i in rng.permutation(len(fields)):
+        if len(sprites) >= n:
+            break
+        image = fields[i]
+        labels = txl_dir / "labels" / image.parent.name / f"{image.stem}.txt"
+        with Image.open(image) as im:
+            if im.size not in PBC_FIELD_SIZES or not labels.exists():
+                continue
+            rgb = np.asarray(im.convert("RGB"))
+        sprites += _field_rbcs(rgb, np.loadtxt(labels, ndmin=2), mpp)
+    if not sprites:
+        raise FileNotFoundError(f"no PBC-derived TXL-PBC fields with red-cell boxes under {txl_dir}")
+    return sprites[:n]
+
+
+def _field_rbcs(rgb: np.ndarray, boxes: np.ndarray, mpp: float) -> list[Sprite]:
+    h, w = rgb.shape[:2]
+    if boxes.size == 0:
+        return []
+    rbc = boxes[boxes[:, 0] == 1][:, 1:] * [w, h, w, h]
+    x0, y0 = rbc[:, 0] - rbc[:, 2] / 2, rbc[:, 1] - rbc[:, 3] / 2
+    x1, y1 = x0 + rbc[:, 2], y0 + rbc[:, 3]
+    whole = (x0 > 2) & (y0 > 2) & (x1 < w - 2) & (y1 < h - 2)
+    if whole.sum() < 2:
+        return []
+    field_mpp = RBC_UM / np.median(np.maximum(rbc[whole, 2], rbc[whole, 3]))
+    od = _od_of(rgb)
+    out = []
+    for bx0, by0, bx1, by1 in zip(x0[whole], y0[whole], x1[whole], y1[whole]):
+        ix0, iy0, ix1, iy1 = int(bx0), int(by0), int(np.ceil(bx1)), int(np.ceil(by1))
+        crop = od[iy0:iy1, ix0:ix1]
+        yy, xx = np.mgrid[: iy1 - iy0, : ix1 - ix0]
+        ellipse = ((xx + 0.5 - (bx1 - bx0) / 2) / ((bx1 - bx0) / 2)) ** 2 + ((yy + 0.5 - (by1 - by0) / 2) / ((by1 - by0) / 2)) ** 2 <= 1
+        mask = ndi.binary_fill_holes(crop.sum(-1) > 0.15) & ellipse
+        red, green = crop[mask][:, 0], crop[mask][:, 1]
+        if mask.mean() < 0.4 or red.mean() > green.mean() or red.max() > 1.0:  # not a clean red cell: red
+            continue  # light passes a red cell; a red-absorbing speck is a neighbour's nucleus or a platelet
+        out.append(Sprite(*_resized(crop * mask[..., None], _soft(mask, 1.0), field_mpp / mpp)))
+    return out
+
+
+def real_leukocytes(cells_dir: Path, codes: set[str], sources: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Crop files per class code from data/cells/manifest.csv, limited to the given sources."""
+    manifest = pd.read_csv(cells_dir / "manifest.csv")
+    manifest = manifest[manifest["source"].isin(sources) & manifest["class"].isin(codes)]
+    files = {code: [cells_dir / f for f in sorted(group["file"])] for code, group in manifest.groupby("class")}
+    missing = sorted(codes - set(files))
+    if missing:
+        raise ValueError(f"no crops of class(es) {', '.join(missing)} from source(s) {', '.join(sources)} in {cells_dir}")
+    return files
+
+
+def cut_leukocyte(path: Path, code: str, mpp: float) -> Sprite | None:
+    """The leukocyte at the centre of a crop, cut out from its neighbouring red cells: nucleus by
+    red-channel density, the cell by a watershed of the foreground that gives each touching red
+    cell its own basin. None when the crop is unreadable or the cut looks implausible."""
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except OSError as exc:  # a few source JPEGs are truncated
+        warnings.warn(f"skipping unreadable crop {path}: {exc}", stacklevel=2)
+        return None
+    od = _od_of(rgb)
+    fg = ndi.binary_fill_holes(ndi.binary_opening(od.sum(-1) > 0.15, iterations=2))
+    if fg.sum() < 100:
+        return None
+    nuclei = measure.label(ndi.binary_opening(od[..., 0] > max(0.4, filters.threshold_otsu(od[..., 0][fg])), iterations=2))
+    props = [p for p in measure.regionprops(nuclei) if p.area > 80]
+    if not props:
+        return None
+    h, w = fg.shape
+    seed = min(props, key=lambda p: np.hypot(p.centroid[0] - h / 2, p.centroid[1] - w / 2))
+    near = ndi.binary_dilation(nuclei == seed.label, iterations=round(3.0 / CROP_MPP))
+    nucleus = np.isin(nuclei, [p.label for p in props if near[tuple(p.coords.T)].any()])
+    hull = morphology.convex_hull_image(nucleus)
+    dist = ndi.distance_transform_edt(fg)
+    peaks = feature.peak_local_max(dist, min_distance=15, labels=measure.label(fg), exclude_border=False)
+    markers = np.zeros(fg.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(2, len(peaks) + 2)
+    markers[hull] = 1
+    cell = (segmentation.watershed(-dist, markers, mask=fg) == 1) | hull
+    cell = measure.label(ndi.binary_fill_holes(ndi.binary_opening(cell, iterations=4)))
+    cell = cell == cell[tuple(np.argwhere(hull)[0])]
+    region = measure.regionprops(cell.astype(np.uint8))[0]
+    r0, c0, r1, c1 = region.bbox
+    area_um2 = region.area * CROP_MPP**2
+    if region.solidity < 0.85 or not 40 <= area_um2 <= 500 or r0 == 0 or c0 == 0 or r1 == h or c1 == w:
+        return None
+    pad = 4
+    sl = (slice(max(r0 - pad, 0), r1 + pad), slice(max(c0 - pad, 0), c1 + pad))
+    alpha = _soft(cell[sl], 0.3 / CROP_MPP)
+    return Sprite(*_resized(od[sl], alpha, CROP_MPP / mpp), code=code, source=f"{path.parent.name}/{path.name}")
