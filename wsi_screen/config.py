@@ -37,6 +37,7 @@ class AoiConfig:
     min_coverage: float = 0.35  # below: feathered edge / empty glass
     max_coverage: float = 0.85  # above: thick end, cells overlap
     max_overlap: float = 0.12  # fraction of strongly stained (overlapping) pixels allowed
+    overlap_layers: float = 1.25  # a pixel denser than this many red-cell layers is overlapping
     min_region_mm2: float = 0.01
 
     def __post_init__(self):
@@ -44,6 +45,7 @@ class AoiConfig:
         _check(self.window_um > 0, "aoi.window_um must be > 0")
         _check(0 <= self.min_coverage < self.max_coverage <= 1, "aoi coverage bounds must satisfy 0 <= min < max <= 1")
         _check(0 <= self.max_overlap <= 1, "aoi.max_overlap must be in [0, 1]")
+        _check(1 <= self.overlap_layers <= 4, "aoi.overlap_layers must be in [1, 4]")
         _check(self.min_region_mm2 >= 0, "aoi.min_region_mm2 must be >= 0")
 
 
