@@ -88,7 +88,8 @@ def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config:
         if result.qc is not None:
             qcs[result.tile.index] = result.qc
     # Deterministic order whatever the scheduling: tile by tile, then top-to-bottom, left-to-right.
-    detections = tuple(d for i in sorted(by_tile) for d in sorted(by_tile[i], key=lambda d: (d.y, d.x)))
+    # Tiles overlapping the AOI edge also see cells outside it: keep those whose centroid is inside.
+    detections = tuple(d for i in sorted(by_tile) for d in sorted(by_tile[i], key=lambda d: (d.y, d.x)) if mask.contains(d.x, d.y))
     if not detections:
         warnings.warn(f"{slide_path}: no leukocytes found in the AOI", stacklevel=2)
     qc = summarize_qc([qcs[i] for i in sorted(qcs)], len(detections), mask.area_mm2(info.mpp), config.qc)

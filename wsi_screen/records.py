@@ -63,6 +63,11 @@ class AoiMask:
     def area_mm2(self, mpp: float) -> float:
         return float(self.mask.sum()) * (self.downsample * mpp / 1000.0) ** 2
 
+    def contains(self, x: float, y: float) -> bool:
+        """True when the level-0 point (x, y) lies in the AOI."""
+        col, row = int(x // self.downsample), int(y // self.downsample)
+        return 0 <= row < self.mask.shape[0] and 0 <= col < self.mask.shape[1] and bool(self.mask[row, col])
+
     def covers(self, box: Box) -> bool:
         """True when any mask pixel under `box` is set."""
         d = self.downsample
