@@ -2,7 +2,6 @@ import json
 import uuid
 from collections import Counter
 
-import numpy as np
 import pytest
 from shapely.geometry import Polygon, box, shape
 
