@@ -1,0 +1,97 @@
+import json
+import uuid
+from collections import Counter
+
+import pytest
+from shapely.geometry import Polygon, box, shape
+
+from wsi_screen.classes import CLASS_CODES
+from wsi_screen.records import Box
+from wsi_screen.slide import open_slide
+from wsi_screen.synth import make_slide
+
+
+def _strict(text: str):
+    def no_constants(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(text, parse_constant=no_constants)
+
+
+@pytest.mark.parametrize("backend", ["openslide", "tifffile"])
+def test_drawn_slide_is_a_real_pyramid(drawn_slide, backend):
+    with open_slide(drawn_slide.path, backend=backend) as slide:
+        assert slide.info.mpp == pytest.approx(0.2) and slide.info.mpp_source != "override"
+        assert slide.info.level_dimensions == ((4000, 3000), (2000, 1500), (1000, 750), (500, 375))
+        for cell in drawn_slide.cells[:5]:  # a dark nucleus where the truth says a leukocyte is
+            x, y = round(cell.x), round(cell.y)
+            assert slide.read(Box(x - 10, y - 10, x + 10, y + 10), 0.2)[..., 0].min() < 150
+        assert slide.read(Box(3800, 100, 3900, 200), 0.2).min() > 200  # glass at the far end
+
+
+def test_ground_truth_geojson(drawn_slide):
+    data = _strict(drawn_slide.geojson.read_text())
+    assert data["type"] == "FeatureCollection"
+    detections = [f for f in data["features"] if f["properties"]["objectType"] == "detection"]
+    annotations = [f for f in data["features"] if f["properties"]["objectType"] == "annotation"]
+    assert len(detections) == 30 and len(annotations) == 1
+    assert annotations[0]["properties"]["classification"]["name"] == "Monolayer"
+    ids = {f["id"] for f in data["features"]}
+    assert len(ids) == 31 and all(uuid.UUID(i).version == 4 for i in ids)
+    # the default differential, apportioned exactly: 55% NGS, 30% LYT, 7% MON, ...
+    names = Counter(f["properties"]["classification"]["name"] for f in detections)
+    assert names == Counter({"NGS": 17, "LYT": 9, "MON": 2, "EOS": 1, "NGB": 1})
+    polygons = [shape(f["geometry"]) for f in detections]
+    slide_box = box(0, 0, 4000, 3000)
+    band = shape(annotations[0]["geometry"])
+    for feature, polygon in zip(detections, polygons):
+        props = feature["properties"]
+        assert polygon.is_valid and slide_box.contains(polygon) and band.contains(polygon)
+        assert CLASS_CODES[props["measurements"]["class_index"]] == props["classification"]["name"]
+        assert props["measurements"]["area_um2"] == pytest.approx(polygon.area * 0.04, rel=0.01)
+        assert 60 < props["measurements"]["area_um2"] < 250  # 9–18 µm cells
+        assert props["metadata"]["source_file"] == "drawn" and len(props["classification"]["color"]) == 3
+    assert not any(a.intersects(b) for i, a in enumerate(polygons) for b in polygons[i + 1 :])
+
+
+def test_cells_straddle_tile_seams(drawn_slide):
+    def crosses(lo, hi, tile):
+        return lo // tile != hi // tile
+    straddling = [c for c in drawn_slide.cells
+                  if crosses(*Polygon(c.polygon).bounds[0::2], 256) or crosses(*Polygon(c.polygon).bounds[1::2], 256)]
+    assert len(straddling) >= 5
+
+
+def test_deterministic_and_exact_prevalence(tmp_path):
+    mix = {"MYO": 0.2, "LYT": 0.8}
+    a = make_slide(tmp_path / "a.tiff", width=2400, height=1600, n_leukocytes=10, class_mix=mix, seed=11)
+    b = make_slide(tmp_path / "b.tiff", width=2400, height=1600, n_leukocytes=10, class_mix=mix, seed=11)
+    assert a.cells == b.cells and a.geojson.read_text() == b.geojson.read_text()
+    assert Counter(c.code for c in a.cells) == {"MYO": 2, "LYT": 8}
+    assert (tmp_path / "a.tiff").read_bytes() == (tmp_path / "b.tiff").read_bytes()
+
+
+def test_bad_requests(tmp_path):
+    with pytest.raises(KeyError, match="XYZ"):
+        make_slide(tmp_path / "x.tiff", class_mix={"XYZ": 1.0})
+    with pytest.raises(ValueError, match="without overlap"):
+        make_slide(tmp_path / "x.tiff", width=1200, height=800, n_leukocytes=200)
+
+
+def test_real_cells_from_chosen_sources(tmp_path, data_dir):
+    synth = make_slide(tmp_path / "real.tiff", width=3000, height=2000, mpp=0.25, n_leukocytes=8,
+                       class_mix={"MYO": 0.25, "NGS": 0.75}, sources=("pbc", "deepapl"), data_dir=data_dir, seed=4)
+    codes = Counter(c.code for c in synth.cells)
+    assert codes == {"MYO": 2, "NGS": 6}
+    assert all(c.source.startswith(f"{c.code}/") and (data_dir / "cells" / c.source).is_file() for c in synth.cells)
+    assert all(c.source.startswith("MYO/deepapl_") for c in synth.cells if c.code == "MYO")
+    assert all(30 < c.area_um2 < 500 for c in synth.cells)
+    with open_slide(synth.path) as slide:
+        assert slide.info.level_dimensions[0] == (3000, 2000) and slide.info.mpp == pytest.approx(0.25)
+        thumb = slide.thumbnail(2.0).astype(float)
+    # thick end denser than the monolayer, which is denser than the feathered edge and glass
+    columns = thumb[..., 1].mean(axis=0)
+    thick, mono, feather, glass = (columns[int(a * len(columns)) : int(b * len(columns))].mean()
+                                   for a, b in ((0.02, 0.15), (0.3, 0.55), (0.7, 0.8), (0.9, 0.98)))
+    assert thick < mono < feather < glass
+    with pytest.raises(ValueError, match="MYO from source"):
+        make_slide(tmp_path / "x.tiff", class_mix={"MYO": 1.0}, sources=("pbc",), data_dir=data_dir)
