@@ -36,3 +36,10 @@ def test_halo_smaller_than_the_largest_cell_is_refused():
 
     with pytest.raises(ConfigError, match="halo_um"):
         TilingConfig(halo_um=20.0, max_cell_um=30.0)
+
+
+def test_alignment_puts_every_tile_on_the_same_pixel_grid():
+    cfg = TilingConfig(tile_um=50.0, halo_um=9.0, max_cell_um=3.0, network_margin_um=1.0)
+    grid = make_grid(2000, 1500, 0.1, cfg, align=80)
+    assert grid.tile_px == 480 and grid.halo_px == 160
+    assert all(t.core.x0 % 80 == 0 and t.read.x0 % 80 == 0 and t.read.y0 % 80 == 0 for t in grid.tiles)

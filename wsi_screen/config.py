@@ -51,10 +51,10 @@ class AoiConfig:
 
 @dataclass(frozen=True)
 class TilingConfig:
-    tile_um: float = 256.0  # core size
+    tile_um: float = 512.0  # core size
     max_cell_um: float = 30.0  # largest leukocyte diameter we expect
-    halo_um: float = 40.0  # must exceed max_cell_um plus the network's margin
-    network_margin_um: float = 8.0
+    halo_um: float = 80.0  # must exceed max_cell_um plus the network's margin
+    network_margin_um: float = 48.0  # depth at which image-edge padding still changes the U-Net output (measured)
 
     def __post_init__(self):
         _check(self.tile_um > 0, "tiling.tile_um must be > 0")

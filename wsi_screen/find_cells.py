@@ -19,6 +19,7 @@ from .qc import summarize_qc
 from .records import AoiMask, Detection, SlideInfo
 
 PATCHES_PER_TASK = 16
+ALIGN_DETECTION_PX = 32  # tile origins on multiples of the U-Net's largest stride (2**5)
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config:
     from .parallel import bounded_map, in_flight, tile_task
     from .tiling import make_grid
 
-    grid = make_grid(info.width, info.height, info.mpp, config.tiling, mask)
+    align = max(1, round(ALIGN_DETECTION_PX * config.detect.mpp / info.mpp))
+    grid = make_grid(info.width, info.height, info.mpp, config.tiling, mask, align)
     by_tile: dict[int, tuple[Detection, ...]] = {}
     errors, qcs = [], {}
     results = bounded_map(client, tile_task, grid.tiles, in_flight(client), slide_path=str(slide_path), mpp=mpp, max_mpp=config.slide.max_mpp, cfg=config.detect)

@@ -12,15 +12,13 @@ from .config import TilingConfig
 from .records import AoiMask, Box, Tile, TileGrid
 
 
-def halo_px(cfg: TilingConfig, mpp: float) -> int:
-    return int(math.ceil(cfg.halo_um / mpp))
-
-
-def make_grid(width: int, height: int, mpp: float, cfg: TilingConfig, aoi: AoiMask | None = None) -> TileGrid:
+def make_grid(width: int, height: int, mpp: float, cfg: TilingConfig, aoi: AoiMask | None = None, align: int = 1) -> TileGrid:
     """Tiles of `cfg.tile_um` core over a `width`×`height` level-0 slide; tiles whose core misses the
-    AOI are dropped (their cells are outside it by ownership)."""
-    tile = max(1, int(round(cfg.tile_um / mpp)))
-    halo = halo_px(cfg, mpp)
+    AOI are dropped (their cells are outside it by ownership). Core and halo are multiples of
+    `align` level-0 px, so every tile samples the same pixel grid and the network's strides fall
+    on the same pixels in every tile: tiled and untiled then see identical inputs."""
+    tile = max(1, int(round(cfg.tile_um / mpp / align))) * align
+    halo = int(math.ceil(cfg.halo_um / mpp / align)) * align
     tiles = []
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
