@@ -1,0 +1,1 @@
+"""Classifier training: datasets, splits, augmentation, the loop and its metrics."""
