@@ -35,7 +35,7 @@ class EvalTransform:
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         h, w = canvas.shape[:2]
         y0, x0 = (h - self.out_px) // 2, (w - self.out_px) // 2
-        x = torch.from_numpy(np.ascontiguousarray(canvas[y0 : y0 + self.out_px, x0 : x0 + self.out_px]))
+        x = torch.from_numpy(np.array(canvas[y0 : y0 + self.out_px, x0 : x0 + self.out_px]))  # copy: cache may be read-only
         return normalise(x.permute(2, 0, 1).float() / 255, self.mean, self.std)
 
 
@@ -45,7 +45,7 @@ class TrainTransform(EvalTransform):
         self.cfg = cfg
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(canvas)).permute(2, 0, 1).float() / 255
+        x = torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
         x = self._geometry(x)
         x = self._stain(x)
         c = self.cfg

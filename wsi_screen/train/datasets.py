@@ -126,7 +126,7 @@ def read_image(path: str | Path) -> np.ndarray:
             try:
                 im.load()
             except OSError:
-                log.warning("%s: truncated image, decoded leniently (missing rows are grey)", path)
+                log.warning("%s: truncated image, decoded leniently (the missing tail is filled by the decoder)", path)
                 ImageFile.LOAD_TRUNCATED_IMAGES = True
                 try:
                     im.load()
