@@ -13,24 +13,21 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from ..classes import BLAST
 
 
-def _groups(table: pd.DataFrame) -> np.ndarray:
-    """Patient id where known, else a unique id per image."""
-    patient = table["patient"].fillna("").astype(str).to_numpy()
-    return np.where(patient != "", patient, np.array([f"image:{i}" for i in range(len(table))]))
-
-
 def kfold(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
-    """Fold index per row: StratifiedGroupKFold by patient when any patient ids exist,
-    StratifiedKFold otherwise."""
+    """Fold index per row: rows with patient ids by StratifiedGroupKFold (whole patients), rows
+    without by StratifiedKFold, so each part is stratified on its own."""
     labels = table["label"].to_numpy()
-    if (table["patient"].fillna("") != "").any():
-        splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
-        parts = splitter.split(np.zeros(len(table)), labels, _groups(table))
-    else:
-        parts = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(table)), labels)
+    has_patient = (table["patient"].fillna("") != "").to_numpy()
     fold = np.full(len(table), -1)
-    for k, (_, test) in enumerate(parts):
-        fold[test] = k
+    for rows, grouped in ((np.flatnonzero(has_patient), True), (np.flatnonzero(~has_patient), False)):
+        if not len(rows):
+            continue
+        if grouped:
+            parts = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(rows, labels[rows], table["patient"].to_numpy()[rows])
+        else:
+            parts = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(rows, labels[rows])
+        for k, (_, test) in enumerate(parts):
+            fold[rows[test]] = k
     return fold
 
 
@@ -45,14 +42,14 @@ def holdout(table: pd.DataFrame, frac: float, seed: int = 0, trials: int = 500) 
     if len(sub):
         patients = np.array(sorted(sub["patient"].unique()))
         counts = pd.crosstab(sub["patient"], sub["label"]).reindex(patients)
-        total = counts.sum(0).to_numpy()
+        total = counts.sum(axis=0).to_numpy()
         blast_cols = [c for c in counts.columns if c in BLAST]
         n_pick = max(1, round(frac * len(patients)))
         best, best_score = None, np.inf
         for _ in range(trials):
             pick = np.zeros(len(patients), bool)
             pick[rng.choice(len(patients), n_pick, replace=False)] = True
-            held = counts.to_numpy()[pick].sum(0)
+            held = counts.to_numpy()[pick].sum(axis=0)
             blasts = counts[blast_cols].to_numpy()[pick].sum() if blast_cols else 0
             total_blasts = counts[blast_cols].to_numpy().sum() if blast_cols else 0
             if total_blasts and not 0 < blasts < total_blasts:
