@@ -119,7 +119,7 @@ def plot_roc(frames: list[pd.DataFrame], path: Path) -> None:
         for k, f in enumerate(frames):
             truth = f["class"].isin(codes).to_numpy()
             if 0 < truth.sum() < len(truth):
-                score = f[list(codes)].sum(1).to_numpy()
+                score = f[list(codes)].sum(axis=1).to_numpy()
                 fpr, tpr, _ = roc_curve(truth, score)
                 ax.plot(fpr, tpr, label=f"run {k}: AUC {screening_test(truth, score)['auc']:.4f}")
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
