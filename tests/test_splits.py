@@ -49,7 +49,7 @@ def test_train_val_test_and_written_split(tmp_path):
         sub = t[(s == part) & (t["patient"] != "")]["patient"]
         assert not set(sub) & set(t[(s == "train") & (t["patient"] != "")]["patient"])
     out = pd.read_csv(write_split(tmp_path / "split.csv", t, s), keep_default_na=False)
-    assert list(out.columns) == ["file", "class", "source", "patient", "split"] and out["split"].tolist() == list(s)
+    assert list(out.columns) == ["file", "class", "source", "patient", "mpp", "split"] and out["split"].tolist() == list(s)
 
 
 def test_shared_cells_holdout(shared_cells):

@@ -110,12 +110,12 @@ def list_inputs(path: str | Path) -> list[str]:
 
 
 def classify_files(
-    model: nn.Module, card: ModelCard, files: list[str], input_mpp: float | None = None, batch_size: int = 64,
+    model: nn.Module, card: ModelCard, files: list[str], input_mpp: float | list[float] | None = None, batch_size: int = 64,
     device: str | torch.device = "auto", tta: bool = False, num_workers: int = 0, base: Path | None = None,
 ) -> Probabilities:  # fmt: skip
-    """Image files → Probabilities. `input_mpp` None: each image's shorter side spans the card's field
-    (a cell patch cut like ours); otherwise images are resampled from input_mpp and centre-cropped
-    to the field. Relative paths are resolved against `base`."""
+    """Image files → Probabilities. `input_mpp` (one value or one per file) None/NaN: the image's
+    shorter side spans the card's field (a cell patch cut like ours); otherwise images are resampled
+    from input_mpp and centre-cropped to the field. Relative paths are resolved against `base`."""
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
     paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]

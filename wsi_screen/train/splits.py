@@ -78,9 +78,9 @@ def train_val_test(table: pd.DataFrame, test_frac: float, val_frac: float, seed:
 
 
 def write_split(path: str | Path, table: pd.DataFrame, split: np.ndarray) -> Path:
-    """The split as a CSV (file, class, source, patient, split): also a LABELS file for `evaluate`."""
+    """The split as a CSV (file, class, source, patient, mpp, split): also a LABELS file for `evaluate`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = table[["file", "label", "source", "patient"]].rename(columns={"label": "class"}).assign(split=split)
+    out = table[["file", "label", "source", "patient", "mpp"]].rename(columns={"label": "class"}).assign(split=split)
     out.to_csv(path, index=False)
     return path
