@@ -85,3 +85,10 @@ def test_predictions_frame_empty():
 
     frame = predictions_frame([], Probabilities(np.zeros((0, 15)), np.zeros(0)))
     assert len(frame) == 0 and frame.columns[0] == "file"
+
+
+def test_saliency_cli(tiny_model, tmp_path):
+    _, _, path = tiny_model
+    Image.fromarray(cell_image("MON", 200, 0)).save(tmp_path / "c.png")
+    assert main(["saliency", str(tmp_path / "c.png"), "-o", str(tmp_path / "s"), "--model", str(path)]) == 0
+    assert (tmp_path / "s" / "c_saliency.png").stat().st_size > 1000

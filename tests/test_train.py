@@ -36,7 +36,7 @@ def test_train_resume_classify_evaluate(folder_tree, tiny_config, tmp_path):
     preds = tmp_path / "preds.csv"
     assert main(["classify", str(folder_tree), "-o", str(preds), "--model", str(run / "model.pt")]) == 0
     p = pd.read_csv(preds)
-    assert list(p.columns) == ["file", *CLASS_CODES, "p_blast", "p_atypical", "predicted", "p_reject"]
+    assert list(p.columns) == ["file", *CLASS_CODES, "p_blast", "p_atypical", "predicted", "p_reject", "needs_review"]
     assert len(p) == 64 and p[list(CLASS_CODES)].sum(axis=1).round(6).eq(1).all()
     assert main(["evaluate", str(run / "preds_test.csv"), str(run / "split.csv"), "-o", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())

@@ -42,6 +42,10 @@ class Probabilities:
     def p_atypical(self) -> np.ndarray:
         return self.probs[:, [CLASS_CODES.index(c) for c in ATYPICAL]].sum(1)
 
+    def needs_review(self, min_confidence: float) -> np.ndarray:
+        """Abstain: the top class is below `min_confidence`, or the input is more likely not a leukocyte."""
+        return (self.probs.max(1, initial=0) < min_confidence) | (self.p_reject > 0.5)
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
@@ -125,12 +129,14 @@ def classify_files(
     return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)
 
 
-def predictions_frame(files: list[str], result: Probabilities) -> pd.DataFrame:
-    """preds.csv layout: file, the 15 probabilities, p_blast, p_atypical, predicted, p_reject."""
+def predictions_frame(files: list[str], result: Probabilities, review_below: float = 0.5) -> pd.DataFrame:
+    """preds.csv layout: file, the 15 probabilities, p_blast, p_atypical, predicted, then p_reject
+    and needs_review (see `Probabilities.needs_review`)."""
     frame = pd.DataFrame(result.probs, columns=list(CLASS_CODES))
     frame.insert(0, "file", files)
     frame["p_blast"] = result.p_blast
     frame["p_atypical"] = result.p_atypical
     frame["predicted"] = np.array(CLASS_CODES)[result.probs.argmax(1)] if len(files) else []
     frame["p_reject"] = result.p_reject
+    frame["needs_review"] = result.needs_review(review_below)
     return frame

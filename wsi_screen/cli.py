@@ -65,7 +65,7 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     tta = cfg.tta if tta is None else tta
     result = classify_files(model, card, files, mpp, cfg.batch_size, dev, tta, base=base)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    predictions_frame(files, result).to_csv(out, index=False)
+    predictions_frame(files, result, cfg.review_below).to_csv(out, index=False)
     click.echo(f"{len(files)} images → {out}")
 
 
@@ -96,6 +96,21 @@ def human_agreement_cmd(annotations, as_json):
 
     result = human_agreement(annotations)
     click.echo(json.dumps(result, indent=2) if as_json else format_agreement(result))
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Directory for the PNGs.")
+@click.option("--model", "model_path", type=click.Path(), help="Weights file (default: the shipped classifier).")
+@click.option("--input-mpp", type=float, help="µm/px of the images; default: each image spans the 29 µm field.")
+def saliency(images, out_dir, model_path, input_mpp):
+    """Gradient saliency maps (Simonyan et al. 2014) of the predicted class for IMAGES."""
+    from .registry import load_model
+    from .saliency import save_saliency
+
+    model, card = load_model(model_path)
+    for image in images:
+        click.echo(save_saliency(model, card, image, out_dir, input_mpp))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,11 +111,13 @@ class ClassifyConfig:
     device: str = "auto"
     tta: bool = False  # average over the 8 rotations/flips of the dihedral group
     input_mpp: float = 0.0  # µm/px of user images in `classify`; 0: each image spans the model's field
+    review_below: float = 0.5  # "needs review" when the top class probability is below this
 
     def __post_init__(self):
         _check(self.batch_size >= 1, "classify.batch_size must be >= 1")
         _check(self.device in ("auto", "cpu", "cuda"), "classify.device must be auto, cpu or cuda")
         _check(0 <= self.input_mpp <= 2.0, "classify.input_mpp must be in [0, 2] (0: image spans the field)")
+        _check(0 <= self.review_below <= 1, "classify.review_below must be in [0, 1]")
 
 
 @dataclass(frozen=True)
