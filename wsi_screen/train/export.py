@@ -36,7 +36,7 @@ TARGETS = {
 }
 
 
-def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0.5) -> tuple[ModelCard, dict]:
+def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0.5, review_below: float = 0.5) -> tuple[ModelCard, dict]:
     """The run's card and metrics on its test split (and calibration on val and test); each image's
     µm/px comes from the dataset at `data`, the run's training data."""
     run_dir = Path(run_dir)
@@ -50,6 +50,13 @@ def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0
         cal = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu")
         y = np.array([CLASS_CODES.index(c) for c in rows["class"]])
         out[f"ece_{part}_uncalibrated"], out[f"ece_{part}"] = ece(raw.probs, y), ece(cal.probs, y)
+        flagged, correct = cal.needs_review(review_below), cal.probs.argmax(1) == y
+        out[f"review_{part}"] = {
+            "review_below": review_below,
+            "flagged_fraction": float(flagged.mean()),
+            "accuracy_kept": float(correct[~flagged].mean()) if (~flagged).any() else float("nan"),
+            "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else float("nan"),
+        }
         frame = pd.DataFrame(cal.probs, columns=list(CLASS_CODES)).assign(**{"class": rows["class"], "source": rows["source"], "p_blast": cal.p_blast})
         frames[part] = frame
     test = full_summary(frames["test"], threshold)
@@ -68,7 +75,8 @@ def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0
         "operating_threshold": threshold,
         "headline": headline,
         "targets": targets,
-        "calibration": {"temperature": card.temperature, **out},
+        "calibration": {"temperature": card.temperature, **{k: v for k, v in out.items() if k.startswith("ece")}},
+        "needs_review": {k: v for k, v in out.items() if k.startswith("review")},
         "test": test,
     }
     return card, metrics
