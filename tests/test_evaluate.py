@@ -15,7 +15,7 @@ def preds_file(path, truth, predicted):
     for i, c in enumerate(predicted):
         probs[i, CLASS_CODES.index(c)] = 0.86
     frame = pd.DataFrame(probs, columns=list(CLASS_CODES))
-    frame.insert(0, "file", [f"f{i}" for i in range(len(truth))])
+    frame.insert(0, "file", [str(path.parent / f"f{i}") for i in range(len(truth))])  # absolute; labels relative
     frame.to_csv(path, index=False)
     return path
 

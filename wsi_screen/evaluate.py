@@ -23,23 +23,28 @@ from .train.metrics import screening_test, summarise  # noqa: E402
 
 
 def joined(preds_path: str | Path, labels: pd.DataFrame) -> pd.DataFrame:
-    """Predictions with their `class` (and `source` if known), leukocyte classes only, matched on `file`."""
+    """Predictions with their `class` (and `source` if known), leukocyte classes only, matched on
+    the resolved path of `file` (labels' relative paths are relative to the labels file)."""
     preds = pd.read_csv(preds_path)
     missing = {"file", *CLASS_CODES} - set(preds.columns)
     if missing:
         raise DatasetError(f"predictions lack column(s) {', '.join(sorted(missing))}", preds_path)
-    frame = preds.merge(labels, on="file", how="inner")
+    preds["key"] = [str(Path(f).resolve()) for f in preds["file"]]
+    frame = preds.merge(labels.drop(columns="file"), on="key", how="inner")
     if frame.empty:
         raise DatasetError("no file in the predictions has a label", preds_path)
     return frame[frame["class"].isin(CLASS_CODES)].reset_index(drop=True)
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
-    """CSV with `file` and `class` (a run's split.csv, or a manifest with matching paths)."""
+    """CSV with `file` and `class` (a run's split.csv, or the shared manifest.csv)."""
+    path = Path(path)
     labels = pd.read_csv(path, dtype={"patient": str})
     if not {"file", "class"} <= set(labels.columns):
         raise DatasetError("labels CSV needs 'file' and 'class' columns", path)
-    return labels[[c for c in ("file", "class", "source") if c in labels.columns]].drop_duplicates("file")
+    labels = labels[[c for c in ("file", "class", "source") if c in labels.columns]]
+    labels["key"] = [str((path.parent / f).resolve()) for f in labels["file"]]
+    return labels.drop_duplicates("key")
 
 
 def full_summary(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
