@@ -74,10 +74,9 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_present = len(np.unique(train_set.targets[train_idx]))
-    steps = math.ceil(n_present * cfg.per_class_per_epoch / cfg.batch_size)
-    warm = steps
+    steps = math.ceil(n_present * cfg.per_class_per_epoch / cfg.batch_size)  # per epoch; warm-up lasts one epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / (steps * cfg.epochs))))
+        opt, lambda s: min(1.0, (s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / (steps * cfg.epochs))))
     )
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
     state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
@@ -100,20 +99,7 @@ def fit(
             torch.utils.data.Subset(train_set, train_idx), batch_size=cfg.batch_size, sampler=sampler,
             num_workers=cfg.num_workers, generator=gen, persistent_workers=False, drop_last=True,
         )  # fmt: skip
-        model.train()
-        total, n = 0.0, 0
-        for x, y in tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", mininterval=30, leave=False):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", enabled=cuda):
-                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            total, n = total + float(loss.detach()) * len(y), n + len(y)
+        train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, f"epoch {epoch + 1}/{cfg.epochs}")
         logits = batch_logits(model, (x for x, _ in val_loader), device)
         val_y = torch.from_numpy(eval_set.targets[val_idx])
         val_loss = float(F.cross_entropy(logits, val_y))
@@ -122,8 +108,8 @@ def fit(
         state["best_loss"] = min(val_loss, state["best_loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": total / max(n, 1), "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0})
-        log.info("epoch %d train_loss %.4f val_loss %.4f val_acc %.4f %.0fs%s", epoch + 1, total / max(n, 1), val_loss, val_acc, time.time() - t0, " *" if improved else "")
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0})
+        log.info("epoch %d train_loss %.4f val_loss %.4f val_acc %.4f %.0fs%s", epoch + 1, train_loss, val_loss, val_acc, time.time() - t0, " *" if improved else "")
         if improved:
             torch.save(model.state_dict(), run_dir / "best.pt")
         ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "scaler": scaler.state_dict(), "state": state}
@@ -141,6 +127,26 @@ def fit(
             lg = batch_logits(model, (x for x, _ in _eval_loader(torch.utils.data.Subset(eval_set, idx), cfg)), device)
             predictions_frame(table["file"].iloc[idx].tolist(), to_probabilities(lg, card)).to_csv(run_dir / f"preds_{name}.csv", index=False)
     return card
+
+
+def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str) -> float:
+    """One pass over `loader` (AMP and channels_last on CUDA); returns the mean training loss."""
+    cuda = device.type == "cuda"
+    model.train()
+    total, n = 0.0, 0
+    for x, y in tqdm(loader, desc=desc, mininterval=30, leave=False):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", enabled=cuda):
+            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        total, n = total + float(loss.detach()) * len(y), n + len(y)
+    return total / max(n, 1)
 
 
 def _eval_loader(data, cfg: TrainConfig):
