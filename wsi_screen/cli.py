@@ -6,9 +6,12 @@ import sys
 import warnings
 from pathlib import Path
 
+import logging
+
 import click
 
 from . import __version__
+from .config import load_config
 from .errors import WsiScreenError
 
 
@@ -16,6 +19,100 @@ from .errors import WsiScreenError
 @click.version_option(__version__, prog_name="wsi-screen")
 def cli() -> None:
     """Whole-slide blood smear screening (research use only, not for diagnosis)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.argument("data", type=click.Path(exists=True))
+@click.option("-o", "--out", "run_dir", required=True, type=click.Path(), help="Run directory (resumed if it holds last.pt).")
+@click.option("--config", "config_path", type=click.Path(), help="YAML overriding configs/default.yaml values.")
+@click.option("--folds", default=0, show_default=True, help="0: patient-wise held-out split; N: N-fold cross-validation.")
+@click.option("--fold", type=int, help="Train only this fold (with --folds).")
+@click.option("--arch", help="Registered architecture (overrides train.arch).")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]), show_default=True)
+def train(data, run_dir, config_path, folds, fold, arch, device):
+    """Train a cell classifier on DATA (manifest.csv, an LMU tree with annotations.dat, or class folders)."""
+    from .train.run import train_run
+
+    config = load_config(config_path)
+    if arch:
+        config = config.replace("train", arch=arch)
+    if fold is not None and not 0 <= fold < max(folds, 1):
+        raise click.BadParameter(f"--fold must be in [0, {folds}) and needs --folds", param_hint="--fold")
+    train_run(data, run_dir, config, folds, fold, device)
+
+
+
+@cli.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option("-o", "--out", required=True, type=click.Path(), help="preds.csv to write.")
+@click.option("--model", "model_path", type=click.Path(), help="Weights file (default: the shipped classifier).")
+@click.option("--tta/--no-tta", default=None, help="Average over the 8 rotations/flips (default: classify.tta).")
+@click.option("--input-mpp", type=float, help="µm/px of the input images; default (classify.input_mpp 0): each image spans the model's 29 µm field.")
+@click.option("--config", "config_path", type=click.Path())
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: classify.device.")
+def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
+    """Classify cell images: INPUT is a folder (recursive) or a CSV with a `file` column."""
+    from pathlib import Path
+
+    from .classify import classify_files, list_inputs, predictions_frame, resolve_device
+    from .registry import load_model
+
+    cfg = load_config(config_path).classify
+    dev = resolve_device(device or cfg.device)
+    model, card = load_model(model_path or (None if cfg.model == "default" else cfg.model), dev)
+    files = list_inputs(input_path)
+    mpp = input_mpp if input_mpp is not None else (cfg.input_mpp or None)
+    base = Path(input_path).parent if Path(input_path).is_file() else None
+    tta = cfg.tta if tta is None else tta
+    result = classify_files(model, card, files, mpp, cfg.batch_size, dev, tta, base=base)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    predictions_frame(files, result, cfg.review_below).to_csv(out, index=False)
+    click.echo(f"{len(files)} images → {out}")
+
+
+@cli.command("evaluate")
+@click.argument("preds", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("labels", type=click.Path(exists=True))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Report directory.")
+@click.option("--threshold", default=0.5, show_default=True, help="Operating threshold of the blast/atypical tests.")
+def evaluate_cmd(preds, labels, out_dir, threshold):
+    """Score one or more PREDS csv files (e.g. CV folds) against LABELS (csv with file, class[, source])."""
+    from .evaluate import evaluate
+
+    report = evaluate(list(preds), labels, out_dir, threshold)
+    click.echo(
+        f"balanced accuracy {report['balanced_accuracy']['mean']:.4f}, macro-F1 {report['macro_f1']['mean']:.4f}, "
+        f"blast AUC {report['blast_test']['auc']['mean']:.4f}, atypical AUC {report['atypical_test']['auc']['mean']:.4f} → {out_dir}"
+    )
+
+
+@cli.command("human-agreement")
+@click.argument("annotations", type=click.Path(exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
+def human_agreement_cmd(annotations, as_json):
+    """Inter-observer agreement in an AML-Cytomorphology_LMU annotations.dat (Matek et al. 2019)."""
+    import json
+
+    from .agreement import format_agreement, human_agreement
+
+    result = human_agreement(annotations)
+    click.echo(json.dumps(result, indent=2) if as_json else format_agreement(result))
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Directory for the PNGs.")
+@click.option("--model", "model_path", type=click.Path(), help="Weights file (default: the shipped classifier).")
+@click.option("--input-mpp", type=float, help="µm/px of the images; default: each image spans the 29 µm field.")
+def saliency(images, out_dir, model_path, input_mpp):
+    """Gradient saliency maps (Simonyan et al. 2014) of the predicted class for IMAGES."""
+    from .registry import load_model
+    from .saliency import save_saliency
+
+    model, card = load_model(model_path)
+    for image in images:
+        click.echo(save_saliency(model, card, image, out_dir, input_mpp))
 
 
 def _slide_options(fn):

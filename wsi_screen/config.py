@@ -146,6 +146,64 @@ class AggregateConfig:
             _check(0 <= getattr(self, name) <= 100, f"aggregate.{name} must be in [0, 100]")
         _check(self.min_leukocytes >= 0, "aggregate.min_leukocytes must be >= 0")
         _check(100 <= self.bootstrap_samples <= 1_000_000, "aggregate.bootstrap_samples must be in [100, 1e6]")
+class ClassifyConfig:
+    model: str = "default"  # "default" (shipped weights in wsi_screen/weights/) or a path to a .pt file
+    batch_size: int = 64
+    device: str = "auto"
+    tta: bool = False  # average over the 8 rotations/flips of the dihedral group
+    input_mpp: float = 0.0  # µm/px of user images in `classify`; 0: each image spans the model's field
+    review_below: float = 0.5  # "needs review" when the top class probability is below this
+
+    def __post_init__(self):
+        _check(self.batch_size >= 1, "classify.batch_size must be >= 1")
+        _check(self.device in ("auto", "cpu", "cuda"), "classify.device must be auto, cpu or cuda")
+        _check(0 <= self.input_mpp <= 2.0, "classify.input_mpp must be in [0, 2] (0: image spans the field)")
+        _check(0 <= self.review_below <= 1, "classify.review_below must be in [0, 1]")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "resnext_compact"  # registered classifier name (resnext50_32x4d: the paper's 400 px model)
+    input_px: int = 0  # network input for the 29 µm field; 0: the architecture's default
+    keep_reject: bool = True  # train PLT as an internal 16th "reject" output (never a product column)
+    epochs: int = 40
+    per_class_per_epoch: int = 300  # class-balanced sampling: images drawn per class per epoch
+    batch_size: int = 32
+    lr: float = 0.002
+    weight_decay: float = 0.0005
+    label_smoothing: float = 0.05
+    patience: int = 8  # early stopping on validation loss
+    seed: int = 0
+    num_workers: int = 1
+    threads: int = 1  # torch intra-op threads on CPU
+    holdout_frac: float = 0.22  # held-out test share (patients where known, images otherwise)
+    val_frac: float = 0.15  # validation share of the remainder: early stopping and temperature
+    rotate: bool = True  # uniform 0-359 degrees
+    scale_jitter: float = 0.25  # field scaled by a factor in [1 - s, 1 + s]
+    hed_jitter: float = 0.03  # haematoxylin/eosin/DAB stain intensity jitter
+    brightness: float = 0.15
+    contrast: float = 0.15
+    saturation: float = 0.15
+    hue: float = 0.03
+    blur_prob: float = 0.2
+
+    def __post_init__(self):
+        _check(self.input_px == 0 or 32 <= self.input_px <= 1024, "train.input_px must be 0 or in [32, 1024]")
+        _check(self.epochs >= 1, "train.epochs must be >= 1")
+        _check(self.per_class_per_epoch >= 1, "train.per_class_per_epoch must be >= 1")
+        _check(self.batch_size >= 1, "train.batch_size must be >= 1")
+        _check(0 < self.lr < 1, "train.lr must be in (0, 1)")
+        _check(0 <= self.weight_decay < 1, "train.weight_decay must be in [0, 1)")
+        _check(0 <= self.label_smoothing < 0.5, "train.label_smoothing must be in [0, 0.5)")
+        _check(self.patience >= 1, "train.patience must be >= 1")
+        _check(self.num_workers >= 0, "train.num_workers must be >= 0")
+        _check(self.threads >= 1, "train.threads must be >= 1")
+        _check(0 < self.holdout_frac < 0.6, "train.holdout_frac must be in (0, 0.6)")
+        _check(0 < self.val_frac < 0.6, "train.val_frac must be in (0, 0.6)")
+        _check(0 <= self.scale_jitter < 0.5, "train.scale_jitter must be in [0, 0.5)")
+        for name in ("hed_jitter", "brightness", "contrast", "saturation", "blur_prob"):
+            _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
+        _check(0 <= self.hue <= 0.5, "train.hue must be in [0, 0.5]")
 
 
 @dataclass(frozen=True)
@@ -169,6 +227,8 @@ class Config:
     patches: PatchConfig = field(default_factory=PatchConfig)
     aggregate: AggregateConfig = field(default_factory=AggregateConfig)
     qc: QcConfig = field(default_factory=QcConfig)
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
 
     def to_dict(self) -> dict:

@@ -1,1 +1,1 @@
-"""Training-side code: datasets, splits, loops, metrics. Never imported by inference."""
+"""Training-side code: datasets, splits, augmentation, loops and metrics. Never imported by slide inference."""

@@ -1,0 +1,94 @@
+"""Inference on slide patches and on files: shapes, the field, the CSV contract, errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from wsi_screen.classes import CLASS_CODES
+from wsi_screen.classify import classify_files, classify_patches, list_inputs, predictions_frame, to_probabilities
+from wsi_screen.cli import main
+from wsi_screen.errors import DatasetError
+from wsi_screen.registry import ModelCard, create_model, save_weights
+
+from .conftest import cell_image
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.manual_seed(0)
+    card = ModelCard("resnext_compact", 64, reject_codes=("PLT",), temperature=2.0)
+    model = create_model("resnext_compact", 16).eval()
+    path = save_weights(model, card, tmp_path_factory.mktemp("m") / "m.pt", half=False)
+    return model, card, path
+
+
+def test_patches_give_15_probabilities(tiny_model):
+    model, card, _ = tiny_model
+    patches = np.stack([cell_image(c, 400, 0) for c in CLASS_CODES[:3]])
+    r = classify_patches(model, card, patches, batch_size=2, device="cpu")
+    assert r.probs.shape == (3, 15) and np.allclose(r.probs.sum(1), 1) and r.p_reject.shape == (3,)
+    assert np.all((r.p_blast >= 0) & (r.p_blast <= 1)) and np.all(r.p_atypical >= r.p_blast)
+    tta = classify_patches(model, card, patches, device="cpu", tta=True)
+    rot = classify_patches(model, card, np.rot90(patches, 1, (1, 2)).copy(), device="cpu", tta=True)
+    assert np.allclose(tta.probs, rot.probs, atol=1e-5)  # TTA over the dihedral group is rotation invariant
+    with pytest.raises(ValueError, match="N×H×W×3"):
+        classify_patches(model, card, patches[..., 0], device="cpu")
+
+
+def test_patch_and_file_paths_see_the_same_field(tiny_model, tmp_path):
+    """A 400 px patch (29 µm) and the same cell saved as a 0.1 µm/px crop (290 px of field inside a
+    360 px crop) give the same probabilities."""
+    model, card, _ = tiny_model
+    patch = cell_image("MYO", 400, 1)
+    crop = np.asarray(Image.fromarray(patch).resize((290, 290), Image.Resampling.BOX))
+    crop = np.pad(crop, ((35, 35), (35, 35), (0, 0)), mode="edge")
+    Image.fromarray(crop).save(tmp_path / "crop.png")
+    a = classify_patches(model, card, patch[None], device="cpu").probs
+    b = classify_files(model, card, [str(tmp_path / "crop.png")], input_mpp=0.1, device="cpu").probs
+    assert np.abs(a - b).max() < 0.02
+
+
+def test_temperature_and_reject_split():
+    card = ModelCard("resnext_compact", 64, reject_codes=("PLT",), temperature=2.0)
+    logits = torch.zeros(1, 16)
+    logits[0, 15] = 2 * np.log(3)  # after T=2: reject weight 3 vs 1 per leukocyte class
+    r = to_probabilities(logits, card)
+    assert r.p_reject[0] == pytest.approx(3 / 18) and np.allclose(r.probs, 1 / 15)
+
+
+def test_cli_csv_input_keeps_paths_as_given(tiny_model, tmp_path):
+    _, _, path = tiny_model
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.fromarray(cell_image("LYT", 120, i)).save(tmp_path / "imgs" / f"{i}.png")
+    pd.DataFrame({"file": ["imgs/0.png", "imgs/2.png", str(tmp_path / "imgs/1.png")]}).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["classify", str(tmp_path / "in.csv"), "-o", str(tmp_path / "p.csv"), "--model", str(path)]) == 0
+    p = pd.read_csv(tmp_path / "p.csv")
+    assert p["file"].tolist() == ["imgs/0.png", "imgs/2.png", str(tmp_path / "imgs/1.png")]
+    assert set(p["predicted"]) <= set(CLASS_CODES)
+    assert np.allclose(p["p_blast"], p["MYO"] + p["MOB"])
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    Image.fromarray(cell_image("LYT", 50, 0)).save(tmp_path / "a.png")
+    assert main(["classify", str(tmp_path), "-o", str(tmp_path / "p.csv"), "--model", str(tmp_path / "none.pt")]) == 2
+    assert "none.pt: model file not found" in capsys.readouterr().err
+    pd.DataFrame({"path": ["a.png"]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(DatasetError, match="'file' column"):
+        list_inputs(tmp_path / "bad.csv")
+
+
+def test_predictions_frame_empty():
+    from wsi_screen.classify import Probabilities
+
+    frame = predictions_frame([], Probabilities(np.zeros((0, 15)), np.zeros(0)))
+    assert len(frame) == 0 and frame.columns[0] == "file"
+
+
+def test_saliency_cli(tiny_model, tmp_path):
+    _, _, path = tiny_model
+    Image.fromarray(cell_image("MON", 200, 0)).save(tmp_path / "c.png")
+    assert main(["saliency", str(tmp_path / "c.png"), "-o", str(tmp_path / "s"), "--model", str(path)]) == 0
+    assert (tmp_path / "s" / "c_saliency.png").stat().st_size > 1000

@@ -1,0 +1,42 @@
+"""The classify/train config sections: YAML mirrors the dataclass defaults; bad values are errors."""
+
+from pathlib import Path
+
+import pytest
+
+from wsi_screen.config import ClassifyConfig, Config, TrainConfig, load_config
+from wsi_screen.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_default_yaml_mirrors_dataclasses():
+    assert load_config(CONFIGS / "default.yaml") == Config()
+
+
+def test_cpu_training_config_loads():
+    t = load_config(CONFIGS / "train_cpu.yaml").train
+    assert (t.arch, t.input_px, t.threads) == ("resnext_compact", 128, 1)
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, match",
+    [
+        (TrainConfig, {"input_px": 16}, "input_px"),
+        (TrainConfig, {"scale_jitter": 0.6}, "scale_jitter"),
+        (TrainConfig, {"holdout_frac": 0.0}, "holdout_frac"),
+        (TrainConfig, {"brightness": 1.5}, "brightness"),
+        (ClassifyConfig, {"device": "tpu"}, "device"),
+        (ClassifyConfig, {"input_mpp": -0.1}, "input_mpp"),
+    ],
+)
+def test_out_of_range(cls, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        cls(**kwargs)
+
+
+def test_unknown_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match="train.epoch"):
+        load_config(path)

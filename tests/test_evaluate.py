@@ -1,0 +1,40 @@
+"""The evaluation report on hand-built predictions."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wsi_screen.classes import CLASS_CODES
+from wsi_screen.evaluate import evaluate
+
+
+def preds_file(path, truth, predicted):
+    probs = np.full((len(truth), 15), 0.01)
+    for i, c in enumerate(predicted):
+        probs[i, CLASS_CODES.index(c)] = 0.86
+    frame = pd.DataFrame(probs, columns=list(CLASS_CODES))
+    frame.insert(0, "file", [str(path.parent / f"f{i}") for i in range(len(truth))])  # absolute; labels relative
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_two_folds_mean_and_sd(tmp_path):
+    truth = ["MYO", "MYO", "NGS", "NGS", "LYT", "PLT"]
+    labels = pd.DataFrame({"file": [f"f{i}" for i in range(6)], "class": truth, "source": ["deepapl"] * 3 + ["pbc"] * 3})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    a = preds_file(tmp_path / "a.csv", truth, ["MYO", "MYO", "NGS", "NGS", "LYT", "NGS"])
+    b = preds_file(tmp_path / "b.csv", truth, ["MYO", "NGS", "NGS", "MYO", "LYT", "NGS"])
+    r = evaluate([a, b], tmp_path / "labels.csv", tmp_path / "rep")
+    t = pd.read_csv(tmp_path / "rep" / "table1.csv", index_col="class")
+    assert t.loc["MYO", "n"] == 4  # PLT is not a leukocyte class: excluded
+    assert t.loc["MYO", "sensitivity"] == pytest.approx(0.75) and t.loc["MYO", "sensitivity_sd"] == pytest.approx(np.std([1, 0.5], ddof=1))
+    assert t.loc["NGS", "precision"] == pytest.approx(0.75)
+    assert r["balanced_accuracy"]["mean"] == pytest.approx((1 + 2 / 3) / 2)
+    assert r["blast_test"]["auc"]["mean"] == pytest.approx((1 + 3.5 / 6) / 2)  # run b: ties count ½
+    pbc = r["runs"][1]["per_source"]["pbc"]
+    assert pbc["false_blast_rate"] == pytest.approx(0.5)  # f3 (NGS, pbc) called MYO in run b
+    saved = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert saved["runs"][0]["per_class"]["EOS"]["sensitivity"] is None  # NaN → null
+    assert (tmp_path / "rep" / "roc.png").is_file() and (tmp_path / "rep" / "confusion.png").is_file()

@@ -1,0 +1,62 @@
+"""End to end on tiny generated data: the train CLI, resume, per-fold runs, then classify and evaluate."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from wsi_screen.classes import CLASS_CODES
+from wsi_screen.cli import main
+from wsi_screen.train.export import export
+
+TINY = {"train": {"epochs": 1, "per_class_per_epoch": 4, "batch_size": 16, "num_workers": 0, "input_px": 32, "holdout_frac": 0.25, "val_frac": 0.34}}
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def test_train_resume_classify_evaluate(folder_tree, tiny_config, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", str(folder_tree), "-o", str(run), "--config", str(tiny_config)]) == 0
+    for name in ("split.csv", "config.yaml", "last.pt", "best.pt", "model.pt", "model.json", "history.csv", "preds_val.csv", "preds_test.csv"):
+        assert (run / name).is_file(), name
+    card = json.loads((run / "model.json").read_text())
+    assert card["input_px"] == 32 and card["field_um"] == 29.0 and card["reject_codes"] == ["PLT"] and card["temperature"] > 0
+    # resume: a longer schedule continues from epoch 1
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump({"train": {**TINY["train"], "epochs": 2}}))
+    assert main(["train", str(folder_tree), "-o", str(run), "--config", str(longer)]) == 0
+    assert pd.read_csv(run / "history.csv")["epoch"].tolist() == [1, 2]
+
+    preds = tmp_path / "preds.csv"
+    assert main(["classify", str(folder_tree), "-o", str(preds), "--model", str(run / "model.pt")]) == 0
+    p = pd.read_csv(preds)
+    assert list(p.columns) == ["file", *CLASS_CODES, "p_blast", "p_atypical", "predicted", "p_reject", "needs_review"]
+    assert len(p) == 64 and p[list(CLASS_CODES)].sum(axis=1).round(6).eq(1).all()
+    assert main(["evaluate", str(run / "preds_test.csv"), str(run / "split.csv"), "-o", str(tmp_path / "report")]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {"table1", "blast_test", "atypical_test", "macro_f1", "balanced_accuracy"} <= set(report)
+    assert (tmp_path / "report" / "confusion.png").stat().st_size > 1000
+
+    card = json.loads(export(run, folder_tree, tmp_path / "w" / "classifier.pt").with_suffix(".json").read_text())
+    assert "RESEARCH USE ONLY" in card["provenance"]["data"]["deepapl"] and card["field_um"] == 29.0
+    assert {"blast_auc", "atypical_auc", "mean_sensitivity"} <= set(card["metrics"]["headline"])
+    assert card["metrics"]["calibration"]["ece_test"] is not None and card["metrics"]["targets"]["blast_auc"]["target"] == ">= 0.995"
+
+
+def test_one_fold_of_cv(lmu_tree, tiny_config, tmp_path):
+    run = tmp_path / "cv"
+    assert main(["train", str(lmu_tree), "-o", str(run), "--config", str(tiny_config), "--folds", "3", "--fold", "1"]) == 0
+    split = pd.read_csv(run / "fold_1" / "split.csv")
+    assert (split["split"] == "test").sum() == 15 and (run / "fold_1" / "model.pt").is_file()
+    assert not (run / "fold_0").exists()
+
+
+def test_bad_fold_is_one_line(lmu_tree, tmp_path, capsys):
+    assert main(["train", str(lmu_tree), "-o", str(tmp_path / "x"), "--folds", "3", "--fold", "3"]) == 2
+    assert "--fold" in capsys.readouterr().err

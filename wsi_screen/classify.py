@@ -1,0 +1,142 @@
+"""Batched inference: patches (or image files) → the 15 class probabilities in CLASS_CODES order.
+
+Preprocessing comes from the model card: a 400 px patch of the 29 µm field is resized to the card's
+input size; any other image is first resampled from its own µm/px to the card's. A card's internal
+reject outputs (PLT) are dropped and the 15 leukocyte probabilities renormalised (probabilities
+*given* a leukocyte); the reject probability is returned beside them."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .classes import ATYPICAL, BLAST, CLASS_CODES
+from .errors import DatasetError
+from .registry import ModelCard
+from .train.augment import EvalTransform, normalise
+from .train.datasets import IMAGE_SUFFIXES, CellDataset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Probabilities:
+    """N×15 leukocyte class probabilities (rows sum to 1) and N reject (non-leukocyte) probabilities."""
+
+    probs: np.ndarray
+    p_reject: np.ndarray
+
+    @property
+    def p_blast(self) -> np.ndarray:
+        return self.probs[:, [CLASS_CODES.index(c) for c in BLAST]].sum(1)
+
+    @property
+    def p_atypical(self) -> np.ndarray:
+        return self.probs[:, [CLASS_CODES.index(c) for c in ATYPICAL]].sum(1)
+
+    def needs_review(self, min_confidence: float) -> np.ndarray:
+        """Abstain: the top class is below `min_confidence`, or the input is more likely not a leukocyte."""
+        return (self.probs.max(1, initial=0) < min_confidence) | (self.p_reject > 0.5)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+
+
+def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
+    """The 8 rotations/flips: cells have no orientation."""
+    return [torch.rot90(v, k, (-2, -1)) for v in (x, x.flip(-1)) for k in range(4)]
+
+
+@torch.inference_mode()
+def batch_logits(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device, tta: bool = False) -> torch.Tensor:
+    """Concatenated logits (float32, CPU) of normalised N×3×H×W batches; TTA averages logits over
+    the dihedral group. AMP and channels_last on CUDA."""
+    model.eval()
+    cuda = device.type == "cuda"
+    out = []
+    for x in batches:
+        x = x.to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", enabled=cuda):
+            views = _dihedral(x) if tta else [x]
+            out.append(torch.stack([model(v).float() for v in views]).mean(0).cpu())
+    return torch.cat(out) if out else torch.zeros((0, len(CLASS_CODES)))
+
+
+def to_probabilities(logits: torch.Tensor, card: ModelCard) -> Probabilities:
+    """Temperature-scaled softmax over all outputs, split into the 15 renormalised columns and p_reject."""
+    p = F.softmax(logits.float() / card.temperature, dim=1).numpy().astype(np.float64)
+    n = len(card.class_codes)
+    leuk = p[:, :n]
+    return Probabilities(leuk / np.clip(leuk.sum(1, keepdims=True), 1e-12, None), p[:, n:].sum(1))
+
+
+def classify_patches(
+    model: nn.Module, card: ModelCard, patches: np.ndarray, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
+) -> Probabilities:
+    """N×S×S×3 uint8 patches spanning the card's field (the slide pipeline's 400×400 at 29 µm) → Probabilities."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    model.to(device)
+    if patches.ndim != 4 or patches.shape[-1] != 3:
+        raise ValueError(f"expected N×H×W×3 uint8 patches, got shape {patches.shape}")
+
+    def batches():
+        for i in range(0, len(patches), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch_size])).permute(0, 3, 1, 2).float() / 255
+            if x.shape[-1] != card.input_px or x.shape[-2] != card.input_px:
+                x = F.interpolate(x, size=(card.input_px, card.input_px), mode="bilinear", antialias=True, align_corners=False)
+            yield normalise(x, card.mean, card.std)
+
+    return to_probabilities(batch_logits(model, batches(), device, tta), card)
+
+
+def list_inputs(path: str | Path) -> list[str]:
+    """Images under a folder (recursive, sorted), or the `file` column of a CSV, as given."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        table = pd.read_csv(path)
+        if "file" not in table.columns:
+            raise DatasetError("CSV has no 'file' column", path)
+        return table["file"].astype(str).tolist()
+    raise DatasetError("input must be a folder of images or a CSV with a 'file' column", path)
+
+
+def classify_files(
+    model: nn.Module, card: ModelCard, files: list[str], input_mpp: float | list[float] | None = None, batch_size: int = 64,
+    device: str | torch.device = "auto", tta: bool = False, num_workers: int = 0, base: Path | None = None,
+) -> Probabilities:  # fmt: skip
+    """Image files → Probabilities. `input_mpp` (one value or one per file) None/NaN: the image's
+    shorter side spans the card's field (a cell patch cut like ours); otherwise images are resampled
+    from input_mpp and centre-cropped to the field. Relative paths are resolved against `base`."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    model.to(device)
+    paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]
+    table = pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
+    data = CellDataset(table, CLASS_CODES, EvalTransform(card.input_px, card.mean, card.std), card.mpp, card.input_px, card.field_um)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
+    return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)
+
+
+def predictions_frame(files: list[str], result: Probabilities, review_below: float = 0.5) -> pd.DataFrame:
+    """preds.csv layout: file, the 15 probabilities, p_blast, p_atypical, predicted, then p_reject
+    and needs_review (see `Probabilities.needs_review`)."""
+    frame = pd.DataFrame(result.probs, columns=list(CLASS_CODES))
+    frame.insert(0, "file", files)
+    frame["p_blast"] = result.p_blast
+    frame["p_atypical"] = result.p_atypical
+    frame["predicted"] = np.array(CLASS_CODES)[result.probs.argmax(1)] if len(files) else []
+    frame["p_reject"] = result.p_reject
+    frame["needs_review"] = result.needs_review(review_below)
+    return frame

@@ -1,0 +1,146 @@
+"""Evaluation report for one or several prediction files (e.g. CV folds) against labels: the
+paper's Table 1 (per-class precision/sensitivity/specificity, mean ± SD over files, image counts),
+a log-scale confusion matrix, blast and atypical ROC curves, and a JSON holding every number."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from .classes import ATYPICAL, BLAST, CLASS_CODES  # noqa: E402
+from .errors import DatasetError  # noqa: E402
+from .train.metrics import screening_test, summarise  # noqa: E402
+
+
+def joined(preds_path: str | Path, labels: pd.DataFrame) -> pd.DataFrame:
+    """Predictions with their `class` (and `source` if known), leukocyte classes only, matched on
+    the resolved path of `file` (labels' relative paths are relative to the labels file)."""
+    preds = pd.read_csv(preds_path)
+    missing = {"file", *CLASS_CODES} - set(preds.columns)
+    if missing:
+        raise DatasetError(f"predictions lack column(s) {', '.join(sorted(missing))}", preds_path)
+    preds["key"] = [str(Path(f).resolve()) for f in preds["file"]]
+    frame = preds.merge(labels.drop(columns="file"), on="key", how="inner")
+    if frame.empty:
+        raise DatasetError("no file in the predictions has a label", preds_path)
+    return frame[frame["class"].isin(CLASS_CODES)].reset_index(drop=True)
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """CSV with `file` and `class` (a run's split.csv, or the shared manifest.csv)."""
+    path = Path(path)
+    labels = pd.read_csv(path, dtype={"patient": str})
+    if not {"file", "class"} <= set(labels.columns):
+        raise DatasetError("labels CSV needs 'file' and 'class' columns", path)
+    labels = labels[[c for c in ("file", "class", "source") if c in labels.columns]]
+    labels["key"] = [str((path.parent / f).resolve()) for f in labels["file"]]
+    return labels.drop_duplicates("key")
+
+
+def full_summary(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
+    """`summarise` plus, where sources are known, per source, blast AUC within each source and the
+    false-blast rate (argmax a blast class) among the images of each source that are not blasts."""
+    probs, labels = frame[list(CLASS_CODES)].to_numpy(), frame["class"].to_numpy()
+    out = summarise(labels, probs, threshold)
+    if "source" in frame.columns:
+        out["per_source"] = {}
+        for source, part in frame.groupby("source"):
+            p, y = part[list(CLASS_CODES)].to_numpy(), part["class"].to_numpy()
+            s = summarise(y, p, threshold)
+            normal = ~np.isin(y, BLAST)
+            pred = np.array(CLASS_CODES)[p.argmax(1)]
+            s["false_blast_rate"] = float(np.isin(pred[normal], BLAST).mean()) if normal.any() else math.nan
+            s["false_blast_rate_at_threshold"] = 1 - s["blast_test"]["specificity"]
+            del s["confusion"]
+            out["per_source"][str(source)] = s
+    return out
+
+
+def evaluate(pred_paths: list[str | Path], labels_path: str | Path, out_dir: str | Path, threshold: float = 0.5) -> dict:
+    """Write report.json, table1.csv, confusion.png and roc.png to out_dir; return the report."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels = read_labels(labels_path)
+    frames = [joined(p, labels) for p in pred_paths]
+    runs = [full_summary(f, threshold) for f in frames]
+    table = table1(runs)
+    table.to_csv(out_dir / "table1.csv", index_label="class")
+    report = {"predictions": [str(p) for p in pred_paths], "labels": str(labels_path), "runs": runs, "table1": table.reset_index().to_dict("records")}
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "mean_sensitivity", "ece"):
+        vals = [r[key] for r in runs]
+        report[key] = {"mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}
+    for test in ("blast_test", "atypical_test"):
+        report[test] = {k: {"mean": float(np.mean([r[test][k] for r in runs])), "sd": float(np.std([r[test][k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0} for k in ("auc", "sensitivity", "specificity")}
+    plot_confusion(np.sum([r["confusion"] for r in runs], axis=0), out_dir / "confusion.png")
+    plot_roc(frames, out_dir / "roc.png")
+    (out_dir / "report.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
+    return report
+
+
+def table1(runs: list[dict]) -> pd.DataFrame:
+    """Per class: image count (summed over runs) and mean ± SD of precision, sensitivity, specificity."""
+    rows = {}
+    for c in CLASS_CODES:
+        row = {"n": sum(r["per_class"][c]["n"] for r in runs)}
+        for m in ("precision", "sensitivity", "specificity"):
+            vals = np.array([r["per_class"][c][m] for r in runs], float)
+            ok = vals[~np.isnan(vals)]
+            row[m] = float(ok.mean()) if len(ok) else math.nan
+            row[f"{m}_sd"] = float(ok.std(ddof=1)) if len(ok) > 1 else (0.0 if len(ok) else math.nan)
+        rows[c] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def plot_confusion(counts, path: Path) -> None:
+    counts = np.asarray(counts, float)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    im = ax.imshow(np.where(counts > 0, counts, np.nan), norm=LogNorm(vmin=1, vmax=max(counts.max(), 1)), cmap="viridis")
+    ax.set_xticks(range(len(CLASS_CODES)), CLASS_CODES, rotation=90)
+    ax.set_yticks(range(len(CLASS_CODES)), CLASS_CODES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(counts):
+        if v:
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=6, color="w")
+    fig.colorbar(im, ax=ax, label="images (log scale)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_roc(frames: list[pd.DataFrame], path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, (name, codes) in zip(axes, (("blast (MYO+MOB)", BLAST), ("atypical", ATYPICAL))):
+        for k, f in enumerate(frames):
+            truth = f["class"].isin(codes).to_numpy()
+            if 0 < truth.sum() < len(truth):
+                score = f[list(codes)].sum(axis=1).to_numpy()
+                fpr, tpr, _ = roc_curve(truth, score)
+                ax.plot(fpr, tpr, label=f"run {k}: AUC {screening_test(truth, score)['auc']:.4f}")
+        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+        ax.set(title=name, xlabel="1 - specificity", ylabel="sensitivity")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def json_safe(x):
+    """NaN → null (strict JSON), numpy scalars → Python, recursively."""
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, np.generic):
+        x = x.item()
+    return None if isinstance(x, float) and math.isnan(x) else x

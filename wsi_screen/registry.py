@@ -1,0 +1,172 @@
+"""Classifier builders registered by name, the model card that travels with every weights file,
+and weights loading. Preprocessing (field, input size, mean/std) is read from the card, never
+hard-coded by callers, so a model trained at 128 px and one at 400 px see the same 29 µm field."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision.models import resnet
+
+from .classes import CLASS_CODES
+from .errors import ModelError
+
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "classifier.pt"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything needed to preprocess inputs and interpret outputs of a classifier."""
+
+    arch: str
+    input_px: int
+    field_um: float = 29.0
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.25, 0.25, 0.25)
+    class_codes: tuple[str, ...] = CLASS_CODES
+    reject_codes: tuple[str, ...] = ()  # extra internal outputs (e.g. PLT), never product columns
+    temperature: float = 1.0  # logits are divided by it before the softmax (fitted on validation data)
+    provenance: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def mpp(self) -> float:
+        return self.field_um / self.input_px
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.class_codes) + len(self.reject_codes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelCard":
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    build: Callable[[int], nn.Module]
+    input_px: int
+
+
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(name: str, input_px: int):
+    """Decorator: register `build(num_outputs) -> nn.Module` under `name` with its default input size."""
+
+    def wrap(build):
+        _REGISTRY[name] = _Entry(build, input_px)
+        return build
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def default_input_px(name: str) -> int:
+    return _entry(name).input_px
+
+
+def create_model(name: str, num_outputs: int = len(CLASS_CODES)) -> nn.Module:
+    """A randomly initialised classifier (no pretrained weights exist offline)."""
+    return _entry(name).build(num_outputs)
+
+
+def _entry(name: str) -> _Entry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelError(f"unknown architecture {name!r}; registered: {', '.join(list_models())}") from None
+
+
+@register_model("resnext50_32x4d", input_px=400)
+def resnext50_32x4d(num_outputs: int) -> nn.Module:
+    """Matek et al. 2019: ResNeXt-50 (32×4d) on the full 400 px patch; for GPU training."""
+    return resnet.resnext50_32x4d(weights=None, num_classes=num_outputs)
+
+
+class CompactResNeXt(nn.Module):
+    """ResNeXt bottleneck stages (torchvision `Bottleneck` with grouped 3×3 convolutions) at a
+    quarter of ResNeXt-50's width and depth [1, 2, 2, 1]: trains on one CPU thread at 128 px."""
+
+    def __init__(self, num_outputs: int, planes=(16, 32, 64, 128), blocks=(1, 2, 2, 1), groups=8, base_width=16):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )  # fmt: skip
+        layers, inplanes = [], 32
+        for i, (p, n) in enumerate(zip(planes, blocks)):
+            stride = 1 if i == 0 else 2
+            for j in range(n):
+                out = p * resnet.Bottleneck.expansion
+                down = None
+                if j == 0 and (stride != 1 or inplanes != out):
+                    down = nn.Sequential(nn.Conv2d(inplanes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+                layers.append(resnet.Bottleneck(inplanes, p, stride if j == 0 else 1, down, groups, base_width))
+                inplanes = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2), nn.Linear(inplanes, num_outputs))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, resnet.Bottleneck):
+                nn.init.zeros_(m.bn3.weight)  # each block starts as identity: stable from scratch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(self.stem(x)))
+
+
+@register_model("resnext_compact", input_px=128)
+def resnext_compact(num_outputs: int) -> nn.Module:
+    return CompactResNeXt(num_outputs)
+
+
+def save_weights(model: nn.Module, card: ModelCard, path: str | Path, half: bool = True) -> Path:
+    """One file holding the card and the state dict (fp16 by default), plus the card as JSON beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
+    torch.save({"card": card.to_dict(), "state_dict": state}, path)
+    path.with_suffix(".json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    return path
+
+
+def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Model in eval mode and its card; every way a file can be unusable is a ModelError naming it."""
+    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        raise ModelError("model file not found", path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        card = ModelCard.from_dict(blob["card"])
+        state = blob["state_dict"]
+    except Exception as exc:  # torch raises many types for corrupt files
+        raise ModelError(f"not a wsi_screen classifier file ({exc.__class__.__name__})", path) from None
+    if tuple(card.class_codes) != CLASS_CODES:
+        raise ModelError(f"model has {len(card.class_codes)} classes {card.class_codes}; expected the 15 codes {CLASS_CODES}", path)
+    model = create_model(card.arch, card.num_outputs)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    except RuntimeError as exc:
+        raise ModelError(f"weights do not match {card.arch} with {card.num_outputs} outputs: {str(exc)[:200]}", path) from None
+    return model.to(device).eval(), card
+
+
+def sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -1,0 +1,48 @@
+"""Simonyan et al. (2014) gradient saliency: |∂ logit of the predicted class / ∂ input|, maximum over
+colour channels, to check that the classifier looks at the cell and not at the background."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from .classes import CLASS_CODES  # noqa: E402
+from .registry import ModelCard  # noqa: E402
+from .train.augment import EvalTransform  # noqa: E402
+from .train.datasets import read_image, to_canvas  # noqa: E402
+
+
+def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
+    """x: 3×H×W normalised input → (H×W map scaled to [0, 1], predicted output index)."""
+    model.eval()
+    x = x[None].clone().requires_grad_(True)
+    logits = model(x)
+    k = int(logits[0, : len(CLASS_CODES)].argmax())
+    logits[0, k].backward()
+    grad = x.grad[0].abs().amax(0).numpy()
+    return grad / max(float(grad.max()), 1e-12), k
+
+
+def save_saliency(model: nn.Module, card: ModelCard, image_path: str | Path, out_dir: str | Path, input_mpp: float | None = None) -> Path:
+    """A PNG, side by side: the model's view of the 29 µm field and its saliency overlay."""
+    canvas = to_canvas(read_image(image_path), np.nan if input_mpp is None else input_mpp, card.mpp, card.input_px, card.field_um)
+    smap, k = saliency_map(model, EvalTransform(card.input_px, card.mean, card.std)(canvas))
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
+    axes[0].imshow(canvas)
+    axes[1].imshow(canvas)
+    axes[1].imshow(smap, cmap="jet", alpha=0.5)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(f"{Path(image_path).name}: {CLASS_CODES[k]}")
+    out = Path(out_dir) / f"{Path(image_path).stem}_saliency.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return out

@@ -1,0 +1,84 @@
+"""Canvas → network input. Training draws a rotation (0–359°), flips and a field scale from one
+affine resampling of the canvas (reflection outside it, so no black corners), then stain (HED),
+colour (brightness/contrast/saturation/hue) and blur jitter. All randomness comes from torch's RNG,
+which the DataLoader seeds per worker, so runs are reproducible for a fixed seed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from ..config import TrainConfig
+
+# Ruifrok & Johnston stain vectors (skimage.color.hed_from_rgb), as a torch matrix.
+_RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
+_HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
+
+
+def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Float [0, 1] C×H×W (or N×C×H×W) → standardised with the card's mean/std."""
+    shape = (-1, 1, 1)
+    return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
+
+
+class EvalTransform:
+    """Centre out_px² of the canvas (the 29 µm field) → normalised float tensor."""
+
+    def __init__(self, out_px: int, mean, std):
+        self.out_px, self.mean, self.std = out_px, mean, std
+
+    def __call__(self, canvas: np.ndarray) -> torch.Tensor:
+        h, w = canvas.shape[:2]
+        y0, x0 = (h - self.out_px) // 2, (w - self.out_px) // 2
+        x = torch.from_numpy(np.array(canvas[y0 : y0 + self.out_px, x0 : x0 + self.out_px]))  # copy: cache may be read-only
+        return normalise(x.permute(2, 0, 1).float() / 255, self.mean, self.std)
+
+
+class TrainTransform(EvalTransform):
+    def __init__(self, out_px: int, mean, std, cfg: TrainConfig):
+        super().__init__(out_px, mean, std)
+        self.cfg = cfg
+
+    def __call__(self, canvas: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
+        x = self._geometry(x)
+        x = self._stain(x)
+        c = self.cfg
+        x = TF.adjust_brightness(x, 1 + c.brightness * _u())
+        x = TF.adjust_contrast(x, 1 + c.contrast * _u())
+        x = TF.adjust_saturation(x, 1 + c.saturation * _u())
+        if c.hue:
+            x = TF.adjust_hue(x, c.hue * _u())
+        if torch.rand(()) < c.blur_prob:
+            x = TF.gaussian_blur(x, [5, 5], [0.1 + 0.9 * float(torch.rand(()))])
+        return normalise(x.clamp(0, 1), self.mean, self.std)
+
+    def _geometry(self, x: torch.Tensor) -> torch.Tensor:
+        c, canvas = self.cfg, x.shape[-1]
+        angle = 2 * math.pi * float(torch.rand(())) if c.rotate else 0.0
+        scale = 1 + c.scale_jitter * _u()  # >1: a wider field is squeezed into out_px (cells look smaller)
+        a = scale * self.out_px / canvas
+        fx, fy = (-1 if torch.rand(()) < 0.5 else 1), (-1 if torch.rand(()) < 0.5 else 1)
+        cos, sin = math.cos(angle) * a, math.sin(angle) * a
+        theta = torch.tensor([[[cos * fx, -sin * fy, 0.0], [sin * fx, cos * fy, 0.0]]])
+        grid = F.affine_grid(theta, [1, 3, self.out_px, self.out_px], align_corners=False)
+        return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="reflection", align_corners=False)[0]
+
+    def _stain(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale and shift each stain's optical density (Tellez et al. 2018 HED jitter)."""
+        s = self.cfg.hed_jitter
+        if not s:
+            return x
+        od = -torch.log(x.clamp(min=1 / 255)).permute(1, 2, 0) @ _HED_FROM_RGB
+        od = od * (1 + s * torch.empty(3).uniform_(-1, 1)) + s * torch.empty(3).uniform_(-1, 1)
+        return torch.exp(-(od @ _RGB_FROM_HED)).permute(2, 0, 1).clamp(0, 1)
+
+
+def _u() -> float:
+    """Uniform in [-1, 1)."""
+    return 2 * float(torch.rand(())) - 1

@@ -1,0 +1,153 @@
+"""Training: class-balanced sampling, augmentation in DataLoader workers, AdamW with warm-up and
+cosine decay, early stopping on validation loss, a checkpoint every epoch and resume from the last
+one, then temperature scaling on the validation split and predictions for the test split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..classes import CLASS_CODES
+from ..config import TrainConfig
+from ..errors import DatasetError
+from ..registry import ModelCard, create_model, default_input_px, save_weights
+from .augment import EvalTransform, TrainTransform
+from .datasets import CellDataset, build_cache
+from .metrics import fit_temperature
+
+log = logging.getLogger(__name__)
+REJECT = ("PLT",)
+
+
+def make_card(cfg: TrainConfig, field_um: float, reject: tuple[str, ...]) -> ModelCard:
+    return ModelCard(arch=cfg.arch, input_px=cfg.input_px or default_input_px(cfg.arch), field_um=field_um, reject_codes=reject)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit(
+    table: pd.DataFrame, split: np.ndarray, run_dir: str | Path, cfg: TrainConfig, field_um: float = 29.0,
+    device: torch.device = torch.device("cpu"), cache_dir: str | Path | None = None,
+) -> ModelCard:  # fmt: skip
+    """Train on split=='train', stop early on split=='val', resume from run_dir/last.pt if present.
+    Writes best.pt, model.pt (fp16, temperature-calibrated card), history.csv and preds_{val,test}.csv."""
+    from ..classify import batch_logits, predictions_frame, to_probabilities
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    reject = REJECT if cfg.keep_reject and table["label"].isin(REJECT).any() else ()
+    keep = table["label"].isin(CLASS_CODES + reject).to_numpy()
+    table, split = table[keep].reset_index(drop=True), np.asarray(split)[keep]
+    for part in ("train", "val"):
+        if not (split == part).any():
+            raise DatasetError(f"the {part} split is empty")
+    card = make_card(cfg, field_um, reject)
+    codes = card.class_codes + reject
+    canvas_px = max(card.input_px, math.ceil(card.input_px * (1 + cfg.scale_jitter)))
+    args = (card.mpp, canvas_px, field_um)
+    key = hashlib.sha256(json.dumps([table["file"].tolist(), args]).encode()).hexdigest()[:12]
+    cache = build_cache(CellDataset(table, codes, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
+    train_set = CellDataset(table, codes, TrainTransform(card.input_px, card.mean, card.std, cfg), *args, cache=cache)
+    eval_set = CellDataset(table, codes, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
+    train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+
+    model = create_model(cfg.arch, len(codes)).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_present = len(np.unique(train_set.targets[train_idx]))
+    steps = math.ceil(n_present * cfg.per_class_per_epoch / cfg.batch_size)  # per epoch; warm-up lasts one epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / (steps * cfg.epochs))))
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
+    last = run_dir / "last.pt"
+    if last.is_file():
+        ck = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"]), sched.load_state_dict(ck["sched"])
+        scaler.load_state_dict(ck["scaler"])
+        state = ck["state"]
+        log.info("resumed from %s at epoch %d", last, state["epoch"])
+
+    counts = np.bincount(train_set.targets[train_idx], minlength=len(codes))
+    weights = 1.0 / counts[train_set.targets[train_idx]]
+    val_loader = _eval_loader(torch.utils.data.Subset(eval_set, val_idx), cfg)
+    while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
+        epoch, t0 = state["epoch"], time.time()
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        sampler = torch.utils.data.WeightedRandomSampler(weights, steps * cfg.batch_size, replacement=True, generator=gen)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(train_set, train_idx), batch_size=cfg.batch_size, sampler=sampler,
+            num_workers=cfg.num_workers, generator=gen, persistent_workers=False, drop_last=True,
+        )  # fmt: skip
+        train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, f"epoch {epoch + 1}/{cfg.epochs}")
+        logits = batch_logits(model, (x for x, _ in val_loader), device)
+        val_y = torch.from_numpy(eval_set.targets[val_idx])
+        val_loss = float(F.cross_entropy(logits, val_y))
+        val_acc = float((logits.argmax(1) == val_y).float().mean())
+        improved = val_loss < state["best_loss"]
+        state["best_loss"] = min(val_loss, state["best_loss"])
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0})
+        log.info("epoch %d train_loss %.4f val_loss %.4f val_acc %.4f %.0fs%s", epoch + 1, train_loss, val_loss, val_acc, time.time() - t0, " *" if improved else "")
+        if improved:
+            torch.save(model.state_dict(), run_dir / "best.pt")
+        ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "scaler": scaler.state_dict(), "state": state}
+        torch.save(ck, run_dir / "last.tmp")
+        (run_dir / "last.tmp").replace(last)
+    pd.DataFrame(state["history"]).to_csv(run_dir / "history.csv", index=False)
+
+    model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
+    val_logits = batch_logits(model, (x for x, _ in val_loader), device)
+    temperature = fit_temperature(val_logits, torch.from_numpy(eval_set.targets[val_idx]))
+    card = ModelCard(**{**card.to_dict(), "temperature": temperature, "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"]}})
+    save_weights(model, card, run_dir / "model.pt")
+    for name, idx in (("val", val_idx), ("test", test_idx)):
+        if len(idx):
+            lg = batch_logits(model, (x for x, _ in _eval_loader(torch.utils.data.Subset(eval_set, idx), cfg)), device)
+            predictions_frame(table["file"].iloc[idx].tolist(), to_probabilities(lg, card)).to_csv(run_dir / f"preds_{name}.csv", index=False)
+    return card
+
+
+def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str) -> float:
+    """One pass over `loader` (AMP and channels_last on CUDA); returns the mean training loss."""
+    cuda = device.type == "cuda"
+    model.train()
+    total, n = 0.0, 0
+    for x, y in tqdm(loader, desc=desc, mininterval=30, leave=False):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", enabled=cuda):
+            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        sched.step()
+        total, n = total + float(loss.detach()) * len(y), n + len(y)
+    return total / max(n, 1)
+
+
+def _eval_loader(data, cfg: TrainConfig):
+    return torch.utils.data.DataLoader(data, batch_size=cfg.batch_size * 2, num_workers=cfg.num_workers)
