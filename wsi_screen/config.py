@@ -146,6 +146,9 @@ class AggregateConfig:
             _check(0 <= getattr(self, name) <= 100, f"aggregate.{name} must be in [0, 100]")
         _check(self.min_leukocytes >= 0, "aggregate.min_leukocytes must be >= 0")
         _check(100 <= self.bootstrap_samples <= 1_000_000, "aggregate.bootstrap_samples must be in [100, 1e6]")
+
+
+@dataclass(frozen=True)
 class ClassifyConfig:
     model: str = "default"  # "default" (shipped weights in wsi_screen/weights/) or a path to a .pt file
     batch_size: int = 64
