@@ -90,14 +90,16 @@ def classify_patches(
     if patches.ndim != 4 or patches.shape[-1] != 3:
         raise ValueError(f"expected N×H×W×3 uint8 patches, got shape {patches.shape}")
 
-    def batches():
-        for i in range(0, len(patches), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(patches[i : i + batch_size])).permute(0, 3, 1, 2).float() / 255
-            if x.shape[-1] != card.input_px or x.shape[-2] != card.input_px:
-                x = F.interpolate(x, size=(card.input_px, card.input_px), mode="bilinear", antialias=True, align_corners=False)
-            yield normalise(x, card.mean, card.std)
+    batches = (patch_batch(patches[i : i + batch_size], card) for i in range(0, patches.shape[0], batch_size))
+    return to_probabilities(batch_logits(model, batches, device, tta), card)
 
-    return to_probabilities(batch_logits(model, batches(), device, tta), card)
+
+def patch_batch(patches: np.ndarray, card: ModelCard) -> torch.Tensor:
+    """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input."""
+    x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float() / 255
+    if x.shape[-1] != card.input_px or x.shape[-2] != card.input_px:
+        x = F.interpolate(x, size=(card.input_px, card.input_px), mode="bilinear", antialias=True, align_corners=False)
+    return normalise(x, card.mean, card.std)
 
 
 def list_inputs(path: str | Path) -> list[str]:

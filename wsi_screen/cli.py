@@ -142,6 +142,45 @@ def detect(slide: Path, out: Path, mpp: float | None, aoi: str, config_path: Pat
     click.echo(summary.line())
 
 
+def _screen_options(fn):
+    """Options of `screen` (and `batch`) beyond the slide options."""
+    options = [
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Where the models run (default: config, auto)."),
+        click.option("--tta", is_flag=True, default=None, help="Average the classifier over the 8 rotations/flips."),
+        click.option("--gzip", "gz", is_flag=True, help="Write detections.geojson.gz (automatic above export.gzip_above_cells)."),
+        click.option("--specimen-id", help="Shown on the report instead of the slide name."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def screen_config(config_path: Path | None, device: str | None, tta: bool | None):
+    """The loaded config with command-line overrides applied (validated like a file)."""
+    from .config import load_config
+
+    config = load_config(config_path)
+    if device:
+        config = config.replace("classify", device=device).replace("detect", device=device)
+    if tta is not None:
+        config = config.replace("classify", tta=tta)
+    return config
+
+
+@cli.command()
+@click.argument("slide", type=click.Path(path_type=Path))
+@_slide_options
+@_screen_options
+def screen(slide: Path, out: Path, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id) -> None:
+    """Screen SLIDE end to end: every leukocyte classified, the differential, blast prevalence with
+    its uncertainty, flags, report.html/json, cells.zarr and QuPath GeoJSON."""
+    from .screen import ScreenOptions, screen_slide
+
+    options = ScreenOptions(mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler, specimen_id=specimen_id, gzip=gz)
+    summary = screen_slide(slide, out, screen_config(config_path, device, tta), options)
+    click.echo(summary.line())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: expected failures become one line and exit code 2."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"

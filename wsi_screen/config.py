@@ -210,6 +210,16 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    gzip_above_cells: int = 50000  # detections.geojson becomes .geojson.gz above this many cells
+    gallery_size: int = 24  # blast candidates and needs-review cells shown in the report
+
+    def __post_init__(self):
+        _check(self.gzip_above_cells >= 0, "export.gzip_above_cells must be >= 0")
+        _check(1 <= self.gallery_size <= 500, "export.gallery_size must be in [1, 500]")
+
+
+@dataclass(frozen=True)
 class DaskConfig:
     workers: int = 0  # 0: one per core
     threads_per_worker: int = 1
@@ -232,6 +242,7 @@ class Config:
     qc: QcConfig = field(default_factory=QcConfig)
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     dask: DaskConfig = field(default_factory=DaskConfig)
 
     def to_dict(self) -> dict:

@@ -7,6 +7,7 @@ their zarr regions."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,7 @@ def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
         except (OSError, TimeoutError) as exc:
             raise WsiScreenError(f"cannot reach Dask scheduler {scheduler} within {cfg.connect_timeout_s:g} s ({exc.__class__.__name__})") from None
     n = workers or cfg.workers or os.cpu_count() or 1
+    logging.getLogger("distributed").setLevel(logging.ERROR)  # cluster chatter is not the user's business
     cluster = LocalCluster(
         n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=None, silence_logs=40
     )

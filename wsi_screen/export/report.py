@@ -171,3 +171,51 @@ def render_html(report: dict, charts: Charts, galleries: list[Gallery], path: Pa
 <h2>Provenance</h2><pre>{e(str({k: report[k] for k in ('model', 'config_sha256', 'software', 'runtime_s')}))}</pre>
 </body></html>"""
     Path(path).write_text(page, encoding="utf-8")
+
+
+def saliency_maps(model, card, patches: np.ndarray) -> np.ndarray:
+    """Simonyan gradient saliency of each patch, at patch size."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..classify import patch_batch
+    from ..saliency import saliency_map
+
+    maps = []
+    for x in patch_batch(patches, card):
+        smap, _ = saliency_map(model, x)
+        maps.append(F.interpolate(torch.from_numpy(smap)[None, None], size=patches.shape[1:3], mode="bilinear")[0, 0].numpy())
+    return np.stack(maps) if maps else np.zeros((0,) + patches.shape[1:3], np.float32)
+
+
+def write_report_page(path: Path, report: dict, cells, probs, predicted, result, review, patches, model, card, config) -> None:
+    """Charts, galleries (top blast candidates with saliency; needs-review cells) and the page."""
+    from ..slide import open_slide
+
+    with open_slide(cells.slide_path, mpp=cells.mpp_override, max_mpp=config.slide.max_mpp) as slide:
+        thumb_mpp = max(cells.info.width, cells.info.height) * cells.info.mpp / 1600
+        thumbnail = slide.thumbnail(thumb_mpp)
+    downsample = thumb_mpp / cells.info.mpp
+    xs = [d.x for d in cells.detections]
+    ys = [d.y for d in cells.detections]
+    charts = Charts(
+        slide_map(thumbnail, downsample, cells.aoi.polygons, xs, ys, predicted),
+        differential_chart(report["differential"]),
+        blast_histogram(result.p_blast, config.aggregate.blast_high_p),
+    )
+    n = config.export.gallery_size
+    top = np.argsort(-result.p_blast)[:n] if len(predicted) else np.zeros(0, int)
+    top_patches = np.stack([patches[int(i)] for i in top]) if len(top) else np.zeros((0, 8, 8, 3), np.uint8)
+    blast_gallery = Gallery(
+        f"Top {len(top)} blast candidates (highest P(blast)), with saliency",
+        top_patches,
+        tuple(f"cell {i}: P(blast) {result.p_blast[i]:.2f}, {predicted[i]}" for i in top),
+        saliency_maps(model, card, top_patches),
+    )
+    flagged = np.flatnonzero(review)[:n]
+    review_gallery = Gallery(
+        f"Cells that need review ({int(review.sum())}; first {len(flagged)} shown)",
+        np.stack([patches[int(i)] for i in flagged]) if len(flagged) else np.zeros((0, 8, 8, 3), np.uint8),
+        tuple(f"cell {i}: {predicted[i]} at {probs[i].max():.2f}" for i in flagged),
+    )
+    render_html(report, charts, [blast_gallery, review_gallery], path)

@@ -1,0 +1,64 @@
+"""QC warnings fire on a blurred and on a colour-shifted slide, and stay quiet on a good one."""
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image, ImageFilter
+
+from wsi_screen.config import QcConfig
+from wsi_screen.qc import summarize_qc, tile_qc
+from wsi_screen.slide import open_slide
+from wsi_screen.synth import write_pyramid
+
+
+@pytest.fixture(scope="module")
+def field(drawn_slide):
+    """A 0.5 µm/px monolayer field of the drawn slide (what the detector tiles look like)."""
+    with open_slide(drawn_slide.path) as slide:
+        from wsi_screen.records import Box
+
+        return slide.read(Box(1000, 200, 2800, 2800), 0.5)
+
+
+def _summary(rgb):
+    tiles = [tile_qc(rgb[y : y + 256, x : x + 256]) for y in range(0, rgb.shape[0] - 255, 256) for x in range(0, rgb.shape[1] - 255, 256)]
+    return summarize_qc(tiles, n_cells=10, aoi_area_mm2=1.0, cfg=QcConfig())
+
+
+def test_good_field_has_no_warnings(field):
+    qc = _summary(field)
+    assert qc["warnings"] == [] and qc["focus"] > 0.3 and qc["stain_angle_deg"] < 15
+
+
+def test_blurred_field_is_out_of_focus(field):
+    blurred = np.asarray(Image.fromarray(field).filter(ImageFilter.GaussianBlur(2.0)))
+    qc = _summary(blurred)
+    assert qc["focus"] < _summary(field)["focus"] / 2
+    assert any(w.startswith("out of focus") for w in qc["warnings"])
+
+
+def test_colour_shifted_field_warns_about_stain(field):
+    shifted = field[..., [2, 1, 0]]  # a blue-cast scan: red and blue swapped
+    qc = _summary(shifted)
+    assert any(w.startswith("unusual stain colour") for w in qc["warnings"])
+    assert qc["stain_angle_deg"] > 15
+
+
+def test_empty_glass_warns(tmp_path):
+    qc = _summary(np.full((512, 512, 3), 240, np.uint8))
+    assert qc["focus"] is None and "no stained cells" in qc["warnings"][0]
+
+
+def test_blurred_slide_warns_end_to_end(tmp_path, drawn_slide):
+    from wsi_screen.config import Config
+    from wsi_screen.find_cells import find_cells, prepare
+    from distributed import Client, LocalCluster
+
+    rgb = tifffile.imread(drawn_slide.path, level=0)
+    path = tmp_path / "blurred.tiff"
+    write_pyramid(path, np.asarray(Image.fromarray(rgb).filter(ImageFilter.GaussianBlur(6))), mpp=drawn_slide.mpp)
+    config = Config()
+    info, mask = prepare(path, config, None, str(drawn_slide.geojson))
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        cells = find_cells(client, path, info, mask, config, None, progress=False)
+    assert any(w.startswith("out of focus") for w in cells.qc["warnings"])
