@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from scipy import ndimage as ndi  # noqa: E402
 
 from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES  # noqa: E402
 
@@ -97,8 +98,8 @@ def _gallery_html(g: Gallery) -> str:
     for i, patch in enumerate(g.patches):
         overlay = ""
         if g.saliency is not None:
-            s = g.saliency[i].astype(np.float32)
-            s = s / (s.max() + 1e-9)
+            s = ndi.gaussian_filter(g.saliency[i].astype(np.float32), 3)  # gradients are speckle; show where they gather
+            s = np.clip(s / (np.percentile(s, 99) + 1e-9), 0, 1)
             heat = (plt.get_cmap("inferno")(s)[..., :3] * 255).astype(np.uint8)
             overlay = f'<img src="{_img((0.55 * patch + 0.45 * heat).astype(np.uint8))}" alt="saliency">'
         cells.append(f'<figure><img src="{_img(patch)}" alt="cell">{overlay}<figcaption>{html.escape(g.captions[i])}</figcaption></figure>')

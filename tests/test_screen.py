@@ -1,0 +1,134 @@
+"""`wsi-screen screen` end to end with the shipped models on the committed demo slide."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from wsi_screen.classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES
+from wsi_screen.export.geojson import read_features, validate_qupath
+from wsi_screen.export.store import read_table
+
+DEMO = Path(__file__).resolve().parents[1] / "wsi_screen" / "demo" / "demo_smear.tiff"
+
+
+def _cli(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "wsi_screen.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory):
+    out = tmp_path_factory.mktemp("screen")
+    run = _cli("screen", DEMO, "-o", out, "--specimen-id", "SPEC-42", "--workers", "2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1].endswith("report.html")
+    return out / "demo_smear"
+
+
+def test_report_json_has_the_morning_figures(screened):
+    r = json.loads((screened / "report.json").read_text())
+    assert r["specimen_id"] == "SPEC-42" and r["slide"] == "demo_smear.tiff"
+    assert abs(r["n_leukocytes"] - 150) <= 3  # within 2 % of the 150 placed cells
+    assert sum(r["counts"].values()) == r["n_leukocytes"] and list(r["counts"]) == list(CLASS_CODES)
+    assert r["differential_denominator"] == r["n_leukocytes"] - r["counts"]["EBO"] - r["counts"]["KSC"]
+    assert sum(r["differential"].values()) == pytest.approx(100.0)
+    for test in ("blast", "atypical"):
+        t = r[test]
+        assert set(t) >= {"count", "raw_prevalence", "prevalence", "ci95", "expected_count", "flag"}
+        assert 0 <= t["ci95"][0] <= t["prevalence"] <= t["ci95"][1] <= 1
+        assert t["raw_prevalence"] == pytest.approx(t["count"] / r["n_leukocytes"])
+    assert not r["blast"]["flag"]  # the demo holds no blasts (PBC normal donors only)
+    assert r["qc"]["warnings"] == [] and r["aoi_area_mm2"] > 0.5
+    assert len(r["model"]["classifier"]["sha256"]) == 64 and len(r["config_sha256"]) == 64
+    assert r["error_rates"]["blast"]["n_positive"] > 0 and "torch" in r["software"]
+
+
+def test_cells_zarr_and_geojson_agree_one_to_one(screened):
+    store = screened / "cells.zarr"
+    table = read_table(store)
+    cells = zarr.open_group(str(store / "cells"))
+    probs = cells["probabilities"][:]
+    assert probs.shape == (len(table), 15) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    assert np.allclose(cells["p_blast"][:], probs[:, [7, 12]].sum(1), atol=1e-5)
+    assert list(cells["predicted"][:]) == [CLASS_CODES[k] for k in probs.argmax(1)]
+    feats = read_features(screened / "detections.geojson")
+    assert validate_qupath(feats) == []
+    assert sorted(f["properties"]["measurements"]["cell_id"] for f in feats) == list(table["id"])
+    assert len({f["id"] for f in feats}) == len(feats)
+    for f in feats[:20]:
+        props = f["properties"]
+        i = int(props["measurements"]["cell_id"])
+        code = str(cells["predicted"][i])
+        assert props["classification"] == {"name": CLASS_NAMES[code], "color": list(CLASS_COLORS[code])}
+        assert props["measurements"]["p_blast"] == pytest.approx(float(cells["p_blast"][i]), abs=1e-6)
+        assert {f"p_{c}" for c in CLASS_CODES} <= set(props["measurements"]) and props["measurements"]["area_um2"] > 20
+
+
+def test_report_html_is_self_contained(screened):
+    page = (screened / "report.html").read_text()
+    assert "RESEARCH USE ONLY" in page and "SPEC-42" in page
+    assert "http://" not in page and "https://" not in page  # no network
+    assert page.count("data:image/png;base64,") >= 3 and page.count("data:image/jpeg;base64,") >= 24
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(screened, tmp_path):
+    from PIL import Image
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}", (screened / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert img.shape[:2] == (2000, 1280)
+    banner = img[15:60, 20:1200]
+    assert (np.abs(banner - [176, 0, 32]).sum(-1) < 60).mean() > 0.5  # the red research-use banner
+    colourful = (img.max(-1) - img.min(-1)) > 60
+    assert colourful[600:2000].mean() > 0.03  # plots and cell images are drawn, not blank boxes
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: d / "missing.pt", "model file not found"),
+        (lambda d: _write(d / "corrupt.pt", b"\x00garbage" * 50), "not a wsi_screen classifier file"),
+        (lambda d: _wrong_classes(d / "ten.pt"), "expected the 15 codes"),
+    ],
+)
+def test_bad_model_is_one_line_error_and_nothing_written(tmp_path, setup, message):
+    model = setup(tmp_path)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"classify:\n  model: {model}\n")
+    run = _cli("screen", DEMO, "-o", tmp_path / "out", "--config", config)
+    last = run.stderr.strip().splitlines()[-1]
+    assert run.returncode == 2 and last.startswith("error: ") and message in last and model.name in last
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("text, message", [("colour: 3\n", "unknown key"), ("aggregate:\n  blast_threshold: 2\n", "blast_threshold must be in [0, 1]")])
+def test_bad_config_is_one_line_error(tmp_path, text, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    run = _cli("screen", DEMO, "-o", tmp_path / "out", "--config", config)
+    assert run.returncode == 2 and message in run.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _wrong_classes(path):
+    from wsi_screen.registry import ModelCard, create_model, save_weights
+
+    card = ModelCard(arch="resnext_compact", input_px=64, class_codes=tuple(CLASS_CODES[:10]))
+    return save_weights(create_model("resnext_compact", 10), card, path)
