@@ -3,6 +3,7 @@ memory summed over a process tree."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,11 @@ import psutil
 import tifffile
 from PIL import Image
 
+from wsi_screen.records import Box
 from wsi_screen.synth import make_slide
+
+MPP = 0.1
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def repeated_slide(path: Path, block_path: Path, reps: int, mpp: float, tile: int = 256, quality: int = 85) -> tuple[int, int]:
@@ -42,8 +47,46 @@ def repeated_slide(path: Path, block_path: Path, reps: int, mpp: float, tile: in
     return w * reps, h * reps
 
 
-def smear_block(path: Path, size: int, mpp: float, n_leukocytes: int, data_dir: Path | None, seed: int = 0):
-    return make_slide(path, width=size, height=size, mpp=mpp, n_leukocytes=n_leukocytes, data_dir=data_dir, seed=seed)
+def bench_slides(workdir: Path | None, reps: int, names: tuple[str, ...] = ("1x",)) -> dict[str, Path]:
+    """Cached benchmark slides at 0.1 µm/px (100x oil): "1x" is reps×reps blocks of 8192² px
+    (reps=4: 1.07 gigapixels), "4x" has four times its area. Real cells when ../shared is there."""
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="wsi_bench_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    block = workdir / "block.tiff"
+    if not block.exists():
+        make_slide(block, width=8192, height=8192, mpp=MPP, n_leukocytes=60, data_dir=SHARED if SHARED.exists() else None, seed=0)
+    slides = {}
+    for name in names:
+        path = workdir / f"smear_{name}.tiff"
+        if not path.exists():
+            repeated_slide(path, block, reps * (2 if name == "4x" else 1), MPP)
+        slides[name] = path
+    return slides
+
+
+def decode_row(row: tuple[int, int, int], path: str) -> int:
+    """Decode one row of level-0 tiles at native resolution (no resampling)."""
+    from wsi_screen.slide import open_slide
+
+    y0, y1, width = row
+    with open_slide(path, max_mpp=1.0) as slide:
+        for x0 in range(0, width, 4096):
+            slide.read(Box(x0, y0, min(x0 + 4096, width), y1), slide.info.mpp)
+    return y1 - y0
+
+
+def decode_seconds(path: Path, config, workers: int) -> float:
+    """Time to decode every level-0 tile of the slide once, on `workers` Dask workers."""
+    from wsi_screen.parallel import bounded_map, dask_client, in_flight
+    from wsi_screen.slide import check_slide
+
+    info = check_slide(path)
+    rows = [(y, min(y + 4096, info.height), info.width) for y in range(0, info.height, 4096)]
+    with dask_client(None, config.dask, workers) as client:
+        t0 = time.perf_counter()
+        for _ in bounded_map(client, decode_row, rows, in_flight(client), path=str(path)):
+            pass
+        return time.perf_counter() - t0
 
 
 class PeakMemory:

@@ -5,39 +5,24 @@
   start-up (slide check, AOI, cluster start) reported apart;
 - peak memory summed over all processes for the slide and for one with 4x its area.
 
-    python benchmarks/detect_speed.py [--workdir /tmp/wsi_bench] [--reps 4]
+    python -m benchmarks.detect_speed [--workdir /tmp/wsi_bench] [--reps 4]
 """
 
 from __future__ import annotations
 
 import json
 import math
-import tempfile
 import time
 from pathlib import Path
 
 import click
 
-from benchmarks.common import PeakMemory, repeated_slide, smear_block
+from benchmarks.common import PeakMemory, bench_slides, decode_seconds
 from wsi_screen.config import Config
 from wsi_screen.export.outdir import staged_dir
 from wsi_screen.export.geojson import write_features
 from wsi_screen.find_cells import find_cells, leukocyte_features, prepare, write_store
-from wsi_screen.parallel import bounded_map, dask_client, in_flight
-from wsi_screen.records import Box
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def decode_row(row: tuple[int, int, int], path: str) -> int:
-    """Decode one row of level-0 tiles at native resolution (no resampling)."""
-    from wsi_screen.slide import open_slide
-
-    y0, y1, width = row
-    with open_slide(path, max_mpp=1.0) as slide:
-        for x0 in range(0, width, 4096):
-            slide.read(Box(x0, y0, min(x0 + 4096, width), y1), slide.info.mpp)
-    return y1 - y0
+from wsi_screen.parallel import dask_client
 
 
 def run_detect(path: Path, out: Path, config: Config, workers: int) -> dict:
@@ -59,29 +44,10 @@ def run_detect(path: Path, out: Path, config: Config, workers: int) -> dict:
 @click.option("--reps", default=4, show_default=True, help="Block copies per side (8192 px blocks at 0.1 µm/px).")
 @click.option("--workers", default=2, show_default=True)
 def main(workdir: Path | None, reps: int, workers: int) -> None:
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="wsi_bench_"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    mpp, block_px = 0.1, 8192
-    block = workdir / "block.tiff"
-    if not block.exists():
-        smear_block(block, block_px, mpp, n_leukocytes=60, data_dir=SHARED if SHARED.exists() else None)
-    slides = {}
-    for name, r in (("1x", reps), ("4x", 2 * reps)):
-        path = workdir / f"smear_{name}.tiff"
-        if not path.exists():
-            repeated_slide(path, block, r, mpp)
-        slides[name] = path
+    slides = bench_slides(workdir, reps, ("1x", "4x"))
     config = Config()
-    from wsi_screen.slide import check_slide
-
-    info = check_slide(slides["1x"])
-    rows = [(y, min(y + 4096, info.height), info.width) for y in range(0, info.height, 4096)]
-    with dask_client(None, config.dask, workers) as client:
-        t0 = time.perf_counter()
-        for _ in bounded_map(client, decode_row, rows, in_flight(client), path=str(slides["1x"])):
-            pass
-        decode_s = time.perf_counter() - t0
-    results = {name: run_detect(path, workdir / "out", config, workers) for name, path in slides.items()}
+    decode_s = decode_seconds(slides["1x"], config, workers)
+    results = {name: run_detect(path, slides["1x"].parent / "out", config, workers) for name, path in slides.items()}
     one, four = results["1x"], results["4x"]
     report = {
         "slide_gigapixels": one["gigapixels"],

@@ -145,7 +145,7 @@ def _classify_and_report(tmp: Path, cells: SlideCells, model, card, model_path: 
         "qc": cells.qc,
         "error_rates": {k: asdict(v) for k, v in rates.items()},
         "model": {
-            "detector": {"name": config.detect.model, "method": config.detect.method},
+            "detector": {"name": config.detect.model, "method": config.detect.method, "sha256": _detector_sha256(config)},
             "classifier": {"path": model_path.name, "arch": card.arch, "sha256": sha256(model_path), "temperature": card.temperature},
         },
         "config_sha256": config.sha256(),
@@ -183,6 +183,13 @@ def _write_geojson(tmp: Path, cells: SlideCells, probs, predicted, result, confi
         measurements.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(CLASS_CODES)})
         feats.append(feature(d.polygon, CLASS_NAMES[code], CLASS_COLORS[code], measurements, cell_uuid(cells.slide_key, i)))
     write_features(feats, tmp / "detections.geojson", gz=options.gzip or len(feats) > config.export.gzip_above_cells)
+
+
+def _detector_sha256(config: Config) -> str | None:
+    from .registry import sha256
+    from .segmenters import resolve_weights
+
+    return sha256(resolve_weights(config.detect.model)) if config.detect.method == "unet" else None
 
 
 def _versions() -> dict:

@@ -4,7 +4,6 @@ segmenters: the shipped U-Net and a classical stain-threshold baseline."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,10 +49,6 @@ def save_unet(model, card: SegmenterCard, path: Path) -> None:
     torch.save({"card": asdict(card), "state_dict": state}, path)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def resolve_weights(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix != ".pt":
@@ -87,6 +82,8 @@ class UnetSegmenter:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.mpp = self.card.mpp
+        from .registry import sha256
+
         self.checksum = sha256(self.path)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
