@@ -181,6 +181,27 @@ def screen(slide: Path, out: Path, mpp, aoi, config_path, workers, scheduler, de
     click.echo(summary.line())
 
 
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_slide_options
+@_screen_options
+@click.option("--retry-failed", is_flag=True, help="Screen again the slides that failed in an earlier run.")
+def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed) -> None:
+    """Screen many slides (files, folders, or text files listing paths) into OUT/, resumably;
+    OUT/summary.csv, summary.html and run.json are kept up to date after every slide."""
+    from .batch import run_batch
+    from .screen import ScreenOptions
+
+    options = ScreenOptions(mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler, specimen_id=specimen_id, gzip=gz)
+    rows = run_batch(list(inputs), out, screen_config(config_path, device, tta), options, retry_failed)
+    failed = [r for r in rows if r.status == "failed"]
+    click.echo(f"{len(rows) - len(failed)} slides ok, {len(failed)} failed → {out / 'summary.html'}")
+    for r in failed:
+        click.echo(f"failed: {r.error}", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: expected failures become one line and exit code 2."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
@@ -195,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0)
     return 0
 
 

@@ -30,7 +30,7 @@ def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
     n = workers or cfg.workers or os.cpu_count() or 1
     logging.getLogger("distributed").setLevel(logging.ERROR)  # cluster chatter is not the user's business
     cluster = LocalCluster(
-        n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=None, silence_logs=40
+        n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=":0", silence_logs=40
     )
     return Client(cluster)
 

@@ -30,6 +30,7 @@ class ScreenOptions:
     specimen_id: str | None = None
     gzip: bool = False
     progress: bool = True
+    completion: dict | None = None  # written as completed.json, last, inside the all-or-nothing folder
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,13 @@ def load_classifier(config: Config):
     return model, card, path
 
 
-def screen_slide(slide_path: Path, out_root: Path, config: Config, options: ScreenOptions = ScreenOptions()) -> ScreenSummary:
+def screen_slide(
+    slide_path: Path, out_root: Path, config: Config, options: ScreenOptions = ScreenOptions(), client=None, out_name: str | None = None
+) -> ScreenSummary:
+    """Screen one slide into OUT/<out_name or slide stem>/; uses `client` when given (the batch
+    runner's), else starts one for this job."""
+    from contextlib import nullcontext
+
     from .export.outdir import staged_dir
     from .parallel import dask_client
 
@@ -87,13 +94,15 @@ def screen_slide(slide_path: Path, out_root: Path, config: Config, options: Scre
     info, mask = prepare(slide_path, config, options.mpp, options.aoi)  # bad slide/AOI: fail before torch and Dask
     model, card, model_path = load_classifier(config)  # bad model: fail before any work
     rates = rates_from_card(card)
-    out_dir = Path(out_root) / Path(slide_path).stem
-    with dask_client(options.scheduler, config.dask, options.workers) as client:
+    out_dir = Path(out_root) / (out_name or Path(slide_path).stem)
+    with nullcontext(client) if client is not None else dask_client(options.scheduler, config.dask, options.workers) as client:
         startup = time.perf_counter() - t0
         cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress)
         with staged_dir(out_dir) as tmp:
             write_store(client, tmp / "cells.zarr", cells, config)
             report = _classify_and_report(tmp, cells, model, card, model_path, rates, config, options, t0)
+            if options.completion is not None:
+                (tmp / "completed.json").write_text(json.dumps(options.completion, indent=1))
     return ScreenSummary(str(slide_path), out_dir, report["n_leukocytes"], report["blast"], tuple(report["flags"]), time.perf_counter() - t0, startup)
 
 

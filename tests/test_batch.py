@@ -1,0 +1,118 @@
+"""Overnight batch: a real 2-worker LocalCluster, resume, retries, and kill -9 at random points."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from wsi_screen.batch import collect_slides, output_names
+from wsi_screen.synth import make_slide
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("night")
+    for i in range(3):
+        make_slide(folder / f"smear{i}.tiff", width=1800, height=1400, n_leukocytes=6, seed=20 + i)
+    (folder / "broken.svs").write_bytes(b"not a slide " * 200)
+    return folder
+
+
+def _batch(inputs, out, *extra, timeout=900):
+    return subprocess.run(
+        [sys.executable, "-m", "wsi_screen.cli", "batch", str(inputs), "-o", str(out), "--workers", "2", *extra], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _state(out: Path) -> dict:
+    """Everything that must not depend on scheduling or interruption."""
+    state = {}
+    for report in sorted(out.glob("*/report.json")):
+        r = json.loads(report.read_text())
+        cells = zarr.open_group(str(report.parent / "cells.zarr" / "cells"))
+        state[report.parent.name] = (r["counts"], r["n_leukocytes"], np.round(cells["x"][:], 3).tolist(), cells["predicted"][:].tolist())
+    return state
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "out"
+    run = _batch(inputs, out)
+    return out, run
+
+
+def test_three_good_slides_and_one_corrupt_on_two_workers(uninterrupted):
+    out, run = uninterrupted
+    assert run.returncode == 1, run.stderr[-2000:]  # non-zero because one slide failed, after finishing the rest
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary.columns) == ["slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review", "qc_warnings", "runtime_s"]
+    assert sorted(summary["status"]) == ["failed", "ok", "ok", "ok"]
+    bad = summary[summary["status"] == "failed"].iloc[0]
+    assert bad["slide"].endswith("broken.svs") and "not a readable .svs slide" in bad["error"]
+    assert summary["status"].iloc[-1] == "failed"  # flagged first, failures last
+    ok = summary[summary["status"] == "ok"]
+    assert (ok["n_leukocytes"] >= 5).all() and (ok["blast_ci_low"] <= ok["blast_prevalence"]).all()
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["complete"] and {s["status"] for s in run_json["slides"]} == {"ok", "failed"}
+    assert len(run_json["models"]["classifier"]) == 64 and len(run_json["config_sha256"]) == 64
+    assert "summary.html" in run.stdout and (out / "summary.html").read_text().count("<tr") == 5
+
+
+def test_rerun_skips_finished_slides_and_retries_only_on_request(inputs, uninterrupted, tmp_path):
+    out, _ = uninterrupted
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")}
+    again = _batch(inputs, out)
+    assert again.returncode == 1 and {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} == stamps
+    retry = _batch(inputs, out, "--retry-failed")
+    assert retry.returncode == 1 and "broken.svs" in retry.stderr  # retried, still broken
+    changed = tmp_path / "c.yaml"
+    changed.write_text("aggregate:\n  blast_min_cells: 3\n")
+    rerun = _batch(inputs, out, "--config", changed)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} != stamps  # new config: re-screened
+
+
+def test_kill_minus_nine_then_resume_gives_identical_outputs(inputs, uninterrupted, tmp_path):
+    reference, _ = uninterrupted
+    out = tmp_path / "out"
+    rng = np.random.default_rng(0)
+    completed_before = {}
+    for attempt in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "wsi_screen.cli", "batch", str(inputs), "-o", str(out), "--workers", "2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        time.sleep(float(rng.uniform(4, 25)))
+        os.killpg(proc.pid, signal.SIGKILL)  # the batch and its Dask workers, mid-flight
+        proc.wait()
+        now = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/completed.json")}
+        assert all(now[k] == v for k, v in completed_before.items())  # a completed slide is never recomputed
+        completed_before = now
+    final = _batch(inputs, out)
+    assert final.returncode == 1
+    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/completed.json") if p.parent.name in completed_before} == completed_before
+    assert _state(out) == _state(reference)  # same cells, same counts, nothing duplicated
+    assert not list(out.glob(".*partial*")) and not list(out.glob("**/.*.tmp-*"))
+
+
+def test_inputs_from_folders_and_lists_with_colliding_stems(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    for d in (a, b):
+        (d / "slide.tiff").write_bytes(b"x")
+    listing = tmp_path / "night.txt"
+    listing.write_text(f"# tonight\n{a / 'slide.tiff'}\n\n{b / 'slide.tiff'}\n")
+    slides = collect_slides([listing, a])
+    assert slides == [(a / "slide.tiff").resolve(), (b / "slide.tiff").resolve()]
+    names = output_names(slides)
+    assert len(set(names.values())) == 2 and all(n.startswith("slide-") for n in names.values())
+    assert output_names(slides) == names  # stable
