@@ -100,19 +100,38 @@ def screen_slide(
         cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress)
         with staged_dir(out_dir) as tmp:
             write_store(client, tmp / "cells.zarr", cells, config)
-            report = _classify_and_report(tmp, cells, model, card, model_path, rates, config, options, t0)
+            result = classify_store(client, tmp / "cells.zarr", model_path, config)
+            report = _report(tmp, cells, result, model, card, model_path, rates, config, options, t0)
             if options.completion is not None:
                 (tmp / "completed.json").write_text(json.dumps(options.completion, indent=1))
     return ScreenSummary(str(slide_path), out_dir, report["n_leukocytes"], report["blast"], tuple(report["flags"]), time.perf_counter() - t0, startup)
 
 
-def _classify_and_report(tmp: Path, cells: SlideCells, model, card, model_path: Path, rates, config: Config, options: ScreenOptions, t0: float) -> dict:
+def classify_task(store: str, model_path: str, config: Config):
+    """Classify every patch of a store where this runs (a GPU worker when the cluster has one)."""
     from .classify import classify_patches
+    from .export.store import open_patches
+    from .registry import load_model
+
+    model, card = load_model(model_path)
+    c = config.classify
+    return classify_patches(model, card, open_patches(Path(store)), c.batch_size, c.device, c.tta)
+
+
+def classify_store(client, store: Path, model_path: Path, config: Config):
+    """Classification lands on workers that declare a GPU resource (`dask worker --resources
+    GPU=1`) when the cluster has any; otherwise it runs here, in this process."""
+    workers = client.scheduler_info().get("workers", {}).values() if client is not None else []
+    if any(w.get("resources", {}).get("GPU") for w in workers):
+        return client.submit(classify_task, str(store.resolve()), str(model_path), config, resources={"GPU": 1}, pure=False).result()
+    return classify_task(str(store), str(model_path), config)
+
+
+def _report(tmp: Path, cells: SlideCells, result, model, card, model_path: Path, rates, config: Config, options: ScreenOptions, t0: float) -> dict:
     from .export.store import open_patches, write_columns
     from .registry import sha256
 
     patches = open_patches(tmp / "cells.zarr")
-    result = classify_patches(model, card, patches, config.classify.batch_size, config.classify.device, config.classify.tta)
     probs = result.probs
     predicted = np.asarray(CLASS_CODES)[probs.argmax(1)] if len(probs) else np.asarray([], "U3")
     review = result.needs_review(config.classify.review_below)
