@@ -13,7 +13,7 @@ from wsi_screen.config import Config
 from wsi_screen.screen import ScreenOptions, screen_slide
 from wsi_screen.synth import NORMAL_MIX, make_slide
 
-N_CELLS = 400
+N_CELLS = 300
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def test_known_blast_prevalence(tmp_path, data_dir, prevalence, should_flag):
     if prevalence:
         mix["MYO"] = prevalence
     synth = make_slide(
-        tmp_path / f"blast_{prevalence}.tiff", width=16000, height=5200, mpp=0.25, n_leukocytes=N_CELLS,
+        tmp_path / f"blast_{prevalence}.tiff", width=14000, height=4400, mpp=0.25, n_leukocytes=N_CELLS,
         class_mix=mix, sources=("pbc", "deepapl"), data_dir=data_dir, seed=int(prevalence * 1000) + 1,
     )  # fmt: skip
     true_blasts = sum(c.code in ("MYO", "MOB") for c in synth.cells)

@@ -22,9 +22,11 @@ def flatten_on_white(pixels: np.ndarray) -> np.ndarray:
     if pixels.shape[2] in (1, 2):  # grey, grey + alpha
         pixels = np.concatenate([np.repeat(pixels[..., :1], 3, axis=2), pixels[..., 1:]], axis=2)
     if pixels.shape[2] == 4:
-        alpha = pixels[..., 3:4].astype(np.float32) / 255.0
-        rgb = pixels[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return np.rint(rgb).astype(np.uint8)
+        alpha = pixels[..., 3:4]
+        if alpha.min() == 255:  # inside the scan (nearly always): no blending to pay for
+            return np.ascontiguousarray(pixels[..., :3])
+        a = alpha.astype(np.uint16)
+        return ((pixels[..., :3].astype(np.uint16) * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
     return np.ascontiguousarray(pixels[..., :3])
 
 
