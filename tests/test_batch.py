@@ -77,7 +77,7 @@ def test_rerun_skips_finished_slides_and_retries_only_on_request(inputs, uninter
     assert retry.returncode == 1 and "broken.svs" in retry.stderr  # retried, still broken
     changed = tmp_path / "c.yaml"
     changed.write_text("aggregate:\n  blast_min_cells: 3\n")
-    rerun = _batch(inputs, out, "--config", changed)
+    assert _batch(inputs, out, "--config", changed).returncode == 1
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} != stamps  # new config: re-screened
 
 

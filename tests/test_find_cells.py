@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,13 +13,13 @@ import tifffile
 import zarr
 from shapely.geometry import shape
 
-from wsi_screen.config import Config, TilingConfig
+from wsi_screen.config import Config
 from wsi_screen.export.geojson import read_features, validate_qupath
 from wsi_screen.export.store import open_patches, read_table
 from wsi_screen.find_cells import find_cells, prepare
 from wsi_screen.synth import make_slide
 
-REPO_DEMO = __import__("pathlib").Path(__file__).resolve().parents[1] / "wsi_screen" / "demo"
+REPO_DEMO = Path(__file__).resolve().parents[1] / "wsi_screen" / "demo"
 
 
 @pytest.fixture(scope="module")
