@@ -8,11 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
 
 REPO = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)  # tiny models: intra-op threads only add contention on shared 2-core machines
 
 
 def shared_data() -> Path:
