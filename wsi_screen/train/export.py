@@ -73,6 +73,8 @@ def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0
     metrics = {
         "split": _describe(split),
         "operating_threshold": threshold,
+        # for Rogan–Gladen correction of slide-level prevalences: tests on calibrated summed probabilities
+        "operating_point": {t: {k: test[f"{t}_test"][k] for k in ("sensitivity", "specificity")} for t in ("blast", "atypical")},
         "headline": headline,
         "targets": targets,
         "calibration": {"temperature": card.temperature, **{k: v for k, v in out.items() if k.startswith("ece")}},
