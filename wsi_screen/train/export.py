@@ -97,7 +97,7 @@ def export(run_dir: str | Path, data: str | Path, dest: str | Path, config_sha25
         "git_commit": _git_commit(),
         "config_sha256": config_sha256,
         "split_sha256": sha256(run_dir / "split.csv"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "history": pd.read_csv(run_dir / "history.csv").round(5).to_dict("records"),
