@@ -14,9 +14,10 @@ def test_default_yaml_mirrors_dataclasses():
     assert load_config(CONFIGS / "default.yaml") == Config()
 
 
-def test_cpu_training_config_loads():
-    t = load_config(CONFIGS / "train_cpu.yaml").train
-    assert (t.arch, t.input_px, t.threads) == ("resnext_compact", 128, 1)
+def test_training_configs_load():
+    cpu, gpu = (load_config(CONFIGS / f"train_{k}.yaml").train for k in ("cpu", "gpu"))
+    assert (cpu.arch, cpu.input_px, cpu.threads) == ("resnext_compact", 128, 1)
+    assert (gpu.arch, gpu.input_px) == ("resnext50_32x4d", 400)
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,7 @@ def plot_confusion(counts, path: Path) -> None:
     ax.set_ylabel("true")
     for (i, j), v in np.ndenumerate(counts):
         if v:
-            ax.text(j, i, int(v), ha="center", va="center", fontsize=6, color="w")
+            ax.text(j, i, int(v), ha="center", va="center", fontsize=6, color="k" if v > np.sqrt(counts.max()) else "w")
     fig.colorbar(im, ax=ax, label="images (log scale)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

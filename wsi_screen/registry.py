@@ -142,8 +142,9 @@ def save_weights(model: nn.Module, card: ModelCard, path: str | Path, half: bool
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
-    torch.save({"card": card.to_dict(), "state_dict": state}, path)
-    path.with_suffix(".json").write_text(json.dumps(card.to_dict(), indent=2) + "\n")
+    card_json = json.dumps(card.to_dict(), indent=2)
+    torch.save({"card": json.loads(card_json), "state_dict": state}, path)  # plain types: loads with weights_only
+    path.with_suffix(".json").write_text(card_json + "\n")
     return path
 
 

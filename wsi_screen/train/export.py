@@ -73,6 +73,8 @@ def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0
     metrics = {
         "split": _describe(split),
         "operating_threshold": threshold,
+        # for Rogan–Gladen correction of slide-level prevalences: tests on calibrated summed probabilities
+        "operating_point": {t: {k: test[f"{t}_test"][k] for k in ("sensitivity", "specificity")} for t in ("blast", "atypical")},
         "headline": headline,
         "targets": targets,
         "calibration": {"temperature": card.temperature, **{k: v for k, v in out.items() if k.startswith("ece")}},
@@ -95,7 +97,7 @@ def export(run_dir: str | Path, data: str | Path, dest: str | Path, config_sha25
         "git_commit": _git_commit(),
         "config_sha256": config_sha256,
         "split_sha256": sha256(run_dir / "split.csv"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "history": pd.read_csv(run_dir / "history.csv").round(5).to_dict("records"),

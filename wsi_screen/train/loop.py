@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..classes import CLASS_CODES
+from ..classify import batch_logits, predictions_frame, to_probabilities
 from ..config import TrainConfig
 from ..errors import DatasetError
 from ..registry import ModelCard, create_model, default_input_px, save_weights
@@ -46,8 +47,6 @@ def fit(
 ) -> ModelCard:  # fmt: skip
     """Train on split=='train', stop early on split=='val', resume from run_dir/last.pt if present.
     Writes best.pt, model.pt (fp16, temperature-calibrated card), history.csv and preds_{val,test}.csv."""
-    from ..classify import batch_logits, predictions_frame, to_probabilities
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
