@@ -58,10 +58,11 @@ def bounded_map(client, fn: Callable, items: Iterable, in_flight: int, **kwargs)
     memory does not grow with the number of tiles."""
     from distributed import as_completed
 
+    resources = {"CPU": 1} if declares(client, "CPU") else None  # reading/detection stay off GPU-only workers
     items = iter(items)
     pending = as_completed()
     for item in items:
-        pending.add(client.submit(fn, item, pure=False, **kwargs))
+        pending.add(client.submit(fn, item, pure=False, resources=resources, **kwargs))
         if pending.count() >= in_flight:
             break
     for future in pending:
@@ -69,8 +70,13 @@ def bounded_map(client, fn: Callable, items: Iterable, in_flight: int, **kwargs)
         future.release()
         nxt = next(items, None)
         if nxt is not None:
-            pending.add(client.submit(fn, nxt, pure=False, **kwargs))
+            pending.add(client.submit(fn, nxt, pure=False, resources=resources, **kwargs))
         yield result
+
+
+def declares(client, resource: str) -> bool:
+    """True when some worker of the cluster declares `resource` (dask worker --resources NAME=n)."""
+    return any(w.get("resources", {}).get(resource) for w in client.scheduler_info().get("workers", {}).values())
 
 
 @functools.lru_cache(maxsize=4)

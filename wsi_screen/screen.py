@@ -121,8 +121,9 @@ def classify_task(store: str, model_path: str, config: Config):
 def classify_store(client, store: Path, model_path: Path, config: Config):
     """Classification lands on workers that declare a GPU resource (`dask worker --resources
     GPU=1`) when the cluster has any; otherwise it runs here, in this process."""
-    workers = client.scheduler_info().get("workers", {}).values() if client is not None else []
-    if any(w.get("resources", {}).get("GPU") for w in workers):
+    from .parallel import declares
+
+    if client is not None and declares(client, "GPU"):
         return client.submit(classify_task, str(store.resolve()), str(model_path), config, resources={"GPU": 1}, pure=False).result()
     return classify_task(str(store), str(model_path), config)
 
