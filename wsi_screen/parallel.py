@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -79,11 +80,21 @@ def declares(client, resource: str) -> bool:
     return any(w.get("resources", {}).get(resource) for w in client.scheduler_info().get("workers", {}).values())
 
 
-@functools.lru_cache(maxsize=4)
+_thread = threading.local()
+
+
 def _slide(path: str, mpp: float | None, max_mpp: float):
+    """This thread's open handle of the slide. Per thread, because a reader drops and reopens its
+    handle after a corrupt tile, which must never happen under another thread's read."""
     from .slide import open_slide
 
-    return open_slide(path, mpp=mpp, max_mpp=max_mpp)
+    cache = _thread.__dict__.setdefault("slides", {})
+    key = (path, mpp, max_mpp)
+    if key not in cache:
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache))).close()
+        cache[key] = open_slide(path, mpp=mpp, max_mpp=max_mpp)
+    return cache[key]
 
 
 @functools.lru_cache(maxsize=2)
