@@ -179,10 +179,10 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
         f"<h1>Batch summary</h1><p>{len(done)} of {len(slides)} slides; flagged first.</p>{frame.to_html(index=False, na_rep='')}</body></html>"
     )
     _atomic_write(out / "summary.html", page)
-    from .screen import _versions
+    from .screen import software_versions
 
     run = {
-        "software": {"wsi_screen": __version__, **_versions()},
+        "software": {"wsi_screen": __version__, **software_versions()},
         "config_sha256": config.sha256(),
         "models": _model_checksums(config),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),

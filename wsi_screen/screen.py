@@ -178,7 +178,7 @@ def _report(tmp: Path, cells: SlideCells, result, model, card, model_path: Path,
             "classifier": {"path": model_path.name, "arch": card.arch, "sha256": sha256(model_path), "temperature": card.temperature},
         },
         "config_sha256": config.sha256(),
-        "software": {"wsi_screen": __version__, "python": platform.python_version(), **_versions()},
+        "software": {"wsi_screen": __version__, "python": platform.python_version(), **software_versions()},
         "runtime_s": None,
     }
     _write_geojson(tmp, cells, probs, predicted, result, config, options)
@@ -221,7 +221,7 @@ def _detector_sha256(config: Config) -> str | None:
     return sha256(resolve_weights(config.detect.model)) if config.detect.method == "unet" else None
 
 
-def _versions() -> dict:
+def software_versions() -> dict:
     from importlib.metadata import version
 
     return {name: version(name) for name in ("torch", "torchvision", "segmentation-models-pytorch", "dask", "zarr", "openslide-python")}

@@ -7,7 +7,6 @@ build their own fixtures. Placement is random, so cells straddle arbitrary tile 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,10 +16,11 @@ import numpy as np
 import tifffile
 from PIL import Image
 from scipy.spatial import cKDTree
-from shapely.geometry import Polygon, box, mapping
+from shapely.geometry import Polygon, box
 from skimage import measure
 
 from .classes import CLASS_COLORS, class_index
+from .export.geojson import feature, write_features
 from .synth_cells import RBC_UM, Sprite, cut_leukocyte, drawn_leukocyte, drawn_rbc, real_leukocytes, real_rbcs
 
 GLASS_RGB = np.array([242.0, 232.0, 220.0], np.float32)
@@ -114,32 +114,24 @@ def write_pyramid(path: str | Path, rgb: np.ndarray, mpp: float, tile: int = 256
 
 def write_ground_truth(path: Path, cells: tuple[PlacedCell, ...], band: Polygon, mpp: float, rng: np.random.Generator) -> None:
     """QuPath GeoJSON: one detection per leukocyte and the monolayer band as an annotation."""
-    def feature(geometry, object_type, name, color, measurements, metadata):
-        return {
-            "type": "Feature",
-            "id": str(uuid.UUID(bytes=rng.bytes(16), version=4)),
-            "geometry": mapping(geometry),
-            "properties": {
-                "objectType": object_type,
-                "classification": {"name": name, "color": list(color)},
-                "measurements": measurements,
-                "metadata": metadata,
-            },
-        }
+
+    def truth(polygon, object_type, name, color, measurements, metadata):
+        fid = str(uuid.UUID(bytes=rng.bytes(16), version=4))
+        f = feature(polygon.exterior.coords, name, color, measurements, fid, object_type)
+        f["properties"]["metadata"] = metadata
+        return f
 
     features = [
-        feature(band, "annotation", MONOLAYER, MONOLAYER_COLOR, {"area_mm2": round(band.area * (mpp / 1000) ** 2, 6)},
-                {"truth": "monolayer band"})
+        truth(band, "annotation", MONOLAYER, MONOLAYER_COLOR, {"area_mm2": round(band.area * (mpp / 1000) ** 2, 6)}, {"truth": "monolayer band"})
     ]
     for c in cells:
-        features.append(feature(
+        features.append(truth(
             Polygon(c.polygon), "detection", c.code, CLASS_COLORS[c.code],
             {"class_index": class_index(c.code), "area_um2": round(c.area_um2, 2),
              "centroid_x_px": round(c.x, 2), "centroid_y_px": round(c.y, 2)},
             {"class_code": c.code, "source_file": c.source},
         ))
-    collection = {"type": "FeatureCollection", "features": features}
-    Path(path).write_text(json.dumps(collection, allow_nan=False))
+    write_features(features, Path(path))
 
 
 def _apportion(mix: dict[str, float], n: int, rng: np.random.Generator) -> list[str]:

@@ -36,7 +36,7 @@ def feature(
         "properties": {
             "objectType": object_type,
             "classification": {"name": name, "color": [int(c) for c in color]},
-            "measurements": {k: float(v) for k, v in measurements.items()},
+            "measurements": {k: v if isinstance(v, int) and not isinstance(v, bool) else float(v) for k, v in measurements.items()},
         },
     }
 
