@@ -3,7 +3,7 @@ import pytest
 
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import detect_image, instances, to_detections
-from wsi_screen.segmenters import ClassicalSegmenter
+from wsi_screen.segmenters import ClassicalSegmenter, SegmenterCard, build_unet, fold_batchnorm
 
 
 def _disc(shape, cx, cy, r):
@@ -29,6 +29,37 @@ def test_cells_without_a_core_seed_still_count_once_and_size_filters_apply():
     labels, _ = instances(np.stack([big | speck, np.zeros(shape)]).astype(np.float32), DetectConfig(), mpp=0.5)
     assert labels.max() >= 1 and len(np.unique(labels[labels > 0])) == 1
     assert labels[30, 30] > 0 and labels[80, 80] == 0
+
+
+def test_a_cell_cut_by_the_image_edge_keeps_a_smaller_minimum_area():
+    shape = (60, 60)
+    strip = _disc(shape, -8, 30, 11)  # 3 px visible at the left edge: ≈ 12 µm² at 0.5 µm/px
+    same_inside = _disc(shape, 40, 30, 4)  # an interior speck of about the same area
+    cfg = DetectConfig(edge_min_area_um2=4.0)
+    labels, _ = instances(np.stack([strip | same_inside, np.zeros(shape)]).astype(np.float32), cfg, mpp=0.5)
+    assert abs(strip.sum() - same_inside.sum()) < 0.3 * strip.sum()
+    assert labels[30, 0] > 0 and labels[30, 40] == 0
+    labels, _ = instances(np.stack([strip, np.zeros(shape)]).astype(np.float32), DetectConfig(edge_min_area_um2=20.0), mpp=0.5)
+    assert labels.max() == 0
+
+
+def test_folding_batchnorm_keeps_the_unet_output():
+    import torch
+
+    card = SegmenterCard(name="t", encoder="tu-mobilenetv2_050", encoder_depth=4, decoder_channels=(32, 24, 16, 8), mpp=0.5)
+    torch.manual_seed(0)
+    model = build_unet(card)
+    model.train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            model(torch.rand(2, 3, 64, 64) * 3)
+    model.eval()
+    x = torch.rand(1, 3, 96, 128)
+    with torch.inference_mode():
+        expected = model(x)
+        folded = fold_batchnorm(model)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert torch.allclose(folded(x), expected, atol=1e-4)
 
 
 def test_detections_are_mapped_to_level0_pixels():

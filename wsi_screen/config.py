@@ -73,6 +73,7 @@ class DetectConfig:
     mpp: float = 0.5  # detection resolution
     threshold: float = 0.5  # foreground probability
     min_area_um2: float = 40.0
+    edge_min_area_um2: float = 4.0  # a cell cut by the image edge (the slide's border) shows less
     max_area_um2: float = 700.0
     min_score: float = 0.5
     batch_size: int = 8
@@ -84,6 +85,7 @@ class DetectConfig:
         _check(0.1 <= self.mpp <= 2.0, "detect.mpp must be in [0.1, 2]")
         _check(0 < self.threshold < 1, "detect.threshold must be in (0, 1)")
         _check(0 <= self.min_area_um2 < self.max_area_um2, "detect area bounds must satisfy 0 <= min < max")
+        _check(0 <= self.edge_min_area_um2 <= self.min_area_um2, "detect.edge_min_area_um2 must be in [0, min_area_um2]")
         _check(0 <= self.min_score <= 1, "detect.min_score must be in [0, 1]")
         _check(self.batch_size >= 1, "detect.batch_size must be >= 1")
         _check(self.device in ("auto", "cpu", "cuda"), "detect.device must be auto, cpu or cuda")
@@ -189,6 +191,7 @@ class TrainConfig:
     saturation: float = 0.15
     hue: float = 0.03
     blur_prob: float = 0.2
+    init_weights: str = ""  # start from this state_dict or weights file (fine-tuning), not from random
 
     def __post_init__(self):
         _check(self.input_px == 0 or 32 <= self.input_px <= 1024, "train.input_px must be 0 or in [32, 1024]")

@@ -1,7 +1,10 @@
 """Leukocyte maps → instances → owned Detections in level-0 pixels.
 
 Instances: the cell map is split by watershed from one seed per cell core, so touching cells
-become separate detections; cells whose core was missed still count once (their own seed)."""
+become separate detections; cells whose core was missed still count once (their own seed). A cell
+cut by the image edge keeps a smaller minimum area: only part of it is visible. Inside a slide the
+edges of a tile's read box lie in the halo, whose cells belong to other tiles, so this only changes
+cells at the slide's own border and whole images such as camera fields."""
 
 from __future__ import annotations
 
@@ -53,22 +56,27 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float) -> tuple[np.ndarr
         return labels, np.zeros(1, np.float32)
     area_um2 = np.bincount(labels.ravel(), minlength=count + 1) * mpp**2
     score = np.asarray(ndi.mean(maps[0], labels, np.arange(count + 1)), np.float32)
-    keep = (area_um2 >= cfg.min_area_um2) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
+    at_edge = np.zeros(count + 1, bool)
+    at_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
+    keep = (area_um2 >= min_area) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     return labels, score
 
 
 def _relabel(seeds: np.ndarray) -> np.ndarray:
-    """Consecutive labels 1..n, keeping distinct seeds distinct."""
-    values, inverse = np.unique(seeds, return_inverse=True)
-    out = inverse.reshape(seeds.shape)
-    return out if values[0] == 0 else out + 1
+    """Consecutive labels 1..n, keeping distinct seeds distinct (a lookup table: no sort of the image)."""
+    present = np.zeros(int(seeds.max()) + 1, bool)
+    present[seeds.ravel()] = True
+    present[0] = False
+    return (np.cumsum(present) * present)[seeds]
 
 
-def to_detections(labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float) -> list[Detection]:
+def to_detections(labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float, keep=None) -> list[Detection]:
     """Instances of an image whose pixel (row, col) covers level-0 [x0 + col·scale, …) →
-    Detections in level-0 px. `mpp` is the image's µm/px (for areas)."""
+    Detections in level-0 px. `mpp` is the image's µm/px (for areas); `keep(x, y)`, if given,
+    selects by level-0 centroid before any outline is traced."""
     x0, y0 = origin
     detections = []
     for index, sl in enumerate(ndi.find_objects(labels), start=1):
@@ -77,6 +85,8 @@ def to_detections(labels: np.ndarray, score: np.ndarray, origin: tuple[float, fl
         mask = labels[sl] == index
         rows, cols = np.nonzero(mask)
         cy, cx = rows.mean() + sl[0].start + 0.5, cols.mean() + sl[1].start + 0.5
+        if keep is not None and not keep(x0 + cx * scale, y0 + cy * scale):
+            continue
         contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
         ring = [(x0 + (c - 1 + sl[1].start + 0.5) * scale, y0 + (r - 1 + sl[0].start + 0.5) * scale) for r, c in contour]
         polygon = Polygon(ring).simplify(scale * 0.5)
@@ -110,8 +120,7 @@ def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig) -> TileResult:
     rgb = slide.read(tile.read, segmenter.mpp)
     scale = tile.read.width / rgb.shape[1]
     labels, score = instances(segmenter(rgb), cfg, segmenter.mpp)
-    dets = to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp)
-    owned = tuple(d for d in dets if tile.core.contains(d.x, d.y))
+    owned = tuple(to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp, keep=tile.core.contains))
     halo = int(round((tile.core.x0 - tile.read.x0) / scale))
     core = rgb[halo : halo + int(round(tile.core.height / scale)), halo : halo + int(round(tile.core.width / scale))]
     return TileResult(tile, owned, tile_qc(core))

@@ -6,9 +6,11 @@ from its own red cells (≈ 7.5 µm across) and everything is resampled to the d
 
 Boxes → masks: a WBC box is tight around a roughly convex cell, so the inscribed ellipse holds the
 cell and excludes the box corners (where neighbouring red cells sit); intersecting it with the
-stained (non-background) pixels trims the ellipse to the cell's real outline, and the ellipse is
-simply clipped where the field border cuts the cell. The "core" target (the inner half of each
-cell by distance) gives watershed one seed per cell, which is what splits touching cells."""
+stained (non-background) pixels trims the ellipse to the cell's real outline. A box the field
+border cuts is the visible part of a round cell, so it is extended past the border to a square
+before the ellipse is inscribed, and it is not opened: the visible part can be a strip a few
+pixels wide, and it is still a cell to find. The "core" target (the inner half of each cell by
+distance) gives watershed one seed per cell, which is what splits touching cells."""
 
 from __future__ import annotations
 
@@ -91,10 +93,15 @@ def wbc_targets(rgb: np.ndarray, wbc_boxes: np.ndarray) -> np.ndarray:
     fg = np.zeros((h, w), bool)
     core = np.zeros((h, w), bool)
     for x0, y0, x1, y1 in wbc_boxes:
+        inside = x0 > 1 and y0 > 1 and x1 < w - 1 and y1 < h - 1
+        side = max(x1 - x0, y1 - y0)  # a cut cell's box extends past the border to a round cell's
+        x0, y0 = (min(x0, x1 - side) if x0 <= 1 else x0), (min(y0, y1 - side) if y0 <= 1 else y0)
+        x1, y1 = (max(x1, x0 + side) if x1 >= w - 1 else x1), (max(y1, y0 + side) if y1 >= h - 1 else y1)
         cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, max((x1 - x0) / 2, 1), max((y1 - y0) / 2, 1)
         ellipse = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
         cell = ndi.binary_fill_holes(ellipse & ~background)
-        cell = ndi.binary_opening(cell, iterations=2)
+        if inside:  # opening would erase a frame-cut sliver
+            cell = ndi.binary_opening(cell, iterations=2)
         labels, n = ndi.label(cell)
         if n:
             cell = labels == (np.argmax(np.bincount(labels.ravel())[1:]) + 1)
