@@ -67,7 +67,10 @@ def fit(
     eval_set = CellDataset(table, codes, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
 
-    model = create_model(cfg.arch, len(codes)).to(device)
+    model = create_model(cfg.arch, len(codes))
+    if cfg.init_weights:
+        model.load_state_dict(_initial_state(cfg.init_weights))
+    model = model.to(device)
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -126,6 +129,14 @@ def fit(
             lg = batch_logits(model, (x for x, _ in _eval_loader(torch.utils.data.Subset(eval_set, idx), cfg)), device)
             predictions_frame(table["file"].iloc[idx].tolist(), to_probabilities(lg, card)).to_csv(run_dir / f"preds_{name}.csv", index=False)
     return card
+
+
+def _initial_state(path: str) -> dict:
+    """A warm start: a raw state_dict (a run's best.pt) or a shipped weights file."""
+    if not Path(path).is_file():
+        raise DatasetError("train.init_weights: no such file", path)
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return state.get("state_dict", state)  # load_state_dict casts fp16 to the model's dtype
 
 
 def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str) -> float:
