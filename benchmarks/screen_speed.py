@@ -3,7 +3,8 @@
 - decode-only time of every level-0 tile, on the same number of Dask workers;
 - `screen` time with start-up (slide check, AOI, model load, cluster start) reported apart;
 - classification throughput (cells/s) of the code `screen` runs (patches read from cells.zarr,
-  decoded, resized, normalised, forward) against the raw model forward on the same batch size;
+  decoded, resized, normalised, forward) against the raw forward of the same prepared network
+  (batch norm folded, channels_last) on the same batch size;
 - the same on CUDA with AMP wherever a GPU is available.
 
     python -m benchmarks.screen_speed [--workdir /tmp/wsi_bench] [--reps 4]
@@ -19,15 +20,15 @@ import click
 import torch
 
 from benchmarks.common import bench_slides, decode_seconds
-from wsi_screen.classify import classify_patches
+from wsi_screen.classify import classify_store
 from wsi_screen.config import Config
 from wsi_screen.export.store import open_patches
+from wsi_screen.registry import for_inference
 from wsi_screen.screen import ScreenOptions, load_classifier, screen_slide
 
 
 def raw_forward_cells_per_s(model, card, batch: int, device: str, repeats: int = 5) -> float:
-    x = torch.randn(batch, 3, card.input_px, card.input_px, device=device)
-    model = model.to(device).eval()
+    x = torch.randn(batch, 3, card.input_px, card.input_px, device=device).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast("cuda", enabled=device == "cuda"):
         model(x)
         if device == "cuda":
@@ -41,10 +42,9 @@ def raw_forward_cells_per_s(model, card, batch: int, device: str, repeats: int =
 
 
 def pipeline_cells_per_s(model, card, store: Path, batch: int, device: str) -> float:
-    patches = open_patches(store)
     t0 = time.perf_counter()
-    classify_patches(model, card, patches, batch, device)
-    return patches.shape[0] / (time.perf_counter() - t0)
+    classify_store(model, card, store, batch, device)
+    return open_patches(store).shape[0] / (time.perf_counter() - t0)
 
 
 @click.command()
@@ -69,6 +69,7 @@ def main(workdir: Path | None, reps: int, workers: int) -> None:
         "cells": summary.n_leukocytes,
     }
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        model = for_inference(model, device)  # as screen prepares it: both sides run the same network
         pipe = pipeline_cells_per_s(model, card, store, batch, device)
         raw = raw_forward_cells_per_s(model, card, batch, device)
         report[f"{device}_classify_cells_per_s"] = pipe

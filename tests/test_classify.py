@@ -7,12 +7,23 @@ import torch
 from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.classify import classify_files, classify_patches, list_inputs, predictions_frame, to_probabilities
+from wsi_screen.classify import batch_logits, classify_files, classify_store, list_inputs, predictions_frame, to_probabilities
 from wsi_screen.cli import main
+from wsi_screen.config import PatchConfig
 from wsi_screen.errors import DatasetError
+from wsi_screen.export.store import create_store, detections_table, write_patches
 from wsi_screen.registry import ModelCard, create_model, save_weights
 
 from .conftest import cell_image
+from .test_store import _dets
+
+
+def _store(tmp_path, patches, name="cells.zarr"):
+    """A cells.zarr holding `patches`, as screen's detect stage writes it."""
+    store = tmp_path / name
+    create_store(store, detections_table(_dets(len(patches))), PatchConfig(size_px=patches.shape[1]), {})
+    write_patches(store, 0, patches)
+    return store
 
 
 @pytest.fixture(scope="module")
@@ -24,28 +35,34 @@ def tiny_model(tmp_path_factory):
     return model, card, path
 
 
-def test_patches_give_15_probabilities(tiny_model):
+def test_store_patches_give_15_probabilities(tiny_model, tmp_path):
     model, card, _ = tiny_model
     patches = np.stack([cell_image(c, 400, 0) for c in CLASS_CODES[:3]])
-    r = classify_patches(model, card, patches, batch_size=2, device="cpu")
+    r = classify_store(model, card, _store(tmp_path, patches), batch_size=2, device="cpu")
     assert r.probs.shape == (3, 15) and np.allclose(r.probs.sum(1), 1) and r.p_reject.shape == (3,)
     assert np.all((r.p_blast >= 0) & (r.p_blast <= 1)) and np.all(r.p_atypical >= r.p_blast)
-    tta = classify_patches(model, card, patches, device="cpu", tta=True)
-    rot = classify_patches(model, card, np.rot90(patches, 1, (1, 2)).copy(), device="cpu", tta=True)
-    assert np.allclose(tta.probs, rot.probs, atol=1e-5)  # TTA over the dihedral group is rotation invariant
-    with pytest.raises(ValueError, match="N×H×W×3"):
-        classify_patches(model, card, patches[..., 0], device="cpu")
+    whole = classify_store(model, card, _store(tmp_path, patches), batch_size=64, device="cpu")
+    assert np.allclose(whole.probs, r.probs, atol=1e-6)  # batching and prefetch change nothing
 
 
-def test_patch_and_file_paths_see_the_same_field(tiny_model, tmp_path):
-    """A 400 px patch (29 µm) and the same cell saved as a 0.1 µm/px crop (290 px of field inside a
-    360 px crop) give the same probabilities."""
+def test_tta_is_rotation_invariant(tiny_model):
+    model, _, _ = tiny_model
+    x = torch.rand(2, 3, 64, 64)
+    tta = batch_logits(model, [x], torch.device("cpu"), tta=True)
+    rot = batch_logits(model, [torch.rot90(x, 1, (-2, -1))], torch.device("cpu"), tta=True)
+    plain = batch_logits(model, [x], torch.device("cpu"))
+    assert torch.allclose(tta, rot, atol=1e-5) and not torch.allclose(tta, plain, atol=1e-5)
+
+
+def test_store_and_file_paths_see_the_same_field(tiny_model, tmp_path):
+    """A 400 px patch (29 µm) as screen stores it and the same cell saved as a 0.1 µm/px crop (290 px
+    of field inside a 360 px crop) give the same probabilities."""
     model, card, _ = tiny_model
     patch = cell_image("MYO", 400, 1)
     crop = np.asarray(Image.fromarray(patch).resize((290, 290), Image.Resampling.BOX))
     crop = np.pad(crop, ((35, 35), (35, 35), (0, 0)), mode="edge")
     Image.fromarray(crop).save(tmp_path / "crop.png")
-    a = classify_patches(model, card, patch[None], device="cpu").probs
+    a = classify_store(model, card, _store(tmp_path, patch[None]), device="cpu").probs
     b = classify_files(model, card, [str(tmp_path / "crop.png")], input_mpp=0.1, device="cpu").probs
     assert np.abs(a - b).max() < 0.02
 

@@ -3,7 +3,8 @@ import pytest
 
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import detect_image, instances, to_detections
-from wsi_screen.segmenters import ClassicalSegmenter, SegmenterCard, build_unet, fold_batchnorm
+from wsi_screen.registry import fold_batchnorm
+from wsi_screen.segmenters import ClassicalSegmenter, SegmenterCard, build_unet
 
 
 def _disc(shape, cx, cy, r):

@@ -2,7 +2,13 @@ import numpy as np
 import zarr
 
 from wsi_screen.config import PatchConfig
-from wsi_screen.export.store import create_store, detections_table, open_patches, read_table, write_aoi, write_columns, write_patches
+import pytest
+from PIL import Image
+
+from wsi_screen.errors import StoreError
+from wsi_screen.export.store import (
+    create_store, detections_table, open_patches, read_patches_reduced, read_table, write_aoi, write_columns, write_patches,
+)  # fmt: skip
 from wsi_screen.records import AoiMask, Box, Detection
 
 
@@ -44,3 +50,18 @@ def test_empty_store_is_valid(tmp_path):
     create_store(store, detections_table([]), PatchConfig(), {})
     assert open_patches(store).shape == (0, 400, 400, 3)
     assert len(read_table(store)) == 0
+
+
+def test_patches_decode_at_a_reduced_jpeg_scale(tmp_path):
+    store = tmp_path / "cells.zarr"
+    create_store(store, detections_table(_dets(3)), PatchConfig(size_px=400), {})
+    yy, xx = np.mgrid[0:400, 0:400]
+    smooth = np.stack([np.stack([80 + yy // 4 + 20 * i, 120 + xx // 4, 220 - yy // 3], -1) for i in range(3)]).astype(np.uint8)
+    write_patches(store, 0, smooth[:2])
+    small = read_patches_reduced(store, 0, 2, 128)
+    assert small.shape == (2, 200, 200, 3)  # 1/2 is the smallest DCT scale keeping ≥ 128 px
+    expected = np.stack([np.asarray(Image.fromarray(p).reduce(2)) for p in smooth[:2]])
+    assert np.abs(small.astype(int) - expected).mean() < 2
+    assert read_patches_reduced(store, 0, 1, 50).shape == (1, 50, 50, 3)  # 1/8
+    with pytest.raises(StoreError, match="cell 2"):
+        read_patches_reduced(store, 1, 3, 128)

@@ -59,14 +59,12 @@ def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
 @torch.inference_mode()
 def batch_logits(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device, tta: bool = False) -> torch.Tensor:
     """Concatenated logits (float32, CPU) of normalised N×3×H×W batches; TTA averages logits over
-    the dihedral group. AMP and channels_last on CUDA."""
+    the dihedral group. channels_last inputs; AMP on CUDA."""
     model.eval()
     cuda = device.type == "cuda"
     out = []
     for x in batches:
-        x = x.to(device, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", enabled=cuda):
             views = _dihedral(x) if tta else [x]
             out.append(torch.stack([model(v).float() for v in views]).mean(0).cpu())
@@ -81,25 +79,40 @@ def to_probabilities(logits: torch.Tensor, card: ModelCard) -> Probabilities:
     return Probabilities(leuk / np.clip(leuk.sum(1, keepdims=True), 1e-12, None), p[:, n:].sum(1))
 
 
-def classify_patches(
-    model: nn.Module, card: ModelCard, patches: np.ndarray, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
-) -> Probabilities:
-    """N×S×S×3 uint8 patches spanning the card's field (the slide pipeline's 400×400 at 29 µm) → Probabilities."""
+def classify_store(
+    model: nn.Module, card: ModelCard, store: Path, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
+) -> Probabilities:  # fmt: skip
+    """Every patch of a cells.zarr → Probabilities; the next batches are decoded (at a reduced
+    JPEG scale still ≥ the card's input) in a thread while the model runs, so the forward pass
+    sets the pace."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .export.store import open_patches, read_patches_reduced
+
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
-    if patches.ndim != 4 or patches.shape[-1] != 3:
-        raise ValueError(f"expected N×H×W×3 uint8 patches, got shape {patches.shape}")
+    n = open_patches(store).shape[0]
 
-    batches = (patch_batch(patches[i : i + batch_size], card) for i in range(0, patches.shape[0], batch_size))
-    return to_probabilities(batch_logits(model, batches, device, tta), card)
+    def batches():
+        with ThreadPoolExecutor(1) as pool:
+            starts = range(0, n, batch_size)
+            ahead = [pool.submit(read_patches_reduced, store, s, min(s + batch_size, n), card.input_px) for s in starts[:2]]
+            for k in range(len(starts)):
+                if k + 2 < len(starts):
+                    s = starts[k + 2]
+                    ahead.append(pool.submit(read_patches_reduced, store, s, min(s + batch_size, n), card.input_px))
+                yield patch_batch(ahead[k].result(), card)
+                ahead[k] = None
+
+    return to_probabilities(batch_logits(model, batches(), device, tta), card)
 
 
 def patch_batch(patches: np.ndarray, card: ModelCard) -> torch.Tensor:
     """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input."""
-    x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2).float() / 255
-    if x.shape[-1] != card.input_px or x.shape[-2] != card.input_px:
+    x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2)  # channels_last uint8
+    if x.shape[-1] != card.input_px or x.shape[-2] != card.input_px:  # uint8 antialias: a fast SIMD path
         x = F.interpolate(x, size=(card.input_px, card.input_px), mode="bilinear", antialias=True, align_corners=False)
-    return normalise(x, card.mean, card.std)
+    return normalise(x.float() / 255, card.mean, card.std)
 
 
 def list_inputs(path: str | Path) -> list[str]:

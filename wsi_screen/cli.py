@@ -56,11 +56,12 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     from pathlib import Path
 
     from .classify import classify_files, list_inputs, predictions_frame, resolve_device
-    from .registry import load_model
+    from .registry import for_inference, load_model
 
     cfg = load_config(config_path).classify
     dev = resolve_device(device or cfg.device)
-    model, card = load_model(model_path or (None if cfg.model == "default" else cfg.model), dev)
+    model, card = load_model(model_path or (None if cfg.model == "default" else cfg.model))
+    model = for_inference(model, dev)
     files = list_inputs(input_path)
     mpp = input_mpp if input_mpp is not None else (cfg.input_mpp or None)
     base = Path(input_path).parent if Path(input_path).is_file() else None

@@ -40,3 +40,7 @@ class ModelError(WsiScreenError):
 
 class DatasetError(WsiScreenError):
     """A training/evaluation dataset is missing or malformed."""
+
+
+class StoreError(WsiScreenError):
+    """A cells.zarr store is incomplete or corrupt."""

@@ -109,13 +109,13 @@ def screen_slide(
 
 def classify_task(store: str, model_path: str, config: Config):
     """Classify every patch of a store where this runs (a GPU worker when the cluster has one)."""
-    from .classify import classify_patches
-    from .export.store import open_patches
-    from .registry import load_model
+    from .classify import classify_store, resolve_device
+    from .registry import for_inference, load_model
 
-    model, card = load_model(model_path)
     c = config.classify
-    return classify_patches(model, card, open_patches(Path(store)), c.batch_size, c.device, c.tta)
+    device = resolve_device(c.device)
+    model, card = load_model(model_path)
+    return classify_store(for_inference(model, device), card, Path(store), c.batch_size, device, c.tta)
 
 
 def classify_store(client, store: Path, model_path: Path, config: Config):

@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
+from PIL import Image
 from imagecodecs.numcodecs import Jpeg, register_codecs
 
 from ..config import PatchConfig
+from ..errors import StoreError
 from ..records import AoiMask, Detection
 
 register_codecs()  # readers of the store need the JPEG codec registered too
@@ -64,8 +66,26 @@ def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: d
         dtype="u1",
         compressors=Jpeg(level=90),
         fill_value=0,
+        config={"write_empty_chunks": True},  # every cell has its chunk (read_patches_reduced)
         attributes={"field_um": patches.field_um, "mpp": patches.mpp, "axes": ["cell", "y", "x", "c"]},
     )
+
+
+def read_patches_reduced(path: Path, start: int, stop: int, min_px: int) -> np.ndarray:
+    """Patches start..stop-1, each decoded by libjpeg straight at the smallest DCT scale (1/2, 1/4,
+    1/8) that keeps it ≥ min_px: a patch is a standalone JPEG chunk (one cell per chunk, key
+    "<cell>.0.0.0" in format 2, always written), so a classifier that wants 128 px does not pay
+    for a full 400² decode, nor for zarr's per-chunk overhead."""
+    folder = Path(path) / "patches"
+    out = []
+    for i in range(start, stop):
+        chunk = folder / f"{i}.0.0.0"
+        if not chunk.is_file():
+            raise StoreError(f"patch chunk of cell {i} is missing", chunk)
+        with Image.open(chunk) as im:
+            im.draft("RGB", (min_px, min_px))
+            out.append(np.asarray(im.convert("RGB")))
+    return np.stack(out) if out else np.zeros((0, min_px, min_px, 3), np.uint8)
 
 
 def write_patches(path: Path, start: int, patches: np.ndarray) -> None:
