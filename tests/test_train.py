@@ -63,3 +63,22 @@ def test_one_fold_of_cv(lmu_tree, tiny_config, tmp_path):
 def test_bad_fold_is_one_line(lmu_tree, tmp_path, capsys):
     assert main(["train", str(lmu_tree), "-o", str(tmp_path / "x"), "--folds", "3", "--fold", "3"]) == 2
     assert "--fold" in capsys.readouterr().err
+
+
+def test_warm_start_from_a_weights_file(folder_tree, tmp_path, capsys):
+    import torch
+
+    from wsi_screen.registry import ModelCard, create_model, save_weights
+
+    torch.manual_seed(3)
+    init = save_weights(create_model("resnext_compact", 16), ModelCard("resnext_compact", 32, reject_codes=("PLT",)), tmp_path / "init.pt")
+    cfg = tmp_path / "warm.yaml"
+    cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "lr": 1e-9, "init_weights": str(init)}}))
+    assert main(["train", str(folder_tree), "-o", str(tmp_path / "run"), "--config", str(cfg)]) == 0
+    start = torch.load(init, weights_only=True)["state_dict"]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    conv = next(k for k in start if k.endswith("conv1.weight"))
+    assert torch.allclose(best[conv], start[conv].float(), atol=1e-3)  # lr≈0: still the initial weights
+    cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "init_weights": str(tmp_path / "nope.pt")}}))
+    assert main(["train", str(folder_tree), "-o", str(tmp_path / "run2"), "--config", str(cfg)]) == 2
+    assert "nope.pt: train.init_weights: no such file" in capsys.readouterr().err

@@ -96,13 +96,11 @@ class DetectConfig:
 class PatchConfig:
     size_px: int = 400
     field_um: float = 29.0  # the seed's physical field around each cell
-    chunk_cells: int = 64  # patches per zarr chunk
     compression_level: int = 5
 
     def __post_init__(self):
         _check(16 <= self.size_px <= 2048, "patches.size_px must be in [16, 2048]")
         _check(5 <= self.field_um <= 200, "patches.field_um must be in [5, 200]")
-        _check(self.chunk_cells >= 1, "patches.chunk_cells must be >= 1")
         _check(0 <= self.compression_level <= 9, "patches.compression_level must be in [0, 9]")
 
     @property

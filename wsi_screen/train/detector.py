@@ -149,7 +149,7 @@ def train_detector(data: Path, out: Path, card: SegmenterCard, cfg: DetectorTrai
             (out / "last.pt").replace(weights)
     (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
     top = max(history, key=lambda h: h["f1"])
-    shipped = UnetSegmenter(str(weights), "cpu")
-    card = replace(card, provenance={**card.provenance, "val_metrics": top})
-    save_unet(shipped.model, card, weights)
+    blob = torch.load(weights, weights_only=True)  # the best epoch's training-form weights
+    blob["card"] = asdict(replace(card, provenance={**card.provenance, "val_metrics": top}))
+    torch.save(blob, weights)
     return top
