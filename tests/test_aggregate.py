@@ -69,3 +69,70 @@ def test_empty_smear_gives_zero_counts():
     out = blast_and_atypical(np.zeros((0, 15)), {"blast": RATES, "atypical": RATES}, AggregateConfig())
     assert out["blast"].count == 0 and not out["blast"].flag and out["blast"].ci95 == (0.0, 1.0)
     assert differential([])["differential_denominator"] == 0
+
+
+def test_rare_population_rule_scales_with_the_slide_and_the_model_false_confident_rate():
+    """0.3 % of held-out non-blasts reached P ≥ 0.9: among 5000 normal cells ~15 such cells are
+    expected, so 15 must not flag but 60 must; with no measurement the fixed minimum applies.
+    (The CI rule is set out of the way: this is the rare-population rule alone.)"""
+    cfg = AggregateConfig(blast_threshold=0.5)
+    measured = OperatingRates(0.95, 0.995, 150, 2000, "test", confident_negatives=((0.8, 12), (0.9, 6)))
+    assert measured.false_confident_rate(0.9) == pytest.approx(0.0057, abs=0.001)  # upper bound of 6/2000
+    assert measured.false_confident_rate(0.95) == measured.false_confident_rate(0.9)  # nearest lower threshold
+    assert measured.false_confident_rate(0.7) is None
+    rates = {"blast": measured, "atypical": measured}
+
+    def slide(n_confident):
+        p = _probs(["NGS"] * (5000 - n_confident))
+        return np.vstack([p, _probs(["MYO"] * n_confident, confidence=0.93)])
+
+    quiet = blast_and_atypical(slide(15), rates, cfg)["blast"]
+    loud = blast_and_atypical(slide(60), rates, cfg)["blast"]
+    assert not quiet.flag and loud.flag and "expected from the model's false-confident rate" in loud.rule
+    few = blast_and_atypical(slide(3)[-1000:], {"blast": RATES, "atypical": RATES}, cfg)["blast"]
+    assert few.flag and "at least 2 needed" in few.rule
+
+
+def _confusion():
+    """A held-out confusion (counts): normal classes are almost never called blasts, promyelocytes
+    often (12 %), blasts are found 80 % of the time."""
+    k = len(CLASS_CODES)
+    conf = np.zeros((k, k), int)
+    for i, c in enumerate(CLASS_CODES):
+        if c == "PMB":
+            continue  # no held-out data
+        conf[i, i] = 200
+    myo, pmo, mon = (CLASS_CODES.index(c) for c in ("MYO", "PMO", "MON"))
+    conf[pmo, myo], conf[pmo, pmo] = 30, 170
+    conf[myo, myo], conf[myo, pmo] = 160, 40
+    conf[mon, myo], conf[mon, mon] = 2, 198
+    return conf
+
+
+def test_composition_and_specificity_follow_the_slide_background():
+    from wsi_screen.aggregate import composition, slide_specificity
+
+    conf = _confusion()
+    p = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    true = np.zeros(len(CLASS_CODES))
+    true[[CLASS_CODES.index(c) for c in ("NGS", "LYT", "MON", "MYO")]] = [0.6, 0.3, 0.07, 0.03]
+    pi = composition(10000 * true @ p, p)
+    assert pi == pytest.approx(true, abs=1e-3) and pi[CLASS_CODES.index("PMB")] == 0
+    blast = [CLASS_CODES.index("MYO"), CLASS_CODES.index("MOB")]
+    normal = slide_specificity(pi, p, blast)
+    apl = true.copy()
+    apl[[CLASS_CODES.index("NGS"), CLASS_CODES.index("PMO")]] = [0.3, 0.3]
+    assert normal > 0.999 and slide_specificity(apl, p, blast) < 0.96
+
+
+def test_normal_background_is_not_over_corrected():
+    """300 cells, 5 % blasts found 80 % of the time, no false calls on a normal background: the
+    global specificity (held-out set rich in promyelocytes) would push the estimate far below the
+    truth; the slide's own specificity keeps the interval on it."""
+    conf = _confusion()
+    rates = OperatingRates(0.8, 1 - 32 / 2800, 200, 2800, "test", confusion=tuple(map(tuple, conf)))
+    codes = ["NGS"] * 170 + ["LYT"] * 90 + ["MON"] * 25 + ["MYO"] * 12 + ["NGS"] * 3  # 15 blasts, 12 called
+    out = blast_and_atypical(_probs(codes), {"blast": rates, "atypical": rates}, AggregateConfig())["blast"]
+    assert out.specificity > 0.995 and out.ci95[0] <= 0.05 <= out.ci95[1] and out.prevalence == pytest.approx(0.05, abs=0.01)
+    plain = blast_and_atypical(_probs(codes), {"blast": RATES.__class__(0.8, rates.specificity, 200, 2800), "atypical": RATES}, AggregateConfig())["blast"]
+    assert plain.prevalence < 0.045  # what a single specificity does

@@ -1,9 +1,10 @@
-"""Screen generated smears of real cells with known blast prevalence (0 %, 0.5 %, 5 %): DeepAPL
-blasts among PBC and DeepAPL normal cells, so the model must recognise blasts, not a lab."""
+"""Screen generated smears of real held-out cells with known blast prevalence (0 %, 0.5 %, 5 %):
+DeepAPL blasts among PBC and DeepAPL normal cells, so the model must recognise blasts, not a lab."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,24 +18,35 @@ N_CELLS = 300
 
 
 @pytest.fixture(scope="module")
-def data_dir():
+def held_out():
+    """The shared data dir and the manifest files of the shipped classifier's held-out split
+    (recomputed: the split is a pure function of the data and the seed; checked against the card),
+    so the slides hold cells the model never saw, as its measured error rates assume."""
+    from wsi_screen.config import TrainConfig
     from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
+    from wsi_screen.train.datasets import load_table
+    from wsi_screen.train.splits import train_val_test
 
+    cells = shared("cells", "manifest.csv").parent
     _, card = load_model(DEFAULT_WEIGHTS)
-    auc = card.metrics["targets"]["blast_auc"]
-    if not auc["met"]:
-        pytest.skip(f"the shipped classifier misses its blast target (held-out AUC {auc['measured']:.3f}, target {auc['target']}): prevalence recovery is not expected of it yet")
-    return shared("cells", "manifest.csv").parent.parent
+    cfg = TrainConfig()
+    table = load_table(cells)
+    split = train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed)
+    test = table[split == "test"]
+    expected = card.metrics["split"]["test"]
+    assert len(test) == expected["images"] and test["label"].isin(["MYO", "MOB"]).sum() == expected["blasts"]
+    return cells.parent, {str(Path(f).resolve().relative_to(cells.resolve())) for f in test["file"]}
 
 
 @pytest.mark.parametrize("prevalence, should_flag", [(0.0, False), (0.005, True), (0.05, True)])
-def test_known_blast_prevalence(tmp_path, data_dir, prevalence, should_flag):
+def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
+    data_dir, files = held_out
     mix = {code: share * (1 - prevalence) for code, share in NORMAL_MIX.items()}
     if prevalence:
         mix["MYO"] = prevalence
     synth = make_slide(
         tmp_path / f"blast_{prevalence}.tiff", width=14000, height=4400, mpp=0.25, n_leukocytes=N_CELLS,
-        class_mix=mix, sources=("pbc", "deepapl"), data_dir=data_dir, seed=int(prevalence * 1000) + 1,
+        class_mix=mix, sources=("pbc", "deepapl"), data_dir=data_dir, only_files=files, seed=int(prevalence * 1000) + 1,
     )  # fmt: skip
     true_blasts = sum(c.code in ("MYO", "MOB") for c in synth.cells)
     assert abs(true_blasts - prevalence * N_CELLS) < 1
@@ -42,10 +54,23 @@ def test_known_blast_prevalence(tmp_path, data_dir, prevalence, should_flag):
     report = json.loads((summary.out_dir / "report.json").read_text())
     n = report["n_leukocytes"]
     assert abs(n - N_CELLS) <= 0.02 * N_CELLS
-    b, rates = report["blast"], report["error_rates"]["blast"]
-    expected = rates["sensitivity"] * true_blasts + (1 - rates["specificity"]) * (n - true_blasts)
-    sd = np.sqrt(true_blasts * rates["sensitivity"] * (1 - rates["sensitivity"]) + (n - true_blasts) * rates["specificity"] * (1 - rates["specificity"]))
-    print(f"prevalence {prevalence}: count {b['count']} (true {true_blasts}, expected {expected:.1f}), corrected {b['prevalence']:.4f} CI {b['ci95']}, flag {b['flag']} ({b['rule']})")
+    b, se = report["blast"], report["error_rates"]["blast"]["sensitivity"]
+    sp = b["specificity_on_this_slide"]  # the held-out error rates on this slide's own cell mix
+    expected = se * true_blasts + (1 - sp) * (n - true_blasts)
+    sd = np.sqrt(true_blasts * se * (1 - se) + (n - true_blasts) * sp * (1 - sp))
+    print(f"prevalence {prevalence}: n {n}, count {b['count']} (true {true_blasts}, expected {expected:.1f}), specificity {sp:.4f}, corrected {b['prevalence']:.4f} CI {b['ci95']}, flag {b['flag']} ({b['rule']})")
     assert abs(b["count"] - expected) <= 3 * sd + 1  # within the classifier's measured error
     assert b["ci95"][0] <= true_blasts / len(synth.cells) <= b["ci95"][1]
+    if b["flag"] is not should_flag and prevalence == 0.005 and not _meets_blast_targets():
+        pytest.xfail(
+            f"{true_blasts} blast(s) among {n} cells with held-out sensitivity {se:.2f} and {(1 - sp) * n:.1f} false blast calls expected: "
+            "a 0.5 % population is within the shipped classifier's noise until it meets its blast targets (issue 3)"
+        )
     assert b["flag"] is should_flag
+
+
+def _meets_blast_targets() -> bool:
+    from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
+
+    targets = load_model(DEFAULT_WEIGHTS)[1].metrics["targets"]
+    return targets["blast_auc"]["met"] and targets["blast_auc_deepapl"]["met"]

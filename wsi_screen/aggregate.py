@@ -4,14 +4,17 @@ prevalence corrected for the classifier's own error rates.
 Among thousands of normal cells even a small false-positive rate looks like a blast population,
 so the raw share of blast-classified cells is corrected with the Rogan–Gladen estimator using the
 shipped model's measured sensitivity and specificity, and its 95 % interval propagates both the
-sampling of cells and the uncertainty of those rates (a Monte-Carlo bootstrap over Beta
-posteriors)."""
+sampling of cells and the uncertainty of those rates (a Monte-Carlo bootstrap over Beta and
+Dirichlet posteriors). Specificity depends on what the non-blast cells are, so it is taken on the
+slide's own mix: the held-out confusion matrix per true class, weighted by the slide's class
+composition estimated by EM from its predicted counts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 from .classes import ATYPICAL, BLAST, CLASS_CODES
 from .config import AggregateConfig
@@ -28,6 +31,17 @@ class OperatingRates:
     n_positive: int
     n_negative: int
     source: str = ""
+    confident_negatives: tuple[tuple[float, int], ...] = ()  # (threshold, held-out non-members with P ≥ it)
+    confusion: tuple[tuple[int, ...], ...] = ()  # held-out counts, true class (rows) × predicted, CLASS_CODES order
+
+    def false_confident_rate(self, threshold: float) -> float | None:
+        """Upper 95 % bound (Jeffreys) of the rate at which non-members reach P ≥ `threshold`,
+        measured at the largest threshold ≤ it (conservative); None where nothing was measured."""
+        measured = [(t, k) for t, k in self.confident_negatives if t <= threshold + 1e-9]
+        if not measured or not self.n_negative:
+            return None
+        k = max(measured)[1]
+        return float(stats.beta.ppf(0.975, k + 0.5, self.n_negative - k + 0.5))
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,7 @@ class Prevalence:
     expected_count: float
     flag: bool
     rule: str | None
+    specificity: float  # of the test on this slide's own mix of non-member cells (see slide_specificity)
 
 
 def rogan_gladen(raw: np.ndarray | float, se: np.ndarray | float, sp: np.ndarray | float) -> np.ndarray:
@@ -47,37 +62,91 @@ def rogan_gladen(raw: np.ndarray | float, se: np.ndarray | float, sp: np.ndarray
     return np.clip((np.asarray(raw) + np.asarray(sp) - 1.0) / youden, 0.0, 1.0)
 
 
-def corrected_interval(count: int, n: int, rates: OperatingRates, samples: int, rng: np.random.Generator) -> tuple[float, float]:
+def composition(predicted_counts: np.ndarray, confusion: np.ndarray, iterations: int = 200) -> np.ndarray:
+    """True class proportions of a slide from its predicted class counts and the classifier's
+    confusion P(predicted j | true i), by EM (Saerens et al. 2002; maximum likelihood, never
+    negative). Works on stacks: confusion (..., K, K) → proportions (..., K); classes whose
+    confusion row is empty (no held-out data) keep proportion 0."""
+    confusion = np.asarray(confusion, float)
+    known = confusion.sum(-1) > 0
+    pi = np.broadcast_to(known / np.maximum(known.sum(-1, keepdims=True), 1), confusion.shape[:-1]).copy()
+    counts = np.asarray(predicted_counts, float)
+    for _ in range(iterations):
+        joint = pi[..., :, None] * confusion  # (..., true, predicted)
+        post = joint / np.maximum(joint.sum(-2, keepdims=True), 1e-300)
+        pi = (post * counts[..., None, :]).sum(-1) / max(counts.sum(), 1e-300)
+    return pi
+
+
+def slide_specificity(pi: np.ndarray, confusion: np.ndarray, members: list[int]) -> np.ndarray:
+    """Specificity of "argmax in members" on the slide's own non-member mix: 1 − Σ_i w_i·P(called
+    member | true i), w = the non-member part of the slide's composition. A normal smear's
+    neutrophils and lymphocytes are rarely called blasts; an AML smear's promyelocytes often are:
+    one specificity for every background would over- or under-correct."""
+    others = np.setdiff1d(np.arange(confusion.shape[-1]), members)
+    w = pi[..., others]
+    w = w / np.maximum(w.sum(-1, keepdims=True), 1e-12)
+    called = confusion[..., others, :][..., members].sum(-1)
+    return 1.0 - (w * called).sum(-1)
+
+
+def _row_normalised(counts: np.ndarray) -> np.ndarray:
+    return counts / np.maximum(counts.sum(-1, keepdims=True), 1e-12)
+
+
+def corrected_interval(
+    count: int, n: int, rates: OperatingRates, samples: int, rng: np.random.Generator, predicted_counts: np.ndarray | None = None,
+    members: list[int] | None = None,
+) -> tuple[float, float]:  # fmt: skip
     """95 % interval of the Rogan–Gladen prevalence: cells ~ Beta(count+½, n−count+½) (Jeffreys),
-    sensitivity and specificity ~ Beta posteriors of their validation counts."""
+    sensitivity ~ the Beta posterior of its validation counts; specificity ~ its Beta posterior,
+    or, with a confusion matrix, the slide's own (slide_specificity) under Dirichlet posteriors of
+    the confusion rows, the composition re-estimated for each draw."""
     if n == 0:
         return (0.0, 1.0)
     raw = rng.beta(count + 0.5, n - count + 0.5, samples)
     tp = rates.sensitivity * rates.n_positive
-    tn = rates.specificity * rates.n_negative
     se = rng.beta(tp + 0.5, rates.n_positive - tp + 0.5, samples)
-    sp = rng.beta(tn + 0.5, rates.n_negative - tn + 0.5, samples)
+    if rates.confusion and predicted_counts is not None:
+        conf = np.asarray(rates.confusion, float)
+        draws = rng.gamma(conf + 0.5, size=(samples,) + conf.shape) * (conf.sum(-1, keepdims=True) > 0)
+        draws = _row_normalised(draws)
+        sp = slide_specificity(composition(predicted_counts, draws, iterations=60), draws, members)
+    else:
+        tn = rates.specificity * rates.n_negative
+        sp = rng.beta(tn + 0.5, rates.n_negative - tn + 0.5, samples)
     lo, hi = np.percentile(rogan_gladen(raw, se, sp), [2.5, 97.5])
     return (float(lo), float(hi))
 
 
 def prevalence(
-    is_member: np.ndarray, p_member: np.ndarray, rates: OperatingRates, threshold: float, high_p: float, min_cells: int, cfg: AggregateConfig
-) -> Prevalence:
+    is_member: np.ndarray, p_member: np.ndarray, rates: OperatingRates, threshold: float, high_p: float, min_cells: int, cfg: AggregateConfig,
+    predicted_counts: np.ndarray | None = None, members: list[int] | None = None,
+) -> Prevalence:  # fmt: skip
     """Prevalence record for one clinical test with its flag rule: the CI's lower bound above
-    `threshold`, or at least `min_cells` cells with P above `high_p` (a rare population)."""
+    `threshold`, or a rare population: more cells with P ≥ `high_p` than the model's own measured
+    false-confident rate explains on n cells (Poisson, false-alarm rate ≤ cfg.rare_false_alarm),
+    and never fewer than `min_cells`. On a big slide a fixed count would flag every normal smear."""
     n = len(is_member)
     count = int(is_member.sum())
     raw = count / n if n else 0.0
     rng = np.random.default_rng(cfg.seed)
-    ci = corrected_interval(count, n, rates, cfg.bootstrap_samples, rng)
+    ci = corrected_interval(count, n, rates, cfg.bootstrap_samples, rng, predicted_counts, members)
+    sp = rates.specificity
+    if rates.confusion and predicted_counts is not None and n:
+        conf = _row_normalised(np.asarray(rates.confusion, float))
+        sp = float(slide_specificity(composition(predicted_counts, conf), conf, members))
     confident = int((p_member >= high_p).sum())
+    false_rate = rates.false_confident_rate(high_p)
+    expected_false = n * false_rate if false_rate is not None else 0.0
+    needed = max(min_cells, int(stats.poisson.ppf(1 - cfg.rare_false_alarm, expected_false)) + 1)
     rule = None
     if n and ci[0] > threshold:
         rule = f"95% CI lower bound {ci[0]:.2%} exceeds {threshold:.2%}"
-    elif confident >= min_cells:
-        rule = f"{confident} cells with P >= {high_p:.2f} (at least {min_cells} needed)"
-    return Prevalence(count, raw, float(rogan_gladen(raw, rates.sensitivity, rates.specificity)) if n else 0.0, ci, float(p_member.sum()), rule is not None, rule)
+    elif confident >= needed:
+        rule = f"{confident} cells with P >= {high_p:.2f} (at least {needed} needed; {expected_false:.1f} expected from the model's false-confident rate)"
+    corrected = float(rogan_gladen(raw, rates.sensitivity, sp)) if n else 0.0
+    return Prevalence(count, raw, corrected, ci, float(p_member.sum()), rule is not None, rule, sp)
 
 
 def differential(predicted: list[str] | np.ndarray) -> dict:
@@ -106,7 +175,8 @@ def blast_and_atypical(probs: np.ndarray, rates: dict[str, OperatingRates], cfg:
         ("atypical", ATYPICAL, cfg.atypical_threshold, cfg.atypical_high_p, cfg.atypical_min_cells),
     ):
         idx = [CLASS_CODES.index(c) for c in members]
-        out[name] = prevalence(np.isin(predicted, members), probs[:, idx].sum(1), rates[name], thr, high, k, cfg)
+        counts = np.bincount(probs.argmax(1), minlength=len(CLASS_CODES)) if len(probs) else np.zeros(len(CLASS_CODES))
+        out[name] = prevalence(np.isin(predicted, members), probs[:, idx].sum(1), rates[name], thr, high, k, cfg, counts, idx)
     return out
 
 

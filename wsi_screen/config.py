@@ -134,6 +134,7 @@ class AggregateConfig:
     eosinophilia_pct: float = 7.0
     left_shift_pct: float = 10.0
     apl_promyelocyte_pct: float = 5.0
+    rare_false_alarm: float = 0.01  # rare-population rule: its false-alarm rate on a slide without any
     min_leukocytes: int = 200  # fewer classified cells: the differential is unreliable
     bootstrap_samples: int = 4000
     seed: int = 0
@@ -144,6 +145,7 @@ class AggregateConfig:
         _check(self.blast_min_cells >= 1 and self.atypical_min_cells >= 1, "aggregate min_cells must be >= 1")
         for name in ("eosinophilia_pct", "left_shift_pct", "apl_promyelocyte_pct"):
             _check(0 <= getattr(self, name) <= 100, f"aggregate.{name} must be in [0, 100]")
+        _check(0 < self.rare_false_alarm < 0.5, "aggregate.rare_false_alarm must be in (0, 0.5)")
         _check(self.min_leukocytes >= 0, "aggregate.min_leukocytes must be >= 0")
         _check(100 <= self.bootstrap_samples <= 1_000_000, "aggregate.bootstrap_samples must be in [100, 1e6]")
 

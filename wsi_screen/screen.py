@@ -54,7 +54,8 @@ class ScreenSummary:
 
 def rates_from_card(card) -> dict[str, OperatingRates]:
     """Sensitivity/specificity of each clinical test as the counts define it (argmax in the class
-    set), from the held-out confusion matrix in the model card."""
+    set), from the held-out confusion matrix in the model card, and how often held-out non-members
+    reached each high probability (for the rare-population flag)."""
     test = (card.metrics or {}).get("test", {})
     confusion = np.asarray(test.get("confusion", []), float)
     if confusion.shape != (len(CLASS_CODES), len(CLASS_CODES)):
@@ -68,7 +69,12 @@ def rates_from_card(card) -> dict[str, OperatingRates]:
         n_pos, n_neg = pos.sum(), neg.sum()
         se = pos[:, idx].sum() / n_pos if n_pos else 0.5
         sp = 1 - neg[:, idx].sum() / n_neg if n_neg else 0.5
-        rates[name] = OperatingRates(float(se), float(sp), int(n_pos), int(n_neg), "model card: held-out test split confusion matrix (argmax rule)")
+        confident = (card.metrics or {}).get("confident_negatives", {}).get(name, {})
+        rates[name] = OperatingRates(
+            float(se), float(sp), int(n_pos), int(n_neg), "model card: held-out test split confusion matrix (argmax rule)",
+            tuple(zip(confident.get("thresholds", []), confident.get("counts", []))),
+            tuple(tuple(int(v) for v in row) for row in confusion),
+        )  # fmt: skip
     return rates
 
 
@@ -199,6 +205,7 @@ def _prevalence_dict(p) -> dict:
         "expected_count": p.expected_count,
         "flag": p.flag,
         "rule": p.rule,
+        "specificity_on_this_slide": p.specificity,
     }
 
 

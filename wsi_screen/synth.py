@@ -8,7 +8,7 @@ build their own fixtures. Placement is random, so cells straddle arbitrary tile 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,7 @@ def make_slide(
     class_mix: Mapping[str, float] | None = None,
     sources: tuple[str, ...] = ("pbc",),
     data_dir: str | Path | None = None,
+    only_files: Collection[str] | None = None,
     seed: int = 0,
     tile: int = 256,
     quality: int = 85,
@@ -71,13 +72,14 @@ def make_slide(
     """Write a smear to `out_path` (TIFF) and its ground truth next to it (`<stem>.geojson`).
     `class_mix` gives class proportions (exact counts by largest remainder, so a prevalence is
     placed exactly); leukocyte crops come from `sources` ("pbc", "deepapl") under
-    `data_dir`/cells, red cells from `data_dir`/detection/txl_pbc; `data_dir=None` draws them.
+    `data_dir`/cells (only the manifest files in `only_files` when given), red cells from
+    `data_dir`/detection/txl_pbc; `data_dir=None` draws them.
     Deterministic for a given seed."""
     out_path = Path(out_path)
     rng = np.random.default_rng(seed)
     codes = _apportion(dict(class_mix or NORMAL_MIX), n_leukocytes, rng)
     curves = _zone_curves(width, height, rng)
-    leukocytes = _leukocyte_sprites(codes, mpp, sources, data_dir, rng)
+    leukocytes = _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, rng)
     rbcs = real_rbcs(Path(data_dir) / "detection" / "txl_pbc", mpp, rng) if data_dir else [drawn_rbc(mpp, rng) for _ in range(60)]
     od = np.zeros((height, width, 3), np.float32)
     placed = _place_leukocytes(leukocytes, curves, width, height, mpp, rng)
@@ -170,10 +172,10 @@ def _band_polygon(curves, width: int, height: int) -> Polygon:
     return Polygon(ring).intersection(box(0, 0, width, height))
 
 
-def _leukocyte_sprites(codes, mpp, sources, data_dir, rng) -> list[Sprite]:
+def _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, rng) -> list[Sprite]:
     if data_dir is None:
         return [drawn_leukocyte(code, mpp, rng) for code in codes]
-    files = real_leukocytes(Path(data_dir) / "cells", set(codes), tuple(sources))
+    files = real_leukocytes(Path(data_dir) / "cells", set(codes), tuple(sources), only_files)
     sprites = []
     for code in codes:
         for _ in range(50):

@@ -5,6 +5,7 @@ so overlapping red cells add up like stain does) plus a soft alpha, already at t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,10 +121,13 @@ def _field_rbcs(rgb: np.ndarray, boxes: np.ndarray, mpp: float) -> list[Sprite]:
     return out
 
 
-def real_leukocytes(cells_dir: Path, codes: set[str], sources: tuple[str, ...]) -> dict[str, list[Path]]:
-    """Crop files per class code from data/cells/manifest.csv, limited to the given sources."""
+def real_leukocytes(cells_dir: Path, codes: set[str], sources: tuple[str, ...], only: Collection[str] | None = None) -> dict[str, list[Path]]:
+    """Crop files per class code from data/cells/manifest.csv, limited to the given sources and,
+    if given, to the manifest `file`s in `only` (e.g. a model's held-out cells)."""
     manifest = pd.read_csv(cells_dir / "manifest.csv")
     manifest = manifest[manifest["source"].isin(sources) & manifest["class"].isin(codes)]
+    if only is not None:
+        manifest = manifest[manifest["file"].isin(set(only))]
     files = {code: [cells_dir / f for f in sorted(group["file"])] for code, group in manifest.groupby("class")}
     missing = sorted(codes - set(files))
     if missing:

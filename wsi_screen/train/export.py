@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..classes import BLAST, CLASS_CODES
+from ..classes import ATYPICAL, BLAST, CLASS_CODES
 from ..classify import classify_files
 from ..evaluate import full_summary, json_safe
 from ..registry import ModelCard, load_model, save_weights, sha256
@@ -75,6 +75,7 @@ def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0
         "operating_threshold": threshold,
         # for Rogan–Gladen correction of slide-level prevalences: tests on calibrated summed probabilities
         "operating_point": {t: {k: test[f"{t}_test"][k] for k in ("sensitivity", "specificity")} for t in ("blast", "atypical")},
+        "confident_negatives": _confident_negatives(frames["test"]),
         "headline": headline,
         "targets": targets,
         "calibration": {"temperature": card.temperature, **{k: v for k, v in out.items() if k.startswith("ece")}},
@@ -104,6 +105,16 @@ def export(run_dir: str | Path, data: str | Path, dest: str | Path, config_sha25
     }
     card = dataclasses.replace(card, provenance=json_safe(provenance), metrics=json_safe(metrics))
     return save_weights(model, card, dest)
+
+
+def _confident_negatives(frame: pd.DataFrame) -> dict:
+    """Per clinical test: how many held-out non-members reach P ≥ t, for t = 0.50 … 0.99."""
+    thresholds = np.round(np.arange(0.5, 0.995, 0.01), 2)
+    out = {}
+    for name, members in (("blast", BLAST), ("atypical", ATYPICAL)):
+        p = frame[list(members)].sum(axis=1).to_numpy()[~frame["class"].isin(members).to_numpy()]
+        out[name] = {"n_negative": int(len(p)), "thresholds": thresholds.tolist(), "counts": [int((p >= t).sum()) for t in thresholds]}
+    return out
 
 
 def _describe(split: pd.DataFrame) -> dict:
