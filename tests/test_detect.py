@@ -95,3 +95,20 @@ def test_classical_baseline_finds_drawn_leukocytes():
     assert len(found) == 4
     for (x, y), (cx, cy) in zip(found, sorted(nuclei)):
         assert abs(x - cx - 0.5) <= 2 and abs(y - cy - 0.5) <= 2
+
+
+def test_an_instance_must_be_nucleated_and_a_small_core_seeds_no_cell():
+    shape = (80, 160)
+    rgb = np.full(shape + (3,), (235, 215, 215), np.uint8)
+    red_cell, leukocyte = _disc(shape, 40, 40, 12), _disc(shape, 110, 40, 14)
+    rgb[red_cell] = (215, 150, 160)
+    rgb[leukocyte] = (200, 180, 200)
+    rgb[_disc(shape, 110, 40, 6)] = (95, 45, 150)
+    cell = red_cell | leukocyte
+    core = _disc(shape, 40, 40, 5) | _disc(shape, 106, 40, 5) | _disc(shape, 119, 40, 2)  # + a 13-px lobe core
+    maps = np.stack([cell, core]).astype(np.float32)
+    labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=rgb)
+    assert labels[40, 40] == 0 and labels[40, 110] > 0  # the red cell has no nucleus
+    assert len(np.unique(labels[leukocyte])) == 1  # the lobe's 3 µm² core seeds no second cell
+    labels, _ = instances(maps, DetectConfig(min_core_um2=1.0), mpp=0.5)
+    assert labels[40, 40] > 0 and len(np.unique(labels[leukocyte])) == 2  # without either check

@@ -76,6 +76,8 @@ class DetectConfig:
     edge_min_area_um2: float = 4.0  # a cell cut by the image edge (the slide's border) shows less
     max_area_um2: float = 700.0
     min_score: float = 0.5
+    min_nucleus_fraction: float = 0.02  # of a cell's pixels nucleus-stained (0: no check)
+    min_core_um2: float = 12.0  # a smaller core seeds no cell of its own (a lobe is not a cell)
     batch_size: int = 8
     device: str = "auto"
     classical_nucleus_threshold: float = 0.7  # baseline only: nucleus-stain cut-off
@@ -87,6 +89,8 @@ class DetectConfig:
         _check(0 <= self.min_area_um2 < self.max_area_um2, "detect area bounds must satisfy 0 <= min < max")
         _check(0 <= self.edge_min_area_um2 <= self.min_area_um2, "detect.edge_min_area_um2 must be in [0, min_area_um2]")
         _check(0 <= self.min_score <= 1, "detect.min_score must be in [0, 1]")
+        _check(0 <= self.min_nucleus_fraction < 1, "detect.min_nucleus_fraction must be in [0, 1)")
+        _check(0 <= self.min_core_um2 <= self.min_area_um2, "detect.min_core_um2 must be in [0, min_area_um2]")
         _check(self.batch_size >= 1, "detect.batch_size must be >= 1")
         _check(self.device in ("auto", "cpu", "cuda"), "detect.device must be auto, cpu or cuda")
         _check(0 < self.classical_nucleus_threshold < 1, "detect.classical_nucleus_threshold must be in (0, 1)")

@@ -33,11 +33,13 @@ def make_segmenter(cfg: DetectConfig):
     return seg
 
 
-def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float) -> tuple[np.ndarray, np.ndarray]:
-    """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability)."""
+def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability). With the
+    image, an instance must also be nucleated (cfg.min_nucleus_fraction of its pixels nucleus-
+    stained): red cells and platelets never are, whatever a network makes of their colour."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
-    min_seed_px = max(1.0, 0.1 * cfg.min_area_um2 / mpp**2)
+    min_seed_px = max(1.0, cfg.min_core_um2 / mpp**2)
     seeds, n = ndi.label(core)
     if n:
         sizes = np.bincount(seeds.ravel())
@@ -60,6 +62,11 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float) -> tuple[np.ndarr
     at_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
     min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
     keep = (area_um2 >= min_area) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
+    if rgb is not None and cfg.min_nucleus_fraction > 0:
+        from .segmenters import nucleus_stain
+
+        stained = np.asarray(ndi.mean(nucleus_stain(rgb) > 0.5, labels, np.arange(count + 1)))
+        keep &= (stained >= cfg.min_nucleus_fraction) | at_edge  # a frame-cut strip may be all cytoplasm
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     return labels, score
@@ -110,7 +117,7 @@ def to_detections(labels: np.ndarray, score: np.ndarray, origin: tuple[float, fl
 
 def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig) -> list[Detection]:
     """All leukocytes of one image already at the detector's µm/px, in that image's pixels."""
-    labels, score = instances(segmenter(rgb), cfg, segmenter.mpp)
+    labels, score = instances(segmenter(rgb), cfg, segmenter.mpp, rgb)
     return to_detections(labels, score, (0.0, 0.0), 1.0, segmenter.mpp)
 
 
@@ -119,7 +126,7 @@ def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig) -> TileResult:
     cells whose centroid lies in the tile's core; QC figures of the core come free."""
     rgb = slide.read(tile.read, segmenter.mpp)
     scale = tile.read.width / rgb.shape[1]
-    labels, score = instances(segmenter(rgb), cfg, segmenter.mpp)
+    labels, score = instances(segmenter(rgb), cfg, segmenter.mpp, rgb)
     owned = tuple(to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp, keep=tile.core.contains))
     halo = int(round((tile.core.x0 - tile.read.x0) / scale))
     core = rgb[halo : halo + int(round(tile.core.height / scale)), halo : halo + int(round(tile.core.width / scale))]

@@ -104,6 +104,14 @@ class UnetSegmenter:
         return out[:, :, :h, :w]
 
 
+def nucleus_stain(rgb: np.ndarray) -> np.ndarray:
+    """0–1 nucleus-stain measure of a Romanowsky-stained smear: nuclei absorb green strongly but
+    pass blue; red cells pass red, glass passes all."""
+    f = rgb.astype(np.float32) / 255.0
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    return np.clip((b - g) * 2.0 + (1.0 - g) * 0.5 - (r - g) * 0.5, 0, 1)
+
+
 class ClassicalSegmenter:
     """Baseline: leukocyte nuclei are the only strongly blue-purple objects in a Romanowsky-stained
     smear. Threshold a nucleus-stain measure, close the gaps between lobes of segmented nuclei,
@@ -117,11 +125,7 @@ class ClassicalSegmenter:
         self.checksum = "classical"
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        f = rgb.astype(np.float32) / 255.0
-        r, g, b = f[..., 0], f[..., 1], f[..., 2]
-        # Nuclei absorb green strongly but pass blue: red cells pass red, glass passes all.
-        nucleus = np.clip((b - g) * 2.0 + (1.0 - g) * 0.5 - (r - g) * 0.5, 0, 1)
-        mask = nucleus > self.nucleus_threshold
+        mask = nucleus_stain(rgb) > self.nucleus_threshold
         disk = _disk(self.lobe_gap_px)
         mask = ndi.binary_closing(mask, structure=disk)
         mask = ndi.binary_fill_holes(ndi.binary_opening(mask, structure=_disk(1)))

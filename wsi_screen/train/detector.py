@@ -26,7 +26,7 @@ from .fields import Field, estimate_mpp, load_fields, read_rgb, wbc_targets
 class DetectorTrainConfig:
     mpp: float = 0.5
     crop_px: int = 128
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-3
     scale_jitter: float = 0.25
