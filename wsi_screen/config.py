@@ -76,7 +76,7 @@ class DetectConfig:
     edge_min_area_um2: float = 4.0  # a cell cut by the image edge (the slide's border) shows less
     max_area_um2: float = 700.0
     min_score: float = 0.5
-    min_nucleus_fraction: float = 0.02  # of a cell's pixels nucleus-stained (0: no check)
+    min_nucleus_fraction: float = 0.15  # of a cell's pixels nucleus-stained (0: no check)
     min_core_um2: float = 12.0  # a smaller core seeds no cell of its own (a lobe is not a cell)
     batch_size: int = 8
     device: str = "auto"
