@@ -147,7 +147,7 @@ def render_html(report: dict, charts: Charts, galleries: list[Gallery], path: Pa
         lo, hi = r["ci95"]
         return (
             f"<tr><td>{name}</td><td>{r['count']}</td><td>{r['raw_prevalence']:.2%}</td><td>{r['prevalence']:.2%}</td>"
-            f"<td>{lo:.2%} – {hi:.2%}</td><td>{r['expected_count']:.1f}</td><td>{'yes' if r['flag'] else 'no'}</td></tr>"
+            f"<td>{lo:.2%} – {hi:.2%}</td><td>{r['expected_count']:.1f}</td><td>{r['specificity_on_this_slide']:.4f}</td><td>{'yes' if r['flag'] else 'no'}</td></tr>"
         )
 
     qc = report["qc"]
@@ -160,9 +160,9 @@ def render_html(report: dict, charts: Charts, galleries: list[Gallery], path: Pa
 {flag_html}
 <p>{report['n_leukocytes']} leukocytes classified in an AOI of {report['aoi_area_mm2']:.2f} mm²; {report['needs_review']} cells need review.</p>
 <h2>Blast and atypical cells</h2>
-<table><tr><th>test</th><th>count</th><th>raw</th><th>corrected</th><th>95% CI</th><th>expected</th><th>flag</th></tr>
+<table><tr><th>test</th><th>count</th><th>raw</th><th>corrected</th><th>95% CI</th><th>expected</th><th>specificity here</th><th>flag</th></tr>
 {prev_row('Blast (MYO+MOB)', blast)}{prev_row('Atypical', atyp)}</table>
-<p>Corrected for the classifier's measured sensitivity and specificity (Rogan–Gladen); interval from sampling and rate uncertainty.</p>
+<p>Corrected for the classifier's measured sensitivity and its specificity on this slide's own mix of cells (Rogan–Gladen; held-out confusion per class, composition by EM); interval from sampling and rate uncertainty.</p>
 <div class="row"><div><h2>Differential</h2><table><tr><th>class</th><th>count</th><th>per 100 WBC</th></tr>{rows}</table></div>
 <div><img src="{charts.differential}" alt="differential chart"></div></div>
 <h2>P(blast) distribution</h2><img src="{charts.p_blast}" alt="P blast histogram">
