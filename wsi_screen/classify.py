@@ -82,9 +82,10 @@ def to_probabilities(logits: torch.Tensor, card: ModelCard) -> Probabilities:
 def classify_store(
     model: nn.Module, card: ModelCard, store: Path, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
 ) -> Probabilities:  # fmt: skip
-    """Every patch of a cells.zarr → Probabilities; the next batches are decoded (at a reduced
-    JPEG scale still ≥ the card's input) in a thread while the model runs, so the forward pass
-    sets the pace."""
+    """Every patch of a cells.zarr → Probabilities; the next two batches are decoded (at a reduced
+    JPEG scale still ≥ the card's input), resized and normalised in a thread while the model runs,
+    so the forward pass sets the pace."""
+    from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     from .export.store import open_patches, read_patches_reduced
@@ -93,16 +94,17 @@ def classify_store(
     model.to(device)
     n = open_patches(store).shape[0]
 
+    def load(start: int) -> torch.Tensor:
+        return patch_batch(read_patches_reduced(store, start, min(start + batch_size, n), card.input_px), card)
+
     def batches():
         with ThreadPoolExecutor(1) as pool:
-            starts = range(0, n, batch_size)
-            ahead = [pool.submit(read_patches_reduced, store, s, min(s + batch_size, n), card.input_px) for s in starts[:2]]
-            for k in range(len(starts)):
-                if k + 2 < len(starts):
-                    s = starts[k + 2]
-                    ahead.append(pool.submit(read_patches_reduced, store, s, min(s + batch_size, n), card.input_px))
-                yield patch_batch(ahead[k].result(), card)
-                ahead[k] = None
+            pending = deque(pool.submit(load, s) for s in range(0, min(n, 2 * batch_size), batch_size))
+            for start in range(2 * batch_size, n + 2 * batch_size, batch_size):
+                batch = pending.popleft().result()
+                if start < n:
+                    pending.append(pool.submit(load, start))
+                yield batch
 
     return to_probabilities(batch_logits(model, batches(), device, tta), card)
 
