@@ -170,3 +170,9 @@ def test_slide_specific_interval_covers_the_truth_over_simulated_slides(true_pre
 def _row_normalised_posterior(conf, rng):
     draw = rng.gamma(conf + 0.5) * (conf.sum(1, keepdims=True) > 0)
     return draw / np.maximum(draw.sum(1, keepdims=True), 1e-12)
+
+
+def test_no_blast_calls_still_leave_an_upper_bound():
+    """0 calls among 150 cells cannot exclude a small population: P(0 calls | 1 %, Se 0.8) ≈ 30 %."""
+    out = blast_and_atypical(_probs(["NGS"] * 150), {"blast": RATES, "atypical": RATES}, AggregateConfig())["blast"]
+    assert out.ci95[0] == 0.0 and 0.005 < out.ci95[1] < 0.03 and not out.flag

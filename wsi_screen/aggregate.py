@@ -94,6 +94,14 @@ def _row_normalised(counts: np.ndarray) -> np.ndarray:
     return counts / np.maximum(counts.sum(-1, keepdims=True), 1e-12)
 
 
+def point_specificity(rates: OperatingRates, predicted_counts: np.ndarray | None, members: list[int] | None) -> float:
+    """The slide's specificity at the measured confusion (slide_specificity), or the global one."""
+    if not rates.confusion or predicted_counts is None:
+        return rates.specificity
+    conf = _row_normalised(np.asarray(rates.confusion, float))
+    return float(slide_specificity(composition(predicted_counts, conf), conf, members))
+
+
 def corrected_interval(
     count: int, n: int, rates: OperatingRates, samples: int, rng: np.random.Generator, predicted_counts: np.ndarray | None = None,
     members: list[int] | None = None,
@@ -101,12 +109,14 @@ def corrected_interval(
     """95 % interval of the Rogan–Gladen prevalence: cells ~ Beta(count+½, n−count+½) (Jeffreys),
     sensitivity ~ the Beta posterior of its validation counts; specificity ~ its Beta posterior,
     or, with a confusion matrix, the slide's own (slide_specificity) under Dirichlet posteriors of
-    the confusion rows, the composition re-estimated for each draw."""
+    the confusion rows, the composition re-estimated for each draw. The upper bound is never
+    below the sampling-only one, so a slide with no blast calls does not report [0, 0]."""
     if n == 0:
         return (0.0, 1.0)
     raw = rng.beta(count + 0.5, n - count + 0.5, samples)
     tp = rates.sensitivity * rates.n_positive
     se = rng.beta(tp + 0.5, rates.n_positive - tp + 0.5, samples)
+    sp_point = point_specificity(rates, predicted_counts, members)
     if rates.confusion and predicted_counts is not None:
         conf = np.asarray(rates.confusion, float)
         draws = rng.gamma(conf + 0.5, size=(samples,) + conf.shape) * (conf.sum(-1, keepdims=True) > 0)
@@ -116,7 +126,11 @@ def corrected_interval(
         tn = rates.specificity * rates.n_negative
         sp = rng.beta(tn + 0.5, rates.n_negative - tn + 0.5, samples)
     lo, hi = np.percentile(rogan_gladen(raw, se, sp), [2.5, 97.5])
-    return (float(lo), float(hi))
+    # Fewer calls than false ones expected clip nearly every draw to 0 (the Jeffreys prior on the
+    # rates leans towards false calls); the upper bound must still allow what sampling alone allows
+    # at the measured rates: the Jeffreys upper end of the apparent prevalence, corrected.
+    sampling_hi = rogan_gladen(stats.beta.ppf(0.975, count + 0.5, n - count + 0.5), rates.sensitivity, sp_point)
+    return (float(lo), float(max(hi, sampling_hi)))
 
 
 def prevalence(
@@ -132,10 +146,7 @@ def prevalence(
     raw = count / n if n else 0.0
     rng = np.random.default_rng(cfg.seed)
     ci = corrected_interval(count, n, rates, cfg.bootstrap_samples, rng, predicted_counts, members)
-    sp = rates.specificity
-    if rates.confusion and predicted_counts is not None and n:
-        conf = _row_normalised(np.asarray(rates.confusion, float))
-        sp = float(slide_specificity(composition(predicted_counts, conf), conf, members))
+    sp = point_specificity(rates, predicted_counts, members) if n else rates.specificity
     confident = int((p_member >= high_p).sum())
     false_rate = rates.false_confident_rate(high_p)
     expected_false = n * false_rate if false_rate is not None else 0.0
