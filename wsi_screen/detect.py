@@ -2,11 +2,13 @@
 
 Instances: the cell map is split by watershed from one seed per cell core, so touching cells
 become separate detections; cells whose core was missed still count once (their own seed). A cell
-cut by the image edge keeps a smaller minimum area: only part of it is visible. Inside a slide the
-edges of a tile's read box lie in the halo, whose cells belong to other tiles, so this only changes
-cells at the slide's own border and whole images such as camera fields."""
+cut by the image edge keeps a smaller minimum area: only part of it is visible. In a slide the edges
+of a tile's read box lie in the halo (or in padding past the slide's border), whose cells no tile
+core owns there, so this only changes whole images such as camera fields."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -80,7 +82,9 @@ def _relabel(seeds: np.ndarray) -> np.ndarray:
     return (np.cumsum(present) * present)[seeds]
 
 
-def to_detections(labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float, keep=None) -> list[Detection]:
+def to_detections(
+    labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float, keep: Callable[[float, float], bool] | None = None
+) -> list[Detection]:  # fmt: skip
     """Instances of an image whose pixel (row, col) covers level-0 [x0 + col·scale, …) →
     Detections in level-0 px. `mpp` is the image's µm/px (for areas); `keep(x, y)`, if given,
     selects by level-0 centroid before any outline is traced."""
