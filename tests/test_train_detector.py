@@ -10,10 +10,7 @@ from wsi_screen.segmenters import SegmenterCard, UnetSegmenter
 from wsi_screen.train.detector import DetectorTrainConfig, train_detector
 from wsi_screen.train.fields import estimate_mpp, load_fields, wbc_targets
 
-
-def _disc(shape, cx, cy, r):
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    return (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
+from .test_detect import _disc
 
 
 def _field(root, split, name, rng, shape=(120, 160)):

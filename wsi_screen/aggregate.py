@@ -104,7 +104,7 @@ def point_specificity(rates: OperatingRates, predicted_counts: np.ndarray | None
 
 def corrected_interval(
     count: int, n: int, rates: OperatingRates, samples: int, rng: np.random.Generator, predicted_counts: np.ndarray | None = None,
-    members: list[int] | None = None,
+    members: list[int] | None = None, sp_point: float | None = None,
 ) -> tuple[float, float]:  # fmt: skip
     """95 % interval of the Rogan–Gladen prevalence: cells ~ Beta(count+½, n−count+½) (Jeffreys),
     sensitivity ~ the Beta posterior of its validation counts; specificity ~ its Beta posterior,
@@ -116,7 +116,7 @@ def corrected_interval(
     raw = rng.beta(count + 0.5, n - count + 0.5, samples)
     tp = rates.sensitivity * rates.n_positive
     se = rng.beta(tp + 0.5, rates.n_positive - tp + 0.5, samples)
-    sp_point = point_specificity(rates, predicted_counts, members)
+    sp_point = point_specificity(rates, predicted_counts, members) if sp_point is None else sp_point
     if rates.confusion and predicted_counts is not None:
         conf = np.asarray(rates.confusion, float)
         draws = rng.gamma(conf + 0.5, size=(samples,) + conf.shape) * (conf.sum(-1, keepdims=True) > 0)
@@ -145,8 +145,8 @@ def prevalence(
     count = int(is_member.sum())
     raw = count / n if n else 0.0
     rng = np.random.default_rng(cfg.seed)
-    ci = corrected_interval(count, n, rates, cfg.bootstrap_samples, rng, predicted_counts, members)
     sp = point_specificity(rates, predicted_counts, members) if n else rates.specificity
+    ci = corrected_interval(count, n, rates, cfg.bootstrap_samples, rng, predicted_counts, members, sp)
     confident = int((p_member >= high_p).sum())
     false_rate = rates.false_confident_rate(high_p)
     expected_false = n * false_rate if false_rate is not None else 0.0
@@ -180,13 +180,13 @@ def blast_and_atypical(probs: np.ndarray, rates: dict[str, OperatingRates], cfg:
     """Both clinical tests of Matek et al.: summed probabilities, argmax membership for counts."""
     probs = np.asarray(probs, np.float64).reshape(-1, len(CLASS_CODES))
     predicted = np.asarray(CLASS_CODES)[probs.argmax(1)] if len(probs) else np.asarray([], str)
+    counts = np.bincount(probs.argmax(1), minlength=len(CLASS_CODES)) if len(probs) else np.zeros(len(CLASS_CODES))
     out = {}
     for name, members, thr, high, k in (
         ("blast", BLAST, cfg.blast_threshold, cfg.blast_high_p, cfg.blast_min_cells),
         ("atypical", ATYPICAL, cfg.atypical_threshold, cfg.atypical_high_p, cfg.atypical_min_cells),
     ):
         idx = [CLASS_CODES.index(c) for c in members]
-        counts = np.bincount(probs.argmax(1), minlength=len(CLASS_CODES)) if len(probs) else np.zeros(len(CLASS_CODES))
         out[name] = prevalence(np.isin(predicted, members), probs[:, idx].sum(1), rates[name], thr, high, k, cfg, counts, idx)
     return out
 

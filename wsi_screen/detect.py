@@ -65,9 +65,9 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
     keep = (area_um2 >= min_area) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
     if rgb is not None and cfg.min_nucleus_fraction > 0:
-        from .segmenters import nucleus_stain
+        from .segmenters import NUCLEUS_PIXEL, nucleus_stain
 
-        stained = np.asarray(ndi.mean(nucleus_stain(rgb) > 0.5, labels, np.arange(count + 1)))
+        stained = np.asarray(ndi.mean(nucleus_stain(rgb) > NUCLEUS_PIXEL, labels, np.arange(count + 1)))
         keep &= (stained >= cfg.min_nucleus_fraction) | at_edge  # a frame-cut strip may be all cytoplasm
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)

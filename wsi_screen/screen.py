@@ -106,7 +106,7 @@ def screen_slide(
         cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress)
         with staged_dir(out_dir) as tmp:
             write_store(client, tmp / "cells.zarr", cells, config)
-            result = classify_store(client, tmp / "cells.zarr", model_path, config)
+            result = classify_on_cluster(client, tmp / "cells.zarr", model_path, config)
             report = _report(tmp, cells, result, model, card, model_path, rates, config, options, t0)
             if options.completion is not None:
                 (tmp / "completed.json").write_text(json.dumps(options.completion, indent=1))
@@ -124,7 +124,7 @@ def classify_task(store: str, model_path: str, config: Config):
     return classify_store(for_inference(model, device), card, Path(store), c.batch_size, device, c.tta)
 
 
-def classify_store(client, store: Path, model_path: Path, config: Config):
+def classify_on_cluster(client, store: Path, model_path: Path, config: Config):
     """Classification lands on workers that declare a GPU resource (`dask worker --resources
     GPU=1`) when the cluster has any; otherwise it runs here, in this process."""
     from .parallel import declares

@@ -104,6 +104,9 @@ class UnetSegmenter:
         return out[:, :, :h, :w]
 
 
+NUCLEUS_PIXEL = 0.5  # nucleus_stain above this counts as a nucleus pixel (the nucleated check)
+
+
 def nucleus_stain(rgb: np.ndarray) -> np.ndarray:
     """0–1 nucleus-stain measure of a Romanowsky-stained smear: nuclei absorb green strongly but
     pass blue; red cells pass red, glass passes all."""
