@@ -1,6 +1,7 @@
 """End to end on tiny generated data: the train CLI, resume, per-fold runs, then classify and evaluate."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -58,6 +59,26 @@ def test_one_fold_of_cv(lmu_tree, tiny_config, tmp_path):
     split = pd.read_csv(run / "fold_1" / "split.csv")
     assert (split["split"] == "test").sum() == 15 and (run / "fold_1" / "model.pt").is_file()
     assert not (run / "fold_0").exists()
+
+
+def test_cross_validation_pipeline(lmu_tree, tiny_config, tmp_path):
+    """Every fold trained, each image held out exactly once, Table 1 and the AUCs as mean ± SD."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    run = tmp_path / "cv"
+    cmd = [sys.executable, "pipelines/cross_validate.py", str(lmu_tree), "-o", str(run), "--folds", "3", "--config", str(tiny_config)]
+    done = subprocess.run(cmd, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "3-fold CV: blast AUC" in done.stdout
+    labels = pd.read_csv(run / "labels.csv")
+    assert len(labels) == 45 and labels["file"].is_unique and sorted(labels["fold"].unique()) == [0, 1, 2]
+    report = json.loads((run / "report" / "report.json").read_text())
+    assert len(report["runs"]) == 3 and report["blast_test"]["auc"]["sd"] >= 0
+    table = pd.read_csv(run / "report" / "table1.csv", index_col="class")
+    assert table.loc["MYO", "n"] == 3 and {"sensitivity", "sensitivity_sd"} <= set(table.columns)
 
 
 def test_bad_fold_is_one_line(lmu_tree, tmp_path, capsys):
