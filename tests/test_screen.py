@@ -10,11 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 from wsi_screen.classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES
 from wsi_screen.export.geojson import read_features, validate_qupath
-from wsi_screen.export.store import read_table
+from wsi_screen.classify import batch_logits, patch_batch, to_probabilities
+from wsi_screen.export.store import open_patches, read_table
+from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
 
 DEMO = Path(__file__).resolve().parents[1] / "wsi_screen" / "demo" / "demo_smear.tiff"
 
@@ -58,6 +61,10 @@ def test_cells_zarr_and_geojson_agree_one_to_one(screened):
     assert probs.shape == (len(table), 15) and np.allclose(probs.sum(1), 1, atol=1e-4)
     assert np.allclose(cells["p_blast"][:], probs[:, [7, 12]].sum(1), atol=1e-5)
     assert list(cells["predicted"][:]) == [CLASS_CODES[k] for k in probs.argmax(1)]
+    assert not (store / "model_input").exists()  # the classifier inputs were scaffolding
+    model, card = load_model(DEFAULT_WEIGHTS)
+    again = to_probabilities(batch_logits(model, [patch_batch(open_patches(store)[:16], card)], torch.device("cpu")), card)
+    assert np.abs(again.probs - probs[:16]).max() < 0.05  # the stored (JPEG) patches are what was classified
     feats = read_features(screened / "detections.geojson")
     assert validate_qupath(feats) == []
     assert sorted(f["properties"]["measurements"]["cell_id"] for f in feats) == list(table["id"])

@@ -3,11 +3,11 @@ import zarr
 
 from wsi_screen.config import PatchConfig
 import pytest
-from PIL import Image
 
 from wsi_screen.errors import StoreError
 from wsi_screen.export.store import (
-    create_store, detections_table, open_patches, read_patches_reduced, read_table, write_aoi, write_columns, write_patches,
+    create_store, detections_table, drop_model_input, open_patches, read_model_input, read_table, write_aoi, write_columns, write_model_input,
+    write_patches,
 )  # fmt: skip
 from wsi_screen.records import AoiMask, Box, Detection
 
@@ -52,16 +52,16 @@ def test_empty_store_is_valid(tmp_path):
     assert len(read_table(store)) == 0
 
 
-def test_patches_decode_at_a_reduced_jpeg_scale(tmp_path):
+def test_model_input_is_lossless_and_dropped_after_use(tmp_path):
     store = tmp_path / "cells.zarr"
-    create_store(store, detections_table(_dets(3)), PatchConfig(size_px=400), {})
-    yy, xx = np.mgrid[0:400, 0:400]
-    smooth = np.stack([np.stack([80 + yy // 4 + 20 * i, 120 + xx // 4, 220 - yy // 3], -1) for i in range(3)]).astype(np.uint8)
-    write_patches(store, 0, smooth[:2])
-    small = read_patches_reduced(store, 0, 2, 128)
-    assert small.shape == (2, 200, 200, 3)  # 1/2 is the smallest DCT scale keeping ≥ 128 px
-    expected = np.stack([np.asarray(Image.fromarray(p).reduce(2)) for p in smooth[:2]])
-    assert np.abs(small.astype(int) - expected).mean() < 2
-    assert read_patches_reduced(store, 0, 1, 50).shape == (1, 50, 50, 3)  # 1/8
-    with pytest.raises(StoreError, match="cell 2"):
-        read_patches_reduced(store, 1, 3, 128)
+    create_store(store, detections_table(_dets(5)), PatchConfig(size_px=64), {}, model_input_px=32, cells_per_writer=2)
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)  # noise: any lossy codec would show
+    write_model_input(store, 0, inputs[:2])
+    write_model_input(store, 2, inputs[2:])  # writers of aligned runs of 2 cells share no chunk
+    assert zarr.open_array(str(store / "model_input")).chunks == (2, 32, 32, 3)
+    assert np.array_equal(read_model_input(store, 1, 5), inputs[1:])
+    drop_model_input(store)
+    assert not (store / "model_input").exists() and len(read_table(store)) == 5
+    with pytest.raises(StoreError, match="model_input"):
+        read_model_input(store, 0, 1)

@@ -82,20 +82,20 @@ def to_probabilities(logits: torch.Tensor, card: ModelCard) -> Probabilities:
 def classify_store(
     model: nn.Module, card: ModelCard, store: Path, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
 ) -> Probabilities:  # fmt: skip
-    """Every patch of a cells.zarr → Probabilities; the next two batches are decoded (at a reduced
-    JPEG scale still ≥ the card's input), resized and normalised in a thread while the model runs,
-    so the forward pass sets the pace."""
+    """Every cell of a cells.zarr → Probabilities, from its `model_input` array (the patches already
+    at the card's input size); the next two batches are read and normalised in a thread while the
+    model runs, so the forward pass sets the pace."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    from .export.store import open_patches, read_patches_reduced
+    from .export.store import open_patches, read_model_input
 
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
     n = open_patches(store).shape[0]
 
     def load(start: int) -> torch.Tensor:
-        return patch_batch(read_patches_reduced(store, start, min(start + batch_size, n), card.input_px), card)
+        return patch_batch(read_model_input(store, start, min(start + batch_size, n)), card)
 
     def batches():
         with ThreadPoolExecutor(1) as pool:
@@ -109,11 +109,17 @@ def classify_store(
     return to_probabilities(batch_logits(model, batches(), device, tta), card)
 
 
+def resize_patches(patches: np.ndarray, px: int) -> np.ndarray:
+    """N×S×S×3 uint8 → N×px×px×3 uint8, bilinear with antialiasing (torch's fast uint8 path)."""
+    x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2)  # channels_last uint8
+    if x.shape[-1] != px or x.shape[-2] != px:
+        x = F.interpolate(x, size=(px, px), mode="bilinear", antialias=True, align_corners=False)
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
+
+
 def patch_batch(patches: np.ndarray, card: ModelCard) -> torch.Tensor:
     """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input."""
-    x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2)  # channels_last uint8
-    if x.shape[-1] != card.input_px or x.shape[-2] != card.input_px:  # uint8 antialias: a fast SIMD path
-        x = F.interpolate(x, size=(card.input_px, card.input_px), mode="bilinear", antialias=True, align_corners=False)
+    x = torch.from_numpy(resize_patches(patches, card.input_px)).permute(0, 3, 1, 2)
     return normalise(x.float() / 255, card.mean, card.std)
 
 

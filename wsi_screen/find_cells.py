@@ -98,8 +98,9 @@ def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config:
     return SlideCells(Path(slide_path), mpp, info, mask, detections, tuple(errors), qc)
 
 
-def write_store(client, store: Path, cells: SlideCells, config: Config) -> None:
-    """cells.zarr: the cell table, the AOI, and every cell's patch (extracted in parallel)."""
+def write_store(client, store: Path, cells: SlideCells, config: Config, model_input_px: int = 0) -> None:
+    """cells.zarr: the cell table, the AOI, and every cell's patch (extracted in parallel); with
+    `model_input_px`, every patch also at the classifier's input size (see export.store)."""
     from .export.store import create_store, detections_table, write_aoi
     from .parallel import bounded_map, in_flight, patch_task
 
@@ -111,12 +112,13 @@ def write_store(client, store: Path, cells: SlideCells, config: Config) -> None:
         "wsi_screen_version": __version__,
         "n_cells": len(cells.detections),
     }
-    create_store(store, detections_table(list(cells.detections)), config.patches, attrs)
+    create_store(store, detections_table(list(cells.detections)), config.patches, attrs, model_input_px, PATCHES_PER_TASK)
     write_aoi(store, cells.aoi, cells.info.mpp)
     d = cells.detections
     jobs = [(i, tuple((c.x, c.y) for c in d[i : i + PATCHES_PER_TASK])) for i in range(0, len(d), PATCHES_PER_TASK)]
     for _ in bounded_map(
-        client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp, store=str(store.resolve()), cfg=config.patches
+        client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp, store=str(store.resolve()), cfg=config.patches,
+        model_input_px=model_input_px,
     ):
         pass
 

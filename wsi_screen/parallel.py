@@ -115,15 +115,22 @@ def tile_task(tile: Tile, slide_path: str, mpp: float | None, max_mpp: float, cf
 
 
 def patch_task(
-    job: tuple[int, tuple[tuple[float, float], ...]], slide_path: str, mpp: float | None, max_mpp: float, store: str, cfg: PatchConfig
-) -> int:
-    """Extract the patches of cells start.. and write them into the store's region."""
+    job: tuple[int, tuple[tuple[float, float], ...]], slide_path: str, mpp: float | None, max_mpp: float, store: str, cfg: PatchConfig,
+    model_input_px: int = 0,
+) -> int:  # fmt: skip
+    """Extract the patches of cells start.. and write them into the store's region, and with
+    `model_input_px` the same patches resized for the classifier."""
     import numpy as np
 
-    from .export.store import write_patches
+    from .export.store import write_model_input, write_patches
     from .patches import extract_patch
 
     start, centroids = job
     slide = _slide(slide_path, mpp, max_mpp)
-    write_patches(Path(store), start, np.stack([extract_patch(slide, x, y, cfg) for x, y in centroids]))
+    patches = np.stack([extract_patch(slide, x, y, cfg) for x, y in centroids])
+    write_patches(Path(store), start, patches)
+    if model_input_px:
+        from .classify import resize_patches
+
+        write_model_input(Path(store), start, resize_patches(patches, model_input_px))
     return len(centroids)

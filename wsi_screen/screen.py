@@ -42,6 +42,7 @@ class ScreenSummary:
     flags: tuple[str, ...]
     seconds: float
     startup_seconds: float
+    classify_seconds: float  # classification of every cell, model load included (benchmarks)
 
     def line(self) -> str:
         b = self.blast
@@ -94,6 +95,7 @@ def screen_slide(
     from contextlib import nullcontext
 
     from .export.outdir import staged_dir
+    from .export.store import drop_model_input
     from .parallel import dask_client
 
     t0 = time.perf_counter()
@@ -105,12 +107,17 @@ def screen_slide(
         startup = time.perf_counter() - t0
         cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress)
         with staged_dir(out_dir) as tmp:
-            write_store(client, tmp / "cells.zarr", cells, config)
+            write_store(client, tmp / "cells.zarr", cells, config, card.input_px)
+            t_classify = time.perf_counter()
             result = classify_on_cluster(client, tmp / "cells.zarr", model_path, config)
+            t_classify = time.perf_counter() - t_classify
+            drop_model_input(tmp / "cells.zarr")
             report = _report(tmp, cells, result, model, card, model_path, rates, config, options, t0)
             if options.completion is not None:
                 (tmp / "completed.json").write_text(json.dumps(options.completion, indent=1))
-    return ScreenSummary(str(slide_path), out_dir, report["n_leukocytes"], report["blast"], tuple(report["flags"]), time.perf_counter() - t0, startup)
+    return ScreenSummary(
+        str(slide_path), out_dir, report["n_leukocytes"], report["blast"], tuple(report["flags"]), time.perf_counter() - t0, startup, t_classify
+    )  # fmt: skip
 
 
 def classify_task(store: str, model_path: str, config: Config):

@@ -2,7 +2,12 @@
 
 Zarr format 2 throughout, because the AOI is an OME-Zarr (NGFF 0.4) image and 0.4 is defined on
 format 2. Patches are JPEG-compressed one cell per chunk (~26 kB a cell instead of 480 kB raw),
-so any worker can write any cell's region without coordinating with the others."""
+so any worker can write any cell's region without coordinating with the others.
+
+While `screen` runs, the store also holds `model_input`: every patch already resized to the
+classifier's input, losslessly (LZ4), written by the same workers that cut the patches, so that
+classification reads ready inputs instead of decoding JPEGs on the cores the model needs. It is
+scaffolding: `drop_model_input` removes it once the cells are classified."""
 
 from __future__ import annotations
 
@@ -11,14 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
-from PIL import Image
 from imagecodecs.numcodecs import Jpeg, register_codecs
+from numcodecs import Blosc
 
 from ..config import PatchConfig
 from ..errors import StoreError
 from ..records import AoiMask, Detection
 
 register_codecs()  # readers of the store need the JPEG codec registered too
+
+MODEL_INPUT = "model_input"
 
 CELL_COLUMNS: dict[str, str] = {
     "id": "i8",
@@ -48,9 +55,11 @@ def detections_table(detections: list[Detection]) -> pd.DataFrame:
     return pd.DataFrame({k: np.asarray(v, dtype=CELL_COLUMNS[k]) for k, v in rows.items()})
 
 
-def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: dict) -> None:
+def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: dict, model_input_px: int = 0, cells_per_writer: int = 1) -> None:
     """Write the cell table and an empty patch array sized for it; patches are filled by
-    `write_patches`, possibly from many workers at once."""
+    `write_patches`, possibly from many workers at once. With `model_input_px`, also an empty
+    `model_input` array chunked by `cells_per_writer` cells, so that writers of aligned runs of
+    that many cells never share a chunk."""
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     root.attrs.update(attrs)
     cells = root.create_group("cells")
@@ -66,26 +75,37 @@ def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: d
         dtype="u1",
         compressors=Jpeg(level=90),
         fill_value=0,
-        config={"write_empty_chunks": True},  # every cell has its chunk (read_patches_reduced)
         attributes={"field_um": patches.field_um, "mpp": patches.mpp, "axes": ["cell", "y", "x", "c"]},
     )
+    if model_input_px:
+        root.create_array(
+            MODEL_INPUT,
+            shape=(len(table), model_input_px, model_input_px, 3),
+            chunks=(cells_per_writer, model_input_px, model_input_px, 3),
+            dtype="u1",
+            compressors=Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE),  # lossless, ~0.05 ms a cell to read
+            fill_value=0,
+            attributes={"field_um": patches.field_um, "axes": ["cell", "y", "x", "c"]},
+        )
 
 
-def read_patches_reduced(path: Path, start: int, stop: int, min_px: int) -> np.ndarray:
-    """Patches start..stop-1, each decoded by libjpeg straight at the smallest DCT scale (1/2, 1/4,
-    1/8) that keeps it ≥ min_px: a patch is a standalone JPEG chunk (one cell per chunk, key
-    "<cell>.0.0.0" in format 2, always written), so a classifier that wants 128 px does not pay
-    for a full 400² decode, nor for zarr's per-chunk overhead."""
-    folder = Path(path) / "patches"
-    out = []
-    for i in range(start, stop):
-        chunk = folder / f"{i}.0.0.0"
-        if not chunk.is_file():
-            raise StoreError(f"patch chunk of cell {i} is missing", chunk)
-        with Image.open(chunk) as im:
-            im.draft("RGB", (min_px, min_px))
-            out.append(np.asarray(im.convert("RGB")))
-    return np.stack(out) if out else np.zeros((0, min_px, min_px, 3), np.uint8)
+def write_model_input(path: Path, start: int, inputs: np.ndarray) -> None:
+    zarr.open_array(str(Path(path) / MODEL_INPUT), mode="r+")[start : start + len(inputs)] = inputs
+
+
+def read_model_input(path: Path, start: int, stop: int) -> np.ndarray:
+    """Classifier inputs of cells start..stop-1 (N×px×px×3 uint8)."""
+    try:
+        array = zarr.open_array(str(Path(path) / MODEL_INPUT), mode="r")
+    except FileNotFoundError:
+        raise StoreError("no model_input array: only `screen` writes one, before classifying", Path(path)) from None
+    return array[start:stop]
+
+
+def drop_model_input(path: Path) -> None:
+    group = zarr.open_group(str(path), mode="r+")
+    if MODEL_INPUT in group:
+        del group[MODEL_INPUT]
 
 
 def write_patches(path: Path, start: int, patches: np.ndarray) -> None:
