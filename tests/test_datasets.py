@@ -7,7 +7,7 @@ from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.errors import DatasetError
-from wsi_screen.train.datasets import LMU_MPP, SHARED_CELLS_MPP, load_table, read_image, read_manifest, to_canvas
+from wsi_screen.train.datasets import LMU_MPP, SHARED_CELLS_MPP, load_canvas, load_table, read_image, read_manifest, to_canvas
 
 
 def test_lmu_layout(lmu_tree):
@@ -57,6 +57,18 @@ def test_canvas_keeps_physical_size():
     matek[:, :200] = 255
     c = to_canvas(matek, LMU_MPP, 29 / 128, 160, 29.0)  # padded by reflection to the canvas
     assert c.shape == (160, 160, 3) and abs(int((c[80, 16:144, 0] > 128).sum()) - 64) <= 1
+
+
+@pytest.mark.parametrize("src_mpp", [SHARED_CELLS_MPP, float("nan")])
+def test_reduced_jpeg_decode_gives_the_same_canvas(tmp_path, src_mpp):
+    """load_canvas decodes a 360 px JPEG at 1/2 scale for a 128 px canvas: same field, same cell."""
+    yy, xx = np.mgrid[:360, :360]
+    img = np.stack([120 + yy // 6, 200 - xx // 5, np.where((yy - 180) ** 2 + (xx - 170) ** 2 < 60**2, 60, 230)], -1).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "c.jpg", quality=95)
+    full = to_canvas(read_image(tmp_path / "c.jpg"), src_mpp, 29 / 128, 128, 29.0)
+    fast = load_canvas(tmp_path / "c.jpg", src_mpp, 29 / 128, 128, 29.0)
+    assert fast.shape == full.shape == (128, 128, 3)
+    assert np.abs(fast.astype(int) - full).mean() < 2 and ((fast[..., 2] < 128).sum() - (full[..., 2] < 128).sum()) ** 2 < 40**2
 
 
 def test_shared_manifest(shared_cells):

@@ -16,7 +16,7 @@ from torch import nn  # noqa: E402
 from .classes import CLASS_CODES  # noqa: E402
 from .registry import ModelCard  # noqa: E402
 from .train.augment import EvalTransform  # noqa: E402
-from .train.datasets import read_image, to_canvas  # noqa: E402
+from .train.datasets import load_canvas  # noqa: E402
 
 
 def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
@@ -32,7 +32,7 @@ def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
 
 def save_saliency(model: nn.Module, card: ModelCard, image_path: str | Path, out_dir: str | Path, input_mpp: float | None = None) -> Path:
     """A PNG, side by side: the model's view of the 29 µm field and its saliency overlay."""
-    canvas = to_canvas(read_image(image_path), np.nan if input_mpp is None else input_mpp, card.mpp, card.input_px, card.field_um)
+    canvas = load_canvas(image_path, np.nan if input_mpp is None else input_mpp, card.mpp, card.input_px, card.field_um)
     smap, k = saliency_map(model, EvalTransform(card.input_px, card.mean, card.std)(canvas))
     fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
     axes[0].imshow(canvas)
