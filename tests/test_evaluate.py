@@ -38,3 +38,19 @@ def test_two_folds_mean_and_sd(tmp_path):
     saved = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert saved["runs"][0]["per_class"]["EOS"]["sensitivity"] is None  # NaN → null
     assert (tmp_path / "rep" / "roc.png").is_file() and (tmp_path / "rep" / "confusion.png").is_file()
+
+
+def test_human_operating_points_from_annotations(tmp_path):
+    """Re-annotator 1 misses 1 of 4 blasts and calls 1 of 4 others a blast; re-annotator 2 is perfect."""
+    truth = ["MYO", "MYO", "NGS", "LYT"]
+    pd.DataFrame({"file": [f"f{i}" for i in range(4)], "class": truth}).to_csv(tmp_path / "labels.csv", index=False)
+    preds = preds_file(tmp_path / "p.csv", truth, truth)
+    rows = [("MYO", "MYO"), ("MYO", "MYO"), ("MOB", "MOB"), ("MYO", "NGS"), ("NGS", "NGS"), ("LYT", "MYO"), ("EOS", "EOS"), ("NGS", "NGS")]
+    lines = [f"{o}/{o}_{i:04d}.tiff {o} {r1} {o}" for i, (o, r1) in enumerate(rows)] + ["NGS/NGS_0099.tiff NGS UNC nan"]
+    (tmp_path / "annotations.dat").write_text("\n".join(lines) + "\n")
+    r = evaluate([preds], tmp_path / "labels.csv", tmp_path / "rep", annotations=tmp_path / "annotations.dat")
+    human = json.loads((tmp_path / "rep" / "report.json").read_text())["human_operating_points"]
+    assert human == r["human_operating_points"]
+    assert human["reann1"]["blast_test"] == {"sensitivity": 0.75, "specificity": 0.75}
+    assert human["reann2"]["blast_test"] == {"sensitivity": 1.0, "specificity": 1.0}
+    assert "human_operating_points" not in evaluate([preds], tmp_path / "labels.csv", tmp_path / "rep2")

@@ -77,11 +77,12 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
 @click.argument("labels", type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Report directory.")
 @click.option("--threshold", default=0.5, show_default=True, help="Operating threshold of the blast/atypical tests.")
-def evaluate_cmd(preds, labels, out_dir, threshold):
+@click.option("--annotations", type=click.Path(exists=True, dir_okay=False), help="Matek annotations.dat: draw the re-annotators' operating points.")
+def evaluate_cmd(preds, labels, out_dir, threshold, annotations):
     """Score one or more PREDS csv files (e.g. CV folds) against LABELS (csv with file, class[, source])."""
     from .evaluate import evaluate
 
-    report = evaluate(list(preds), labels, out_dir, threshold)
+    report = evaluate(list(preds), labels, out_dir, threshold, annotations)
     click.echo(
         f"balanced accuracy {report['balanced_accuracy']['mean']:.4f}, macro-F1 {report['macro_f1']['mean']:.4f}, "
         f"blast AUC {report['blast_test']['auc']['mean']:.4f}, atypical AUC {report['atypical_test']['auc']['mean']:.4f} → {out_dir}"

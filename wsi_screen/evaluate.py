@@ -66,8 +66,12 @@ def full_summary(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
     return out
 
 
-def evaluate(pred_paths: list[str | Path], labels_path: str | Path, out_dir: str | Path, threshold: float = 0.5) -> dict:
-    """Write report.json, table1.csv, confusion.png and roc.png to out_dir; return the report."""
+def evaluate(
+    pred_paths: list[str | Path], labels_path: str | Path, out_dir: str | Path, threshold: float = 0.5, annotations: str | Path | None = None
+) -> dict:  # fmt: skip
+    """Write report.json, table1.csv, confusion.png and roc.png to out_dir; return the report. With
+    a Matek annotations.dat, the re-annotators' operating points (agreement.human_agreement, over
+    all re-annotated images) are drawn on the ROC plots and stored as `human_operating_points`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = read_labels(labels_path)
@@ -82,7 +86,13 @@ def evaluate(pred_paths: list[str | Path], labels_path: str | Path, out_dir: str
     for test in ("blast_test", "atypical_test"):
         report[test] = {k: {"mean": float(np.mean([r[test][k] for r in runs])), "sd": float(np.std([r[test][k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0} for k in ("auc", "sensitivity", "specificity")}
     plot_confusion(np.sum([r["confusion"] for r in runs], axis=0), out_dir / "confusion.png")
-    plot_roc(frames, out_dir / "roc.png")
+    human = None
+    if annotations is not None:
+        from .agreement import human_agreement
+
+        human = {who: {t: {k: r[t][k] for k in ("sensitivity", "specificity")} for t in ("blast_test", "atypical_test")} for who, r in human_agreement(annotations).items()}
+        report["human_operating_points"] = human
+    plot_roc(frames, out_dir / "roc.png", human)
     (out_dir / "report.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")
     return report
 
@@ -118,15 +128,17 @@ def plot_confusion(counts, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_roc(frames: list[pd.DataFrame], path: Path) -> None:
+def plot_roc(frames: list[pd.DataFrame], path: Path, human: dict | None = None) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    for ax, (name, codes) in zip(axes, (("blast (MYO+MOB)", BLAST), ("atypical", ATYPICAL))):
+    for ax, (test, name, codes) in zip(axes, (("blast_test", "blast (MYO+MOB)", BLAST), ("atypical_test", "atypical", ATYPICAL))):
         for k, f in enumerate(frames):
             truth = f["class"].isin(codes).to_numpy()
             if 0 < truth.sum() < len(truth):
                 score = f[list(codes)].sum(axis=1).to_numpy()
                 fpr, tpr, _ = roc_curve(truth, score)
                 ax.plot(fpr, tpr, label=f"run {k}: AUC {screening_test(truth, score)['auc']:.4f}")
+        for (who, point), marker in zip((human or {}).items(), "^s"):
+            ax.plot(1 - point[test]["specificity"], point[test]["sensitivity"], marker, ms=8, mfc="none", mec="k", label=f"human {who}")
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
         ax.set(title=name, xlabel="1 - specificity", ylabel="sensitivity")
         ax.legend(loc="lower right", fontsize=8)
