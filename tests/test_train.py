@@ -51,6 +51,9 @@ def test_train_resume_classify_evaluate(folder_tree, tiny_config, tmp_path):
     assert "RESEARCH USE ONLY" in card["provenance"]["data"]["deepapl"] and card["field_um"] == 29.0
     assert {"blast_auc", "atypical_auc", "mean_sensitivity"} <= set(card["metrics"]["headline"]) and "sensitivity" in card["metrics"]["operating_point"]["blast"]
     assert card["metrics"]["calibration"]["ece_test"] is not None and card["metrics"]["targets"]["blast_auc"]["target"] == ">= 0.995"
+    shifts = card["metrics"]["shift_robustness"]
+    assert len(shifts) == 8 and set(shifts["hue +0.08"]) == {"blast_auc", "blast_auc_deepapl", "blast_call_sensitivity", "false_blast_rate_pbc"}
+    assert any("PMB" in s for s in card["provenance"]["limitations"]) and any("lymphoblast" in s for s in card["provenance"]["limitations"])
 
 
 def test_one_fold_of_cv(lmu_tree, tiny_config, tmp_path):
@@ -69,7 +72,8 @@ def test_cross_validation_pipeline(lmu_tree, tiny_config, tmp_path):
 
     repo = Path(__file__).resolve().parents[1]
     run = tmp_path / "cv"
-    cmd = [sys.executable, "pipelines/cross_validate.py", str(lmu_tree), "-o", str(run), "--folds", "3", "--config", str(tiny_config)]
+    data = os.path.relpath(lmu_tree, repo)  # relative to where it runs: labels and predictions must still meet
+    cmd = [sys.executable, "pipelines/cross_validate.py", data, "-o", str(run), "--folds", "3", "--config", str(tiny_config)]
     done = subprocess.run(cmd, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "3-fold CV: blast AUC" in done.stdout

@@ -25,7 +25,7 @@ def train_run(data: str | Path, run_dir: str | Path, config: Config, folds: int 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     cfg, field_um = config.train, config.patches.field_um
-    table = load_table(data)
+    table = load_table(Path(data).resolve())  # absolute paths in split.csv and preds: valid from any directory
     dev = resolve_device(device)
     if folds == 0:
         split = train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed)
