@@ -40,3 +40,23 @@ def test_scale_and_colour_vary():
     areas = ((outs * 0.25 + 0.5).mean(1) < 0.5).float().sum((1, 2))
     assert areas.max() / areas.min() > 1.15  # scale ±25 % → area ratio up to (1.25/0.75)²
     assert outs.mean((2, 3)).std(0).min() > 0.005  # colour jitter moves every channel
+
+
+def test_fixed_shifts_do_what_their_names_say():
+    from wsi_screen.registry import ModelCard
+    from wsi_screen.train.shifts import SHIFTS, Shift, ShiftedEval
+
+    card = ModelCard("resnext_compact", 64, mean=MEAN, std=STD)
+    canvas = disk_canvas(size=96, radius=16)
+    plain = ShiftedEval(card, SHIFTS["none"])(canvas)
+    assert torch.allclose(plain, EvalTransform(64, MEAN, STD)(canvas), atol=1e-6)
+
+    def dark_px(shift):
+        return int((ShiftedEval(card, shift)(canvas)[0] < 0).sum())  # below mid-grey: the disk
+
+    assert abs(dark_px(Shift(field=0.77)) / dark_px(Shift()) - 1 / 0.77**2) < 0.1  # cells look larger
+    assert abs(dark_px(Shift(field=1.43)) / dark_px(Shift()) - 1 / 1.43**2) < 0.1
+    stronger = ShiftedEval(card, Shift(hed_scale=(1.3, 1.0, 1.0)))(canvas)
+    assert stronger[:, 32, 32].mean() < plain[:, 32, 32].mean() - 0.05  # more stain: a darker nucleus
+    blurred = ShiftedEval(card, Shift(blur_sigma_px=2.0))(canvas)
+    assert blurred.diff(dim=-1).abs().max() < 0.6 * plain.diff(dim=-1).abs().max()

@@ -70,13 +70,19 @@ class TrainTransform(EvalTransform):
         return F.grid_sample(x[None], grid, mode="bilinear", padding_mode="reflection", align_corners=False)[0]
 
     def _stain(self, x: torch.Tensor) -> torch.Tensor:
-        """Scale and shift each stain's optical density (Tellez et al. 2018 HED jitter)."""
+        """Tellez et al. 2018 HED jitter."""
         s = self.cfg.hed_jitter
         if not s:
             return x
-        od = -torch.log(x.clamp(min=1 / 255)).permute(1, 2, 0) @ _HED_FROM_RGB
-        od = od * (1 + s * torch.empty(3).uniform_(-1, 1)) + s * torch.empty(3).uniform_(-1, 1)
-        return torch.exp(-(od @ _RGB_FROM_HED)).permute(2, 0, 1).clamp(0, 1)
+        return hed_adjust(x, 1 + s * torch.empty(3).uniform_(-1, 1), s * torch.empty(3).uniform_(-1, 1))
+
+
+def hed_adjust(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Scale and shift each stain's optical density (haematoxylin, eosin, DAB) of a float [0, 1]
+    C×H×W image: a stronger or paler stain, as another lab's protocol gives."""
+    od = -torch.log(x.clamp(min=1 / 255)).permute(1, 2, 0) @ _HED_FROM_RGB
+    od = od * torch.as_tensor(scale, dtype=od.dtype) + torch.as_tensor(shift, dtype=od.dtype)
+    return torch.exp(-(od @ _RGB_FROM_HED)).permute(2, 0, 1).clamp(0, 1)
 
 
 def _u() -> float:
