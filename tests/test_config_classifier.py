@@ -17,7 +17,14 @@ def test_default_yaml_mirrors_dataclasses():
 def test_training_configs_load():
     cpu, gpu = (load_config(CONFIGS / f"train_{k}.yaml").train for k in ("cpu", "gpu"))
     assert (cpu.arch, cpu.input_px, cpu.threads) == ("resnext_compact", 128, 1)
-    assert (gpu.arch, gpu.input_px) == ("resnext50_32x4d", 400)
+    assert (gpu.arch, gpu.input_px, gpu.per_class_per_epoch) == ("resnext50_32x4d", 400, 10000)  # the paper's balancing
+
+
+def test_every_shipped_config_loads():
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert len(paths) >= 5
+    for path in paths:
+        load_config(path)  # unknown keys or out-of-range values raise ConfigError naming the file
 
 
 @pytest.mark.parametrize(
