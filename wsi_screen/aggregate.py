@@ -109,7 +109,7 @@ def corrected_interval(
     """95 % interval of the Rogan–Gladen prevalence: cells ~ Beta(count+½, n−count+½) (Jeffreys),
     sensitivity ~ the Beta posterior of its validation counts; specificity ~ its Beta posterior,
     or, with a confusion matrix, the slide's own (slide_specificity) under Dirichlet posteriors of
-    the confusion rows, the composition re-estimated for each draw. The upper bound is never
+    the confusion rows (Perks' prior), the composition re-estimated for each draw. The upper bound is never
     below the sampling-only one, so a slide with no blast calls does not report [0, 0]."""
     if n == 0:
         return (0.0, 1.0)
@@ -119,7 +119,11 @@ def corrected_interval(
     sp_point = point_specificity(rates, predicted_counts, members) if sp_point is None else sp_point
     if rates.confusion and predicted_counts is not None:
         conf = np.asarray(rates.confusion, float)
-        draws = rng.gamma(conf + 0.5, size=(samples,) + conf.shape) * (conf.sum(-1, keepdims=True) > 0)
+        # Perks' prior, one pseudo-call per row spread over its 15 cells: Jeffreys' ½ per cell would
+        # invent 7.5 calls per row, one of them a blast call, i.e. a 1 % false-blast rate for a
+        # class seen 100 times and never called a blast
+        prior = 1.0 / conf.shape[-1]
+        draws = rng.gamma(conf + prior, size=(samples,) + conf.shape) * (conf.sum(-1, keepdims=True) > 0)
         draws = _row_normalised(draws)
         sp = slide_specificity(composition(predicted_counts, draws, iterations=60), draws, members)
     else:
