@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from wsi_screen.config import TrainConfig
-from wsi_screen.train.augment import EvalTransform, TrainTransform
+from wsi_screen.train.augment import EvalTransform, TrainTransform, normalise, normalise_uint8
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 
@@ -60,3 +60,10 @@ def test_fixed_shifts_do_what_their_names_say():
     assert stronger[:, 32, 32].mean() < plain[:, 32, 32].mean() - 0.05  # more stain: a darker nucleus
     blurred = ShiftedEval(card, Shift(blur_sigma_px=2.0))(canvas)
     assert blurred.diff(dim=-1).abs().max() < 0.6 * plain.diff(dim=-1).abs().max()
+
+
+def test_uint8_normalisation_equals_the_float_one():
+    x = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    mean, std = (0.6, 0.5, 0.4), (0.2, 0.25, 0.3)
+    assert torch.allclose(normalise_uint8(x, mean, std), normalise(x.float() / 255, mean, std), atol=1e-5)
+    assert x.dtype == torch.uint8 and int(x.max()) <= 255  # the input is left alone

@@ -110,3 +110,13 @@ def test_saliency_cli(tiny_model, tmp_path):
     Image.fromarray(cell_image("MON", 200, 0)).save(tmp_path / "c.png")
     assert main(["saliency", str(tmp_path / "c.png"), "-o", str(tmp_path / "s"), "--model", str(path)]) == 0
     assert (tmp_path / "s" / "c_saliency.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("starts", [range(0, 10, 3), range(0, 2, 1), range(0, 0, 1)])
+def test_prefetch_yields_every_batch_in_order(starts):
+    """The CUDA path's read-ahead thread: every load once, in order, whatever the batch count."""
+    from wsi_screen.classify import _prefetched
+
+    seen = []
+    out = list(_prefetched(lambda s: seen.append(s) or s * 10, starts))
+    assert out == [s * 10 for s in starts] and sorted(seen) == list(starts)

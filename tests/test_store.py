@@ -6,7 +6,7 @@ import pytest
 
 from wsi_screen.errors import StoreError
 from wsi_screen.export.store import (
-    create_store, detections_table, drop_model_input, open_patches, read_model_input, read_table, write_aoi, write_columns, write_model_input,
+    create_store, detections_table, drop_model_input, open_patches, open_model_input, read_table, write_aoi, write_columns, write_model_input,
     write_patches,
 )  # fmt: skip
 from wsi_screen.records import AoiMask, Box, Detection
@@ -60,8 +60,8 @@ def test_model_input_is_lossless_and_dropped_after_use(tmp_path):
     write_model_input(store, 0, inputs[:2])
     write_model_input(store, 2, inputs[2:])  # writers of aligned runs of 2 cells share no chunk
     assert zarr.open_array(str(store / "model_input")).chunks == (2, 32, 32, 3)
-    assert np.array_equal(read_model_input(store, 1, 5), inputs[1:])
+    assert np.array_equal(open_model_input(store)[1:5], inputs[1:])
     drop_model_input(store)
     assert not (store / "model_input").exists() and len(read_table(store)) == 5
     with pytest.raises(StoreError, match="model_input"):
-        read_model_input(store, 0, 1)
+        open_model_input(store)

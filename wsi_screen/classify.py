@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ from torch import nn
 from .classes import ATYPICAL, BLAST, CLASS_CODES
 from .errors import DatasetError
 from .registry import ModelCard
-from .train.augment import EvalTransform, normalise
+from .train.augment import EvalTransform, normalise_uint8
 from .train.datasets import IMAGE_SUFFIXES, CellDataset
 
 log = logging.getLogger(__name__)
@@ -83,30 +83,35 @@ def classify_store(
     model: nn.Module, card: ModelCard, store: Path, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
 ) -> Probabilities:  # fmt: skip
     """Every cell of a cells.zarr → Probabilities, from its `model_input` array (the patches already
-    at the card's input size); the next two batches are read and normalised in a thread while the
-    model runs, so the forward pass sets the pace."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .export.store import open_patches, read_model_input
+    at the card's input size). On CUDA the next two batches are read and normalised in a thread
+    while the device runs; on a CPU the forward pass already uses every core, and such a thread
+    only competes with it (measured: 0.75 of the raw forward with it, 0.9–1.0 without)."""
+    from .export.store import open_model_input
 
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
-    n = open_patches(store).shape[0]
+    inputs = open_model_input(store)
+    starts = range(0, inputs.shape[0], batch_size)
 
     def load(start: int) -> torch.Tensor:
-        return patch_batch(read_model_input(store, start, min(start + batch_size, n)), card)
+        return patch_batch(inputs[start : start + batch_size], card)
 
-    def batches():
-        with ThreadPoolExecutor(1) as pool:
-            pending = deque(pool.submit(load, s) for s in range(0, min(n, 2 * batch_size), batch_size))
-            for start in range(2 * batch_size, n + 2 * batch_size, batch_size):
-                batch = pending.popleft().result()
-                if start < n:
-                    pending.append(pool.submit(load, start))
-                yield batch
+    batches = _prefetched(load, starts) if device.type == "cuda" else map(load, starts)
+    return to_probabilities(batch_logits(model, batches, device, tta), card)
 
-    return to_probabilities(batch_logits(model, batches(), device, tta), card)
+
+def _prefetched(load, starts: range, depth: int = 2) -> Iterator[torch.Tensor]:
+    """load(start) for every start, `depth` of them ahead in a thread."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pending = deque(pool.submit(load, s) for s in starts[:depth])
+        for start in starts[depth:]:
+            pending.append(pool.submit(load, start))
+            yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def resize_patches(patches: np.ndarray, px: int) -> np.ndarray:
@@ -119,8 +124,7 @@ def resize_patches(patches: np.ndarray, px: int) -> np.ndarray:
 
 def patch_batch(patches: np.ndarray, card: ModelCard) -> torch.Tensor:
     """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input."""
-    x = torch.from_numpy(resize_patches(patches, card.input_px)).permute(0, 3, 1, 2)
-    return normalise(x.float() / 255, card.mean, card.std)
+    return normalise_uint8(torch.from_numpy(resize_patches(patches, card.input_px)).permute(0, 3, 1, 2), card.mean, card.std)
 
 
 def list_inputs(path: str | Path) -> list[str]:

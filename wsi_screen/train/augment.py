@@ -26,6 +26,14 @@ def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
     return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
 
 
+def normalise_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 0–255 C×H×W (or N×C×H×W) → the same as `normalise(x / 255)` in one fused
+    multiply-add (a quarter of the three-pass cost: classification pays it per cell)."""
+    shape = (-1, 1, 1)
+    std = torch.tensor(std).view(shape)
+    return torch.addcmul(-torch.tensor(mean).view(shape) / std, x.float(), 1 / (255 * std))
+
+
 class EvalTransform:
     """Centre out_px² of the canvas (the 29 µm field) → normalised float tensor."""
 
@@ -36,7 +44,7 @@ class EvalTransform:
         h, w = canvas.shape[:2]
         y0, x0 = (h - self.out_px) // 2, (w - self.out_px) // 2
         x = torch.from_numpy(np.array(canvas[y0 : y0 + self.out_px, x0 : x0 + self.out_px]))  # copy: cache may be read-only
-        return normalise(x.permute(2, 0, 1).float() / 255, self.mean, self.std)
+        return normalise_uint8(x.permute(2, 0, 1), self.mean, self.std)
 
 
 class TrainTransform(EvalTransform):
