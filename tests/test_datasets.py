@@ -7,14 +7,14 @@ from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.errors import DatasetError
-from wsi_screen.train.datasets import LMU_MPP, SHARED_CELLS_MPP, load_canvas, load_table, read_image, read_manifest, to_canvas
+from wsi_screen.train.datasets import LMU_MPP, SHARED_CELLS_MPP, load_canvas, load_table, read_manifest, to_canvas
 
 
 def test_lmu_layout(lmu_tree):
     t = load_table(lmu_tree)
     assert len(t) == 45 and set(t["label"]) == set(CLASS_CODES)
     assert str(lmu_tree / "BAS/BAS_0001.tiff") in set(t["file"]) and t["mpp"].eq(LMU_MPP).all() and LMU_MPP == 29 / 400
-    assert read_image(t["file"].iloc[0]).shape == (400, 400, 3)
+    assert load_canvas(t["file"].iloc[0], LMU_MPP, 29 / 400, 400, 29.0).shape == (400, 400, 3)
 
 
 def test_lmu_absent_images_are_dropped(lmu_tree, tmp_path):
@@ -37,11 +37,11 @@ def test_truncated_jpeg_is_decoded_leniently(tmp_path, caplog):
     path = tmp_path / "t.jpg"
     Image.fromarray(np.full((64, 64, 3), 200, np.uint8)).save(path, quality=90)
     path.write_bytes(path.read_bytes()[:-10])
-    img = read_image(path)
+    img = load_canvas(path, float("nan"), 29 / 64, 64, 29.0)
     assert img.shape == (64, 64, 3) and "truncated" in caplog.text and "t.jpg" in caplog.text
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(DatasetError, match="bad.jpg"):
-        read_image(tmp_path / "bad.jpg")
+        load_canvas(tmp_path / "bad.jpg", float("nan"), 29 / 64, 64, 29.0)
 
 
 def test_canvas_keeps_physical_size():
@@ -65,7 +65,7 @@ def test_reduced_jpeg_decode_gives_the_same_canvas(tmp_path, src_mpp):
     yy, xx = np.mgrid[:360, :360]
     img = np.stack([120 + yy // 6, 200 - xx // 5, np.where((yy - 180) ** 2 + (xx - 170) ** 2 < 60**2, 60, 230)], -1).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "c.jpg", quality=95)
-    full = to_canvas(read_image(tmp_path / "c.jpg"), src_mpp, 29 / 128, 128, 29.0)
+    full = to_canvas(np.asarray(Image.open(tmp_path / "c.jpg").convert("RGB")), src_mpp, 29 / 128, 128, 29.0)
     fast = load_canvas(tmp_path / "c.jpg", src_mpp, 29 / 128, 128, 29.0)
     assert fast.shape == full.shape == (128, 128, 3)
     assert np.abs(fast.astype(int) - full).mean() < 2 and ((fast[..., 2] < 128).sum() - (full[..., 2] < 128).sum()) ** 2 < 40**2
@@ -79,8 +79,7 @@ def test_shared_manifest(shared_cells):
     assert t.loc[t["source"] == "deepapl", "patient"].str.startswith("Patient_").all()
     sample = t.groupby("label").head(1)
     for f, mpp in zip(sample["file"], sample["mpp"]):
-        img = read_image(f)
-        assert to_canvas(img, mpp, 29 / 128, 160, 29.0).shape == (160, 160, 3)
+        assert load_canvas(f, mpp, 29 / 128, 160, 29.0).shape == (160, 160, 3)
 
 
 def test_missing_manifest(tmp_path):

@@ -143,16 +143,10 @@ def _decoded(im: Image.Image, path: str | Path) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """H×W×3 uint8 RGB; undecodable files raise DatasetError naming the file."""
-    with _opened(path) as im:
-        return _decoded(im, path)
-
-
 def load_canvas(path: str | Path, src_mpp: float, mpp: float, canvas_px: int, field_um: float) -> np.ndarray:
     """`to_canvas` of the image at `path`, a JPEG decoded by libjpeg at the smallest DCT scale (1/2,
     1/4, 1/8) that still holds `mpp`: a 360 px crop bound for a 128 px input costs a quarter of a
-    full decode."""
+    full decode. Undecodable files raise DatasetError naming the file."""
     with _opened(path) as im:
         w, h = im.size
         src = src_mpp if math.isfinite(src_mpp) else field_um / min(w, h)
