@@ -143,15 +143,19 @@ def list_inputs(path: str | Path) -> list[str]:
 def classify_files(
     model: nn.Module, card: ModelCard, files: list[str], input_mpp: float | list[float] | None = None, batch_size: int = 64,
     device: str | torch.device = "auto", tta: bool = False, num_workers: int = 0, base: Path | None = None,
+    transform=None, canvas_px: int = 0,
 ) -> Probabilities:  # fmt: skip
     """Image files → Probabilities. `input_mpp` (one value or one per file) None/NaN: the image's
     shorter side spans the card's field (a cell patch cut like ours); otherwise images are resampled
-    from input_mpp and centre-cropped to the field. Relative paths are resolved against `base`."""
+    from input_mpp and centre-cropped to the field. Relative paths are resolved against `base`.
+    `transform` (canvas → input; default: the centred field) sees a `canvas_px` canvas (default:
+    the card's input size)."""
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
     paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]
     table = pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
-    data = CellDataset(table, CLASS_CODES, EvalTransform(card.input_px, card.mean, card.std), card.mpp, card.input_px, card.field_um)
+    transform = transform or EvalTransform(card.input_px, card.mean, card.std)
+    data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)
 

@@ -16,10 +16,9 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ..classes import BLAST, CLASS_CODES
-from ..classify import batch_logits, to_probabilities
+from ..classify import classify_files
 from ..registry import ModelCard
 from .augment import hed_adjust, normalise
-from .datasets import CellDataset
 from .metrics import screening_test
 
 
@@ -76,13 +75,10 @@ def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame
     truth = rows["class"].isin(BLAST).to_numpy()
     apl = (rows["source"] == "deepapl").to_numpy()
     pbc_normal = (rows["source"] == "pbc").to_numpy() & ~truth
-    table = rows.assign(label=CLASS_CODES[0])
-    canvas_px = math.ceil(1.5 * card.input_px)
+    files, mpp = rows["file"].tolist(), rows["mpp"].tolist()
     out = {}
     for name, shift in SHIFTS.items():
-        data = CellDataset(table, CLASS_CODES, ShiftedEval(card, shift), card.mpp, canvas_px, card.field_um)
-        loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
-        p = to_probabilities(batch_logits(model, (x for x, _ in loader), torch.device("cpu")), card)
+        p = classify_files(model, card, files, mpp, batch_size, "cpu", transform=ShiftedEval(card, shift), canvas_px=math.ceil(1.5 * card.input_px))
         called = np.isin(np.asarray(CLASS_CODES)[p.probs.argmax(1)], BLAST)
         out[name] = {
             "blast_auc": screening_test(truth, p.p_blast)["auc"],
