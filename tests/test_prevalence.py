@@ -38,8 +38,12 @@ def held_out():
     return cells.parent, {str(Path(f).resolve().relative_to(cells.resolve())) for f in test["file"]}
 
 
-@pytest.mark.parametrize("prevalence, should_flag", [(0.0, False), (0.005, True), (0.05, True)])
+@pytest.mark.parametrize("prevalence, should_flag", [(0.0, False), (0.005, None), (0.05, True)])
 def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
+    """Screened end to end: the leukocyte count, the blast count within the classifier's measured
+    error, the CI covering the placed prevalence, and the flag. At 0.5 % the slide holds one blast,
+    which no rule can tell from one false call (the flags need `blast_min_cells` = 2): whether a
+    0.5 % population flags is measured on 2000-cell smears below."""
     data_dir, files = held_out
     mix = {code: share * (1 - prevalence) for code, share in NORMAL_MIX.items()}
     if prevalence:
@@ -61,12 +65,8 @@ def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
     print(f"prevalence {prevalence}: n {n}, count {b['count']} (true {true_blasts}, expected {expected:.1f}), specificity {sp:.4f}, corrected {b['prevalence']:.4f} CI {b['ci95']}, flag {b['flag']} ({b['rule']})")
     assert abs(b["count"] - expected) <= 3 * sd + 1  # within the classifier's measured error
     assert b["ci95"][0] <= true_blasts / len(synth.cells) <= b["ci95"][1]
-    if b["flag"] is not should_flag and prevalence == 0.005 and not _meets_blast_targets():
-        pytest.xfail(
-            f"{true_blasts} blast(s) among {n} cells with held-out sensitivity {se:.2f} and {(1 - sp) * n:.1f} false blast calls expected: "
-            "a 0.5 % population is within the shipped classifier's noise until it meets its blast targets (issue 3)"
-        )
-    assert b["flag"] is should_flag
+    if should_flag is not None:
+        assert b["flag"] is should_flag
 
 
 def _meets_blast_targets() -> bool:
@@ -74,3 +74,53 @@ def _meets_blast_targets() -> bool:
 
     targets = load_model(DEFAULT_WEIGHTS)[1].metrics["targets"]
     return targets["blast_auc"]["met"] and targets["blast_auc_deepapl"]["met"]
+
+
+SMEAR_CELLS = 2000
+SMEARS = 40
+
+
+@pytest.fixture(scope="module")
+def held_out_probabilities(held_out):
+    """The shipped classifier's probabilities for every held-out cell, by true class."""
+    from wsi_screen.classify import classify_files
+    from wsi_screen.registry import DEFAULT_WEIGHTS, for_inference, load_model
+    from wsi_screen.train.datasets import SHARED_CELLS_MPP, read_manifest
+
+    data_dir, files = held_out
+    table = read_manifest(data_dir / "cells" / "manifest.csv")
+    table = table[[str(Path(f).relative_to(data_dir / "cells")) in files for f in table["file"]]]
+    model, card = load_model(DEFAULT_WEIGHTS)
+    probs = classify_files(for_inference(model, "cpu"), card, table["file"].tolist(), SHARED_CELLS_MPP, device="cpu").probs
+    return card, {code: probs[(table["label"] == code).to_numpy()] for code in set(table["label"])}
+
+
+@pytest.mark.parametrize("prevalence", [0.0, 0.005])
+def test_flag_rate_on_smears_of_real_held_out_cells(held_out_probabilities, prevalence):
+    """A 0.5 % population is one cell among 300: no rule can tell it from one false call (the
+    flags need at least `blast_min_cells`), so the 0.5 % flag is measured where it is a
+    population: 40 smears of 2000 cells drawn from the held-out cells' real model outputs
+    (normal mix of both labs, DeepAPL blasts), aggregated as `screen` does. 0 % must flag in at
+    most 5 % of smears; 0.5 % in at least 80 %."""
+    from wsi_screen.aggregate import blast_and_atypical
+    from wsi_screen.config import AggregateConfig
+    from wsi_screen.screen import rates_from_card
+
+    card, by_class = held_out_probabilities
+    rates, cfg = rates_from_card(card), AggregateConfig(bootstrap_samples=500)
+    blasts = np.vstack([by_class["MYO"], by_class["MOB"]])
+    n_blasts = round(prevalence * SMEAR_CELLS)
+    counts = {code: round(share * (SMEAR_CELLS - n_blasts)) for code, share in NORMAL_MIX.items()}
+    rng = np.random.default_rng(11)
+    flags = []
+    for _ in range(SMEARS):
+        cells = [by_class[c][rng.integers(len(by_class[c]), size=k)] for c, k in counts.items()] + [blasts[rng.integers(len(blasts), size=n_blasts)]]
+        flags.append(blast_and_atypical(np.vstack(cells), rates, cfg)["blast"].flag)
+    rate = float(np.mean(flags))
+    print(f"prevalence {prevalence}: {sum(flags)} of {SMEARS} smears of {SMEAR_CELLS} cells flagged ({rate:.0%})")
+    if prevalence == 0:
+        assert rate <= 0.05
+    elif rate < 0.8 and not _meets_blast_targets():
+        pytest.xfail(f"the shipped classifier flags a 0.5 % population in {rate:.0%} of 2000-cell smears: it misses its blast targets (issue 3)")
+    else:
+        assert rate >= 0.8
