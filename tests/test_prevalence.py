@@ -18,23 +18,30 @@ N_CELLS = 300
 
 
 @pytest.fixture(scope="module")
-def held_out():
-    """The shared data dir and the manifest files of the shipped classifier's held-out split
+def held_out_split():
+    """The shared cells folder, the shipped model and card, and its held-out split's table
     (recomputed: the split is a pure function of the data and the seed; checked against the card),
-    so the slides hold cells the model never saw, as its measured error rates assume."""
+    so the tests use only cells the model never saw, as its measured error rates assume."""
     from wsi_screen.config import TrainConfig
     from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
     from wsi_screen.train.datasets import load_table
     from wsi_screen.train.splits import train_val_test
 
     cells = shared("cells", "manifest.csv").parent
-    _, card = load_model(DEFAULT_WEIGHTS)
+    model, card = load_model(DEFAULT_WEIGHTS)
     cfg = TrainConfig()
     table = load_table(cells)
     split = train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed)
-    test = table[split == "test"]
+    test = table[split == "test"].reset_index(drop=True)
     expected = card.metrics["split"]["test"]
     assert len(test) == expected["images"] and test["label"].isin(["MYO", "MOB"]).sum() == expected["blasts"]
+    return cells, model, card, test
+
+
+@pytest.fixture(scope="module")
+def held_out(held_out_split):
+    """The shared data dir and the manifest files of the held-out split (for make_slide)."""
+    cells, _, _, test = held_out_split
     return cells.parent, {str(Path(f).resolve().relative_to(cells.resolve())) for f in test["file"]}
 
 
@@ -81,25 +88,20 @@ SMEARS = 40
 
 
 @pytest.fixture(scope="module")
-def held_out_probabilities(held_out):
+def held_out_probabilities(held_out_split):
     """The shipped classifier's probabilities for every held-out cell, by true class."""
     from wsi_screen.classify import classify_files
-    from wsi_screen.registry import DEFAULT_WEIGHTS, for_inference, load_model
-    from wsi_screen.train.datasets import SHARED_CELLS_MPP, read_manifest
+    from wsi_screen.registry import for_inference
 
-    data_dir, files = held_out
-    table = read_manifest(data_dir / "cells" / "manifest.csv")
-    table = table[[str(Path(f).relative_to(data_dir / "cells")) in files for f in table["file"]]]
-    model, card = load_model(DEFAULT_WEIGHTS)
-    probs = classify_files(for_inference(model, "cpu"), card, table["file"].tolist(), SHARED_CELLS_MPP, device="cpu").probs
-    return card, {code: probs[(table["label"] == code).to_numpy()] for code in set(table["label"])}
+    _, model, card, test = held_out_split
+    probs = classify_files(for_inference(model, "cpu"), card, test["file"].tolist(), test["mpp"].tolist(), device="cpu").probs
+    return card, {code: probs[(test["label"] == code).to_numpy()] for code in set(test["label"])}
 
 
 @pytest.mark.parametrize("prevalence", [0.0, 0.005])
 def test_flag_rate_on_smears_of_real_held_out_cells(held_out_probabilities, prevalence):
-    """A 0.5 % population is one cell among 300: no rule can tell it from one false call (the
-    flags need at least `blast_min_cells`), so the 0.5 % flag is measured where it is a
-    population: 40 smears of 2000 cells drawn from the held-out cells' real model outputs
+    """The 0.5 % flag where 0.5 % is a population (see test_known_blast_prevalence):
+    40 smears of 2000 cells drawn from the held-out cells' real model outputs
     (normal mix of both labs, DeepAPL blasts), aggregated as `screen` does. 0 % must flag in at
     most 5 % of smears; 0.5 % in at least 80 %."""
     from wsi_screen.aggregate import blast_and_atypical
