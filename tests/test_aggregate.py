@@ -176,3 +176,15 @@ def test_no_blast_calls_still_leave_an_upper_bound():
     """0 calls among 150 cells cannot exclude a small population: P(0 calls | 1 %, Se 0.8) ≈ 30 %."""
     out = blast_and_atypical(_probs(["NGS"] * 150), {"blast": RATES, "atypical": RATES}, AggregateConfig())["blast"]
     assert out.ci95[0] == 0.0 and 0.005 < out.ci95[1] < 0.03 and not out.flag
+
+
+def test_a_lab_without_false_calls_keeps_its_rare_blasts():
+    """12 blasts among 2000 cells (0.6 %), 10 of them called, on a monocyte-rich background whose
+    cells this lab never calls blasts, although 1 % of 2000 held-out monocytes were: subtracting
+    the 10 false calls the held-out rates expect put the whole interval below the truth (0 – 0.54 %)."""
+    conf = _confusion() * 10
+    rates = OperatingRates(0.8, 0.99, 2000, 28000, "test", confusion=tuple(map(tuple, conf)))
+    codes = ["NGS"] * 602 + ["LYT"] * 388 + ["MON"] * 1000 + ["MYO"] * 10  # 2 missed blasts among the NGS
+    out = blast_and_atypical(_probs(codes), {"blast": rates, "atypical": rates}, AggregateConfig())["blast"]
+    print(f"prevalence {out.prevalence:.4f}, CI {out.ci95}")
+    assert out.ci95[0] <= 0.006 <= out.ci95[1] < 0.02

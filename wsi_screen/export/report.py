@@ -162,7 +162,7 @@ def render_html(report: dict, charts: Charts, galleries: list[Gallery], path: Pa
 <h2>Blast and atypical cells</h2>
 <table><tr><th>test</th><th>count</th><th>raw</th><th>corrected</th><th>95% CI</th><th>expected</th><th>specificity here</th><th>flag</th></tr>
 {prev_row('Blast (MYO+MOB)', blast)}{prev_row('Atypical', atyp)}</table>
-<p>Corrected for the classifier's measured sensitivity and its specificity on this slide's own mix of cells (Rogan–Gladen; held-out confusion per class, composition by EM); interval from sampling and rate uncertainty.</p>
+<p>Corrected for the classifier's measured sensitivity and its specificity on this slide's own mix of cells (Rogan–Gladen; held-out confusion per class, composition by EM); interval from sampling and rate uncertainty; its upper end also holds if none of this slide's calls is false (labs and patients differ in false calls far more than the held-out rates say).</p>
 <div class="row"><div><h2>Differential</h2><table><tr><th>class</th><th>count</th><th>per 100 WBC</th></tr>{rows}</table></div>
 <div><img src="{charts.differential}" alt="differential chart"></div></div>
 <h2>P(blast) distribution</h2><img src="{charts.p_blast}" alt="P blast histogram">
