@@ -32,17 +32,18 @@ def held_out_split():
     cfg = TrainConfig()
     table = load_table(cells)
     split = train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed)
-    test = table[split == "test"].reset_index(drop=True)
-    expected = card.metrics["split"]["test"]
-    assert len(test) == expected["images"] and test["label"].isin(["MYO", "MOB"]).sum() == expected["blasts"]
-    return cells, model, card, test
+    parts = {part: table[split == part].reset_index(drop=True) for part in ("test", "val")}
+    for part, rows in parts.items():
+        expected = card.metrics["split"][part]
+        assert len(rows) == expected["images"] and rows["label"].isin(["MYO", "MOB"]).sum() == expected["blasts"]
+    return cells, model, card, parts
 
 
 @pytest.fixture(scope="module")
 def held_out(held_out_split):
     """The shared data dir and the manifest files of the held-out split (for make_slide)."""
-    cells, _, _, test = held_out_split
-    return cells.parent, {str(Path(f).resolve().relative_to(cells.resolve())) for f in test["file"]}
+    cells, _, _, parts = held_out_split
+    return cells.parent, {str(Path(f).resolve().relative_to(cells.resolve())) for f in parts["test"]["file"]}
 
 
 @pytest.mark.parametrize("prevalence, should_flag", [(0.0, False), (0.005, None), (0.05, True)])
@@ -88,36 +89,52 @@ SMEARS = 40
 
 
 @pytest.fixture(scope="module")
-def held_out_probabilities(held_out_split):
-    """The shipped classifier's probabilities for every held-out cell, by true class."""
+def split_probabilities(held_out_split):
+    """The shipped classifier's probabilities for every cell of the held-out (test) and
+    validation splits, with each cell's true class and lab."""
     from wsi_screen.classify import classify_files
     from wsi_screen.registry import for_inference
 
-    _, model, card, test = held_out_split
-    probs = classify_files(for_inference(model, "cpu"), card, test["file"].tolist(), test["mpp"].tolist(), device="cpu").probs
-    return card, {code: probs[(test["label"] == code).to_numpy()] for code in set(test["label"])}
+    _, model, card, parts = held_out_split
+    model = for_inference(model, "cpu")
+    out = {}
+    for part, rows in parts.items():
+        probs = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
+        out[part] = (probs, rows["label"].to_numpy(), rows["source"].to_numpy())
+    return card, out
 
 
-@pytest.mark.parametrize("prevalence", [0.0, 0.005])
-def test_flag_rate_on_smears_of_real_held_out_cells(held_out_probabilities, prevalence):
-    """The 0.5 % flag where 0.5 % is a population (see test_known_blast_prevalence):
-    40 smears of 2000 cells drawn from the held-out cells' real model outputs
-    (normal mix of both labs, DeepAPL blasts), aggregated as `screen` does. 0 % must flag in at
-    most 5 % of smears; 0.5 % in at least 80 %."""
+def _smears(probs, labels, normal, prevalence, seed):
+    """SMEARS smears of SMEAR_CELLS cells resampled from real model outputs: NORMAL_MIX drawn from
+    the `normal` rows, blasts (MYO, MOB) from any lab, at `prevalence`."""
+    blasts = probs[np.isin(labels, ["MYO", "MOB"])]
+    n_blasts = round(prevalence * SMEAR_CELLS)
+    counts = {code: round(share * (SMEAR_CELLS - n_blasts)) for code, share in NORMAL_MIX.items()}
+    by_class = {code: probs[normal & (labels == code)] for code in counts}
+    rng = np.random.default_rng(seed)
+    for _ in range(SMEARS):
+        cells = [by_class[c][rng.integers(len(by_class[c]), size=k)] for c, k in counts.items()]
+        yield np.vstack(cells + [blasts[rng.integers(len(blasts), size=n_blasts)]]), n_blasts / SMEAR_CELLS
+
+
+def _blast_records(card, smears):
     from wsi_screen.aggregate import blast_and_atypical
     from wsi_screen.config import AggregateConfig
     from wsi_screen.screen import rates_from_card
 
-    card, by_class = held_out_probabilities
     rates, cfg = rates_from_card(card), AggregateConfig(bootstrap_samples=500)
-    blasts = np.vstack([by_class["MYO"], by_class["MOB"]])
-    n_blasts = round(prevalence * SMEAR_CELLS)
-    counts = {code: round(share * (SMEAR_CELLS - n_blasts)) for code, share in NORMAL_MIX.items()}
-    rng = np.random.default_rng(11)
-    flags = []
-    for _ in range(SMEARS):
-        cells = [by_class[c][rng.integers(len(by_class[c]), size=k)] for c, k in counts.items()] + [blasts[rng.integers(len(blasts), size=n_blasts)]]
-        flags.append(blast_and_atypical(np.vstack(cells), rates, cfg)["blast"].flag)
+    return [(blast_and_atypical(cells, rates, cfg)["blast"], truth) for cells, truth in smears]
+
+
+@pytest.mark.parametrize("prevalence", [0.0, 0.005])
+def test_flag_rate_on_smears_of_real_held_out_cells(split_probabilities, prevalence):
+    """The 0.5 % flag where 0.5 % is a population (see test_known_blast_prevalence):
+    40 smears of 2000 cells drawn from the held-out cells' real model outputs
+    (normal mix of both labs, DeepAPL blasts), aggregated as `screen` does. 0 % must flag in at
+    most 5 % of smears; 0.5 % in at least 80 %."""
+    card, parts = split_probabilities
+    probs, labels, _ = parts["test"]
+    flags = [b.flag for b, _ in _blast_records(card, _smears(probs, labels, np.ones(len(labels), bool), prevalence, 11))]
     rate = float(np.mean(flags))
     print(f"prevalence {prevalence}: {sum(flags)} of {SMEARS} smears of {SMEAR_CELLS} cells flagged ({rate:.0%})")
     if prevalence == 0:
@@ -126,3 +143,29 @@ def test_flag_rate_on_smears_of_real_held_out_cells(held_out_probabilities, prev
         pytest.xfail(f"the shipped classifier flags a 0.5 % population in {rate:.0%} of 2000-cell smears: it misses its blast targets (issue 3)")
     else:
         assert rate >= 0.8
+
+
+@pytest.mark.parametrize("part", ["test", "val"])
+def test_interval_on_smears_of_one_lab(split_probabilities, part):
+    """Smears whose normal cells all come from one lab, as a real slide's do, not the mix of both
+    labs the error rates were measured on. Normal donors' cells (PBC) are almost never called
+    blasts, so the measured rates over-correct them: the interval must still cover a rare blast
+    population (it did not: 0 % coverage at 0.5 %, the 8 true calls subtracted as false ones),
+    stay useful, and 0 % / 5 % must not flag / flag. AML patients' non-blast cells (DeepAPL) are
+    printed, not asserted: their blast calls vary between patients beyond what the interval holds
+    (see docs/classifier.md)."""
+    card, parts = split_probabilities
+    probs, labels, sources = parts[part]
+    for lab in ("deepapl", "pbc"):
+        for prevalence in (0.0, 0.005, 0.05):
+            records = _blast_records(card, _smears(probs, labels, sources == lab, prevalence, 3))
+            covered = np.mean([b.ci95[0] <= truth <= b.ci95[1] for b, truth in records])
+            width = np.mean([b.ci95[1] - b.ci95[0] for b, _ in records])
+            flagged = np.mean([b.flag for b, _ in records])
+            print(f"{part} {lab} {prevalence:.1%}: coverage {covered:.0%}, mean width {width:.2%}, flagged {flagged:.0%}")
+            if lab == "pbc":
+                assert covered >= 0.9 and width < 0.04
+                if prevalence == 0:
+                    assert flagged <= 0.05
+                if prevalence == 0.05:
+                    assert flagged >= 0.8
