@@ -40,6 +40,21 @@ def test_two_folds_mean_and_sd(tmp_path):
     assert (tmp_path / "rep" / "roc.png").is_file() and (tmp_path / "rep" / "confusion.png").is_file()
 
 
+def test_blast_call_rates_per_patient(tmp_path):
+    """Patient A: 1 of 3 non-blasts called a blast, 1 of 2 blasts found; B: none of 2; PBC rows
+    (no patient id) are left out."""
+    truth = ["NGS", "LYT", "MON", "MYO", "MOB", "NGS", "LYT", "NGS"]
+    called = ["NGS", "MYO", "MON", "MOB", "LYT", "NGS", "LYT", "MYO"]
+    patients = ["A", "A", "A", "A", "A", "B", "B", ""]
+    labels = pd.DataFrame({"file": [f"f{i}" for i in range(8)], "class": truth, "patient": patients})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    r = evaluate([preds_file(tmp_path / "p.csv", truth, called)], tmp_path / "labels.csv", tmp_path / "rep")
+    per = json.loads((tmp_path / "rep" / "report.json").read_text())["runs"][0]["per_patient"]
+    assert set(per) == {"A", "B"} and per["A"] == r["runs"][0]["per_patient"]["A"]
+    assert per["A"] == {"non_blasts": 3, "false_blast_calls": 1, "false_blast_rate": pytest.approx(1 / 3), "blasts": 2, "blast_calls": 1, "blast_sensitivity": 0.5}
+    assert per["B"]["false_blast_calls"] == 0 and per["B"]["blasts"] == 0 and per["B"]["blast_sensitivity"] is None
+
+
 def test_human_operating_points_from_annotations(tmp_path):
     """Re-annotator 1 misses 1 of 4 blasts and calls 1 of 4 others a blast; re-annotator 2 is perfect."""
     truth = ["MYO", "MYO", "NGS", "LYT"]

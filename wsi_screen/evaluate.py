@@ -42,14 +42,15 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     labels = pd.read_csv(path, dtype={"patient": str})
     if not {"file", "class"} <= set(labels.columns):
         raise DatasetError("labels CSV needs 'file' and 'class' columns", path)
-    labels = labels[[c for c in ("file", "class", "source") if c in labels.columns]]
+    labels = labels[[c for c in ("file", "class", "source", "patient") if c in labels.columns]]
     labels["key"] = [str((path.parent / f).resolve()) for f in labels["file"]]
     return labels.drop_duplicates("key")
 
 
 def full_summary(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
     """`summarise` plus, where sources are known, per source, blast AUC within each source and the
-    false-blast rate (argmax a blast class) among the images of each source that are not blasts."""
+    false-blast rate (argmax a blast class) among the images of each source that are not blasts;
+    where patients are known, their blast-call rates (per_patient_rates)."""
     probs, labels = frame[list(CLASS_CODES)].to_numpy(), frame["class"].to_numpy()
     out = summarise(labels, probs, threshold)
     if "source" in frame.columns:
@@ -63,6 +64,29 @@ def full_summary(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
             s["false_blast_rate_at_threshold"] = 1 - s["blast_test"]["specificity"]
             del s["confusion"]
             out["per_source"][str(source)] = s
+    if "patient" in frame.columns:
+        out["per_patient"] = per_patient_rates(frame)
+    return out
+
+
+def per_patient_rates(frame: pd.DataFrame) -> dict:
+    """Per patient id: how many of its non-blast cells are called blasts (argmax) and how many of
+    its blasts are. A slide is one patient, and its cells' rates, not the pooled ones, decide how
+    far its corrected blast prevalence is off (docs/classifier.md)."""
+    called = np.isin(np.asarray(CLASS_CODES)[frame[list(CLASS_CODES)].to_numpy().argmax(1)], BLAST)
+    blast = frame["class"].isin(BLAST).to_numpy()
+    out = {}
+    for patient, rows in frame.groupby(frame["patient"].fillna("").astype(str)).indices.items():
+        if patient:
+            neg, pos = rows[~blast[rows]], rows[blast[rows]]
+            out[patient] = {
+                "non_blasts": len(neg),
+                "false_blast_calls": int(called[neg].sum()),
+                "false_blast_rate": float(called[neg].mean()) if len(neg) else math.nan,
+                "blasts": len(pos),
+                "blast_calls": int(called[pos].sum()),
+                "blast_sensitivity": float(called[pos].mean()) if len(pos) else math.nan,
+            }
     return out
 
 
