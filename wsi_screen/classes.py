@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 CLASS_NAMES: dict[str, str] = {
     "NGS": "Neutrophil (segmented)",
     "NGB": "Neutrophil (band)",
@@ -53,3 +55,9 @@ def class_index(code: str) -> int:
         return CLASS_CODES.index(code)
     except ValueError:
         raise KeyError(f"unknown class code {code!r}; expected one of {' '.join(CLASS_CODES)}") from None
+
+
+def blast_called(probs: np.ndarray) -> np.ndarray:
+    """Per cell (rows of probabilities in CLASS_CODES order): is its argmax a blast class? The
+    call that blast counts, false-blast rates and sensitivities are all made of."""
+    return np.isin(np.asarray(CLASS_CODES)[np.asarray(probs).argmax(1)], BLAST)

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
-from .classes import ATYPICAL, BLAST, CLASS_CODES  # noqa: E402
+from .classes import ATYPICAL, BLAST, CLASS_CODES, blast_called  # noqa: E402
 from .errors import DatasetError  # noqa: E402
 from .train.metrics import screening_test, summarise  # noqa: E402
 
@@ -53,30 +53,27 @@ def full_summary(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
     where patients are known, their blast-call rates (per_patient_rates)."""
     probs, labels = frame[list(CLASS_CODES)].to_numpy(), frame["class"].to_numpy()
     out = summarise(labels, probs, threshold)
+    called, blast = blast_called(probs), np.isin(labels, BLAST)
     if "source" in frame.columns:
         out["per_source"] = {}
-        for source, part in frame.groupby("source"):
-            p, y = part[list(CLASS_CODES)].to_numpy(), part["class"].to_numpy()
-            s = summarise(y, p, threshold)
-            normal = ~np.isin(y, BLAST)
-            pred = np.array(CLASS_CODES)[p.argmax(1)]
-            s["false_blast_rate"] = float(np.isin(pred[normal], BLAST).mean()) if normal.any() else math.nan
+        for source, rows in frame.groupby("source").indices.items():
+            s = summarise(labels[rows], probs[rows], threshold)
+            normal = rows[~blast[rows]]
+            s["false_blast_rate"] = float(called[normal].mean()) if len(normal) else math.nan
             s["false_blast_rate_at_threshold"] = 1 - s["blast_test"]["specificity"]
             del s["confusion"]
             out["per_source"][str(source)] = s
     if "patient" in frame.columns:
-        out["per_patient"] = per_patient_rates(frame)
+        out["per_patient"] = per_patient_rates(frame["patient"], called, blast)
     return out
 
 
-def per_patient_rates(frame: pd.DataFrame) -> dict:
-    """Per patient id: how many of its non-blast cells are called blasts (argmax) and how many of
-    its blasts are. A slide is one patient, and its cells' rates, not the pooled ones, decide how
-    far its corrected blast prevalence is off (docs/classifier.md)."""
-    called = np.isin(np.asarray(CLASS_CODES)[frame[list(CLASS_CODES)].to_numpy().argmax(1)], BLAST)
-    blast = frame["class"].isin(BLAST).to_numpy()
+def per_patient_rates(patients: pd.Series, called: np.ndarray, blast: np.ndarray) -> dict:
+    """Per patient id: how many of its non-blast cells are called blasts (blast_called) and how
+    many of its blasts are. A slide is one patient, and its cells' rates, not the pooled ones,
+    decide how far its corrected blast prevalence is off (docs/classifier.md)."""
     out = {}
-    for patient, rows in frame.groupby(frame["patient"].fillna("").astype(str)).indices.items():
+    for patient, rows in patients.groupby(patients.fillna("").astype(str)).indices.items():
         if patient:
             neg, pos = rows[~blast[rows]], rows[blast[rows]]
             out[patient] = {

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from ..classes import BLAST, CLASS_CODES
+from ..classes import BLAST, blast_called
 from ..classify import classify_files
 from ..registry import ModelCard
 from .augment import hed_adjust, normalise
@@ -79,7 +79,7 @@ def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame
     out = {}
     for name, shift in SHIFTS.items():
         p = classify_files(model, card, files, mpp, batch_size, "cpu", transform=ShiftedEval(card, shift), canvas_px=math.ceil(1.5 * card.input_px))
-        called = np.isin(np.asarray(CLASS_CODES)[p.probs.argmax(1)], BLAST)
+        called = blast_called(p.probs)
         out[name] = {
             "blast_auc": screening_test(truth, p.p_blast)["auc"],
             "blast_auc_deepapl": screening_test(truth[apl], p.p_blast[apl])["auc"] if apl.any() else math.nan,
