@@ -20,14 +20,14 @@ from benchmarks.screen_speed import raw_forward_cells_per_s
 from wsi_screen.classify import classify_files
 from wsi_screen.config import Config
 from wsi_screen.registry import DEFAULT_WEIGHTS, for_inference, load_model
-from wsi_screen.train.datasets import IMAGE_SUFFIXES
+from wsi_screen.cell_images import CELL_IMAGE_SUFFIXES
 
 
 @click.command()
 @click.option("--cells", type=click.Path(path_type=Path), default=SHARED / "cells", show_default=True, help="Folder of cell images (searched recursively).")
 @click.option("--n", default=1024, show_default=True, help="Images to classify (every k-th file, all classes).")
 def main(cells: Path, n: int) -> None:
-    files = sorted(str(f) for f in cells.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(str(f) for f in cells.rglob("*") if f.suffix.lower() in CELL_IMAGE_SUFFIXES)
     if not files:
         raise click.UsageError(f"no cell images under {cells}: pass --cells DIR")
     files = files[:: max(1, len(files) // n)][:n]

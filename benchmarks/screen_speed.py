@@ -3,7 +3,7 @@
 - decode-only time of every level-0 tile, on the same number of Dask workers;
 - `screen` time with start-up (slide check, AOI, model load, cluster start) reported apart;
 - classification throughput (cells/s) inside that `screen` run (model load and first-call set-up
-  included), and the steady-state throughput of the same code (`classify_store`: reading the
+  included), and the steady-state throughput of the same code (`classify_inputs`: reading the
   stored inputs, normalising, forward) against the raw forward of the same prepared network (batch
   norm folded, channels_last) on the same batch size, alternated five times, medians;
 - the same screen, classifying on CUDA with AMP, wherever a GPU is available.
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from benchmarks.common import bench_slides, decode_seconds
-from wsi_screen.classify import classify_store, resize_patches
+from wsi_screen.classify import classify_inputs, resize_patches
 from wsi_screen.config import Config
-from wsi_screen.export.store import add_model_input, drop_model_input, open_patches, write_model_input
+from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
 from wsi_screen.find_cells import PATCHES_PER_TASK
 from wsi_screen.registry import for_inference
 from wsi_screen.screen import ScreenOptions, load_classifier, screen_slide
@@ -45,7 +45,7 @@ def raw_forward_cells_per_s(model, card, batch: int, device: str, repeats: int =
 
 
 def steady_state(model, card, store: Path, batch: int, device: str, reps: int = 5) -> tuple[float, float]:
-    """Median cells/s of classify_store and of the raw forward, alternated on the same machine state;
+    """Median cells/s of classify_inputs and of the raw forward, alternated on the same machine state;
     the store gets back the model_input array that screen dropped, rebuilt from its patches."""
     patches = open_patches(store)
     n = patches.shape[0]
@@ -56,7 +56,7 @@ def steady_state(model, card, store: Path, batch: int, device: str, reps: int = 
     pipe, raw = [], []
     for _ in range(reps):
         t0 = time.perf_counter()
-        classify_store(model, card, store, batch, device)
+        classify_inputs(model, card, open_model_input(store), batch, device)
         pipe.append(n / (time.perf_counter() - t0))
         raw.append(raw_forward_cells_per_s(model, card, batch, device))
     drop_model_input(store)

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 from wsi_screen.config import TrainConfig
-from wsi_screen.train.augment import EvalTransform, TrainTransform, normalise, normalise_uint8
+from wsi_screen.preprocess import EvalTransform, normalise, normalise_uint8
+from wsi_screen.train.augment import TrainTransform
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

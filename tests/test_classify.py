@@ -7,11 +7,11 @@ import torch
 from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.classify import batch_logits, classify_files, classify_store, list_inputs, predictions_frame, resize_patches, to_probabilities
+from wsi_screen.classify import batch_logits, classify_files, classify_inputs, list_inputs, predictions_frame, resize_patches, to_probabilities
 from wsi_screen.cli import main
 from wsi_screen.config import PatchConfig
 from wsi_screen.errors import DatasetError
-from wsi_screen.export.store import create_store, detections_table, write_model_input, write_patches
+from wsi_screen.export.store import create_store, detections_table, open_model_input, write_model_input, write_patches
 from wsi_screen.registry import ModelCard, create_model, save_weights
 
 from .conftest import cell_image
@@ -39,10 +39,10 @@ def tiny_model(tmp_path_factory):
 def test_store_patches_give_15_probabilities(tiny_model, tmp_path):
     model, card, _ = tiny_model
     patches = np.stack([cell_image(c, 400, 0) for c in CLASS_CODES[:3]])
-    r = classify_store(model, card, _store(tmp_path, patches, card.input_px), batch_size=2, device="cpu")
+    r = classify_inputs(model, card, open_model_input(_store(tmp_path, patches, card.input_px)), batch_size=2, device="cpu")
     assert r.probs.shape == (3, 15) and np.allclose(r.probs.sum(1), 1) and r.p_reject.shape == (3,)
     assert np.all((r.p_blast >= 0) & (r.p_blast <= 1)) and np.all(r.p_atypical >= r.p_blast)
-    whole = classify_store(model, card, _store(tmp_path, patches, card.input_px), batch_size=64, device="cpu")
+    whole = classify_inputs(model, card, open_model_input(_store(tmp_path, patches, card.input_px)), batch_size=64, device="cpu")
     assert np.allclose(whole.probs, r.probs, atol=1e-6)  # batching and prefetch change nothing
 
 
@@ -63,7 +63,7 @@ def test_store_and_file_paths_see_the_same_field(tiny_model, tmp_path):
     crop = np.asarray(Image.fromarray(patch).resize((290, 290), Image.Resampling.BOX))
     crop = np.pad(crop, ((35, 35), (35, 35), (0, 0)), mode="edge")
     Image.fromarray(crop).save(tmp_path / "crop.png")
-    a = classify_store(model, card, _store(tmp_path, patch[None], card.input_px), device="cpu").probs
+    a = classify_inputs(model, card, open_model_input(_store(tmp_path, patch[None], card.input_px)), device="cpu").probs
     b = classify_files(model, card, [str(tmp_path / "crop.png")], input_mpp=0.1, device="cpu").probs
     assert np.abs(a - b).max() < 0.02
 

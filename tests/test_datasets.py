@@ -7,7 +7,7 @@ from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.errors import DatasetError
-from wsi_screen.train.datasets import LMU_MPP, SHARED_CELLS_MPP, load_canvas, load_table, read_manifest, to_canvas
+from wsi_screen.cell_images import LMU_MPP, SHARED_CELLS_MPP, load_canvas, load_table, read_manifest, to_canvas
 
 
 def test_lmu_layout(lmu_tree):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.train.metrics import ece, fit_temperature, per_class, screening_test, summarise
+from wsi_screen.metrics import ece, fit_temperature, per_class, screening_test, summarise
 
 
 def test_per_class_counts():

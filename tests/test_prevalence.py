@@ -25,7 +25,7 @@ def held_out_split():
     so the tests use only cells the model never saw, as its measured error rates assume."""
     from wsi_screen.config import TrainConfig
     from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
-    from wsi_screen.train.datasets import load_table
+    from wsi_screen.cell_images import load_table
     from wsi_screen.train.splits import train_val_test
 
     cells = shared("cells", "manifest.csv").parent

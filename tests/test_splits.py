@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from wsi_screen.train.datasets import read_manifest
+from wsi_screen.cell_images import read_manifest
 from wsi_screen.train.splits import holdout, kfold, train_val_test, write_split
 
 

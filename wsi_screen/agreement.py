@@ -11,8 +11,8 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from .classes import ATYPICAL, BLAST
-from .train.datasets import read_annotations
-from .train.metrics import screening_test
+from .cell_images import read_annotations
+from .metrics import screening_test
 
 
 def human_agreement(path: str | Path) -> dict:

@@ -20,9 +20,9 @@ from . import __version__
 from .config import Config
 from .errors import WsiScreenError
 from .screen import ScreenOptions
-from .slide import IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
+from .slide import FIELD_IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
 
-SLIDE_SUFFIXES = TIFF_SUFFIXES + OPENSLIDE_SUFFIXES + IMAGE_SUFFIXES
+SLIDE_SUFFIXES = TIFF_SUFFIXES + OPENSLIDE_SUFFIXES + FIELD_IMAGE_SUFFIXES
 SUMMARY_COLUMNS = ["slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review", "qc_warnings", "runtime_s"]
 
 

@@ -21,8 +21,8 @@ from torch import nn
 from .classes import ATYPICAL, BLAST, CLASS_CODES
 from .errors import DatasetError
 from .registry import ModelCard
-from .train.augment import EvalTransform, normalise_uint8
-from .train.datasets import IMAGE_SUFFIXES, CellDataset
+from .preprocess import EvalTransform, normalise_uint8
+from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +79,16 @@ def to_probabilities(logits: torch.Tensor, card: ModelCard) -> Probabilities:
     return Probabilities(leuk / np.clip(leuk.sum(1, keepdims=True), 1e-12, None), p[:, n:].sum(1))
 
 
-def classify_store(
-    model: nn.Module, card: ModelCard, store: Path, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
+def classify_inputs(
+    model: nn.Module, card: ModelCard, inputs, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
 ) -> Probabilities:  # fmt: skip
-    """Every cell of a cells.zarr → Probabilities, from its `model_input` array (the patches already
-    at the card's input size). On CUDA the next two batches are read and normalised in a thread
-    while the device runs; on a CPU the forward pass already uses every core, and such a thread
-    only competes with it (measured: 0.75 of the raw forward with it, 0.9–1.0 without)."""
-    from .export.store import open_model_input
-
+    """Every cell of `inputs` (N×input×input×3 uint8, array-like: a cells.zarr `model_input` array,
+    the patches already at the card's input size) → Probabilities. On CUDA the next two batches are
+    read and normalised in a thread while the device runs; on a CPU the forward pass already uses
+    every core, and such a thread only competes with it (measured: 0.75 of the raw forward with
+    it, 0.9–1.0 without)."""
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
-    inputs = open_model_input(store)
     starts = range(0, inputs.shape[0], batch_size)
 
     def load(start: int) -> torch.Tensor:
@@ -131,7 +129,7 @@ def list_inputs(path: str | Path) -> list[str]:
     """Images under a folder (recursive, sorted), or the `file` column of a CSV, as given."""
     path = Path(path)
     if path.is_dir():
-        return sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in CELL_IMAGE_SUFFIXES)
     if path.is_file() and path.suffix.lower() == ".csv":
         table = pd.read_csv(path)
         if "file" not in table.columns:

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from .classes import ATYPICAL, BLAST, CLASS_CODES, blast_called  # noqa: E402
 from .errors import DatasetError  # noqa: E402
-from .train.metrics import screening_test, summarise  # noqa: E402
+from .metrics import screening_test, summarise  # noqa: E402
 
 
 def joined(preds_path: str | Path, labels: pd.DataFrame) -> pd.DataFrame:

@@ -122,13 +122,14 @@ def screen_slide(
 
 def classify_task(store: str, model_path: str, config: Config):
     """Classify every patch of a store where this runs (a GPU worker when the cluster has one)."""
-    from .classify import classify_store, resolve_device
+    from .classify import classify_inputs, resolve_device
+    from .export.store import open_model_input
     from .registry import for_inference, load_model
 
     c = config.classify
     device = resolve_device(c.device)
     model, card = load_model(model_path)
-    return classify_store(for_inference(model, device), card, Path(store), c.batch_size, device, c.tta)
+    return classify_inputs(for_inference(model, device), card, open_model_input(Path(store)), c.batch_size, device, c.tta)
 
 
 def classify_on_cluster(client, store: Path, model_path: Path, config: Config):

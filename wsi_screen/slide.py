@@ -18,7 +18,7 @@ from .errors import CannotReadSpacing, ResolutionTooCoarse, SlideError
 from .readers import READERS
 from .records import Box, SlideInfo
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+FIELD_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TIFF_SUFFIXES = (".tif", ".tiff", ".btf", ".tf8")
 OME_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf")
 OPENSLIDE_SUFFIXES = (".svs", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm", ".czi")
@@ -161,7 +161,7 @@ def check_slide(path: str | Path, mpp: float | None = None, max_mpp: float = 0.2
 
 def _choose_backend(path: Path) -> str:
     name, suffix = path.name.lower(), path.suffix.lower()
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in FIELD_IMAGE_SUFFIXES:
         return "image"
     if name.endswith(OME_SUFFIXES):
         return "tifffile"
@@ -174,7 +174,7 @@ def _choose_backend(path: Path) -> str:
         return "tifffile"
     if suffix in OPENSLIDE_SUFFIXES:
         raise SlideError(f"not a readable {suffix} slide (truncated, corrupt, or another file renamed)", path)
-    supported = " ".join(IMAGE_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES)
+    supported = " ".join(FIELD_IMAGE_SUFFIXES + TIFF_SUFFIXES + OPENSLIDE_SUFFIXES)
     raise SlideError(f"unsupported file type {suffix or '(no suffix)'!r}; supported: {supported}", path)
 
 

@@ -13,39 +13,7 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import TrainConfig
-
-# Ruifrok & Johnston stain vectors (skimage.color.hed_from_rgb), as a torch matrix.
-_RGB_FROM_HED = torch.tensor([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
-_RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
-_HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
-
-
-def normalise(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Float [0, 1] C×H×W (or N×C×H×W) → standardised with the card's mean/std."""
-    shape = (-1, 1, 1)
-    return (x - torch.tensor(mean).view(shape)) / torch.tensor(std).view(shape)
-
-
-def normalise_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """uint8 0–255 C×H×W (or N×C×H×W) → the same as `normalise(x / 255)` in one fused
-    multiply-add (a quarter of the three-pass cost: classification pays it per cell)."""
-    shape = (-1, 1, 1)
-    std = torch.tensor(std).view(shape)
-    return torch.addcmul(-torch.tensor(mean).view(shape) / std, x.float(), 1 / (255 * std))
-
-
-class EvalTransform:
-    """Centre out_px² of the canvas (the 29 µm field) → normalised float tensor."""
-
-    def __init__(self, out_px: int, mean, std):
-        self.out_px, self.mean, self.std = out_px, mean, std
-
-    def __call__(self, canvas: np.ndarray) -> torch.Tensor:
-        h, w = canvas.shape[:2]
-        y0, x0 = (h - self.out_px) // 2, (w - self.out_px) // 2
-        x = torch.from_numpy(np.array(canvas[y0 : y0 + self.out_px, x0 : x0 + self.out_px]))  # copy: cache may be read-only
-        return normalise_uint8(x.permute(2, 0, 1), self.mean, self.std)
-
+from ..preprocess import EvalTransform, hed_adjust, normalise
 
 class TrainTransform(EvalTransform):
     def __init__(self, out_px: int, mean, std, cfg: TrainConfig):
@@ -83,14 +51,6 @@ class TrainTransform(EvalTransform):
         if not s:
             return x
         return hed_adjust(x, 1 + s * torch.empty(3).uniform_(-1, 1), s * torch.empty(3).uniform_(-1, 1))
-
-
-def hed_adjust(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Scale and shift each stain's optical density (haematoxylin, eosin, DAB) of a float [0, 1]
-    C×H×W image: a stronger or paler stain, as another lab's protocol gives."""
-    od = -torch.log(x.clamp(min=1 / 255)).permute(1, 2, 0) @ _HED_FROM_RGB
-    od = od * torch.as_tensor(scale, dtype=od.dtype) + torch.as_tensor(shift, dtype=od.dtype)
-    return torch.exp(-(od @ _RGB_FROM_HED)).permute(2, 0, 1).clamp(0, 1)
 
 
 def _u() -> float:

@@ -18,8 +18,8 @@ from ..classes import ATYPICAL, BLAST, CLASS_CODES
 from ..classify import classify_files
 from ..evaluate import full_summary, json_safe
 from ..registry import ModelCard, load_model, save_weights, sha256
-from .datasets import load_table
-from .metrics import ece
+from ..cell_images import load_table
+from ..metrics import ece
 from .shifts import shift_robustness
 
 DATA_TERMS = {

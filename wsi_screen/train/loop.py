@@ -23,9 +23,11 @@ from ..classify import batch_logits, predictions_frame, to_probabilities
 from ..config import TrainConfig
 from ..errors import DatasetError
 from ..registry import ModelCard, create_model, default_input_px, save_weights
-from .augment import EvalTransform, TrainTransform
-from .datasets import CellDataset, build_cache
-from .metrics import fit_temperature
+from ..preprocess import EvalTransform
+from .augment import TrainTransform
+from ..cell_images import CellDataset
+from .cache import build_cache
+from ..metrics import fit_temperature
 
 log = logging.getLogger(__name__)
 REJECT = ("PLT",)

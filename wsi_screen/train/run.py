@@ -11,7 +11,7 @@ import yaml
 from ..classify import resolve_device
 from ..config import Config
 from ..registry import ModelCard
-from .datasets import load_table
+from ..cell_images import load_table
 from .loop import fit
 from .splits import kfold, train_val_test, write_split
 

@@ -18,8 +18,8 @@ from torchvision.transforms.v2 import functional as TF
 from ..classes import BLAST, blast_called
 from ..classify import classify_files
 from ..registry import ModelCard
-from .augment import hed_adjust, normalise
-from .metrics import screening_test
+from ..preprocess import hed_adjust, normalise
+from ..metrics import screening_test
 
 
 @dataclass(frozen=True)

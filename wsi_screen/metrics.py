@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
-from ..classes import ATYPICAL, BLAST, CLASS_CODES
+from .classes import ATYPICAL, BLAST, CLASS_CODES
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:

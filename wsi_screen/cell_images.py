@@ -18,14 +18,14 @@ import pandas as pd
 import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from ..classes import CLASS_CODES
-from ..errors import DatasetError
+from .classes import CLASS_CODES
+from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
 SHARED_CELLS_MPP = 0.1  # CellaVision DM96 crops of PBC and DeepAPL
 LMU_MPP = 29.0 / 400  # Matek et al. 2019: 400×400 px ≈ 29 µm
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
+CELL_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 COLUMNS = ["file", "label", "source", "patient", "mpp"]
 KNOWN_CODES = CLASS_CODES + ("PLT",)  # PLT: platelets, the optional internal reject class
 
@@ -89,7 +89,7 @@ def read_folder_tree(root: str | Path, mpp: float | None = None) -> pd.DataFrame
         for d in sorted(root.iterdir())
         if d.is_dir()
         for f in sorted(d.rglob("*"))
-        if f.suffix.lower() in IMAGE_SUFFIXES
+        if f.suffix.lower() in CELL_IMAGE_SUFFIXES
     ]
     if not rows:
         raise DatasetError("no images in class sub-folders", root)
@@ -193,31 +193,3 @@ class CellDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         return self.transform(self.canvas(i)), int(self.targets[i])
-
-
-class _Raw(torch.utils.data.Dataset):
-    def __init__(self, dataset: CellDataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.dataset.canvas(i))
-
-
-def build_cache(dataset: CellDataset, path: str | Path, num_workers: int = 1) -> np.ndarray:
-    """Decode and resample every image once (in workers) to a .npy of canvases, reused across epochs
-    and resumed runs; the file is memory-mapped on later calls."""
-    path = Path(path)
-    if path.is_file():
-        cache = np.load(path, mmap_mode="r")
-        if cache.shape == (len(dataset), dataset.canvas_px, dataset.canvas_px, 3):
-            return cache
-    loader = torch.utils.data.DataLoader(_Raw(dataset), batch_size=64, num_workers=num_workers)
-    cache = np.concatenate([b.numpy() for b in loader]) if len(dataset) else np.zeros((0, dataset.canvas_px, dataset.canvas_px, 3), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, cache)
-    tmp.replace(path)
-    return cache
