@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 CODE = """
-import importlib, pkgutil, sys, wsi_screen
-names = [m.name for m in pkgutil.walk_packages(wsi_screen.__path__, 'wsi_screen.') if not m.name.startswith(('wsi_screen.train', 'wsi_screen.cli'))]
+import importlib, pkgutil, sys, wsi_screen, wsi_screen.export
+found = [*pkgutil.iter_modules(wsi_screen.__path__, 'wsi_screen.'), *pkgutil.iter_modules(wsi_screen.export.__path__, 'wsi_screen.export.')]
+names = [m.name for m in found if m.name not in ('wsi_screen.train', 'wsi_screen.cli')]
 for name in names:
     importlib.import_module(name)
 print(len(names), sorted(m for m in sys.modules if m.startswith('wsi_screen.train')))
