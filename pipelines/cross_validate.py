@@ -14,22 +14,9 @@ import logging
 from pathlib import Path
 
 import click
-import pandas as pd
-
 from wsi_screen.config import load_config
 from wsi_screen.evaluate import evaluate
-from wsi_screen.train.run import train_run
-
-
-def pooled_labels(run_dir: Path, folds: int) -> Path:
-    """Every fold's held-out rows in one labels CSV; an image held out twice means broken folds."""
-    parts = [pd.read_csv(run_dir / f"fold_{k}" / "split.csv", dtype={"patient": str}) for k in range(folds)]
-    test = pd.concat([p[p["split"] == "test"].assign(fold=k) for k, p in enumerate(parts)], ignore_index=True)
-    if test["file"].duplicated().any() or len(test) != len(parts[0]):
-        raise RuntimeError(f"folds in {run_dir} do not hold out each image exactly once")
-    path = run_dir / "labels.csv"
-    test.to_csv(path, index=False)
-    return path
+from wsi_screen.train.run import pooled_labels, train_run
 
 
 @click.command()

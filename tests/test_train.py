@@ -28,7 +28,7 @@ def test_train_resume_classify_evaluate(folder_tree, tiny_config, tmp_path):
     for name in ("split.csv", "config.yaml", "last.pt", "best.pt", "model.pt", "model.json", "history.csv", "preds_val.csv", "preds_test.csv"):
         assert (run / name).is_file(), name
     card = json.loads((run / "model.json").read_text())
-    assert card["input_px"] == 32 and card["field_um"] == 29.0 and card["reject_codes"] == ["PLT"] and card["temperature"] > 0
+    assert card["input_px"] == 32 and card["field_um"] == 29.0 and card["reject_codes"] == ["NLK"] and card["temperature"] > 0
     # resume: a longer schedule continues from epoch 1
     longer = tmp_path / "longer.yaml"
     longer.write_text(yaml.safe_dump({"train": {**TINY["train"], "epochs": 2}}))
@@ -96,7 +96,7 @@ def test_warm_start_from_a_weights_file(folder_tree, tmp_path, capsys):
     from wsi_screen.registry import ModelCard, create_model, save_weights
 
     torch.manual_seed(3)
-    init = save_weights(create_model("resnext_compact", 16), ModelCard("resnext_compact", 32, reject_codes=("PLT",)), tmp_path / "init.pt")
+    init = save_weights(create_model("resnext_compact", 16), ModelCard("resnext_compact", 32, reject_codes=("NLK",)), tmp_path / "init.pt")
     cfg = tmp_path / "warm.yaml"
     cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "lr": 1e-9, "init_weights": str(init)}}))
     assert main(["train", str(folder_tree), "-o", str(tmp_path / "run"), "--config", str(cfg)]) == 0

@@ -1,6 +1,6 @@
 """Canvas → network input. Training draws a rotation (0–359°), flips and a field scale from one
 affine resampling of the canvas (reflection outside it, so no black corners), then stain (HED),
-colour (brightness/contrast/saturation/hue) and blur jitter. All randomness comes from torch's RNG,
+colour (brightness/contrast/saturation/hue), blur and JPEG re-encoding jitter. All randomness comes from torch's RNG,
 which the DataLoader seeds per worker, so runs are reproducible for a fixed seed."""
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ class TrainTransform(EvalTransform):
             x = TF.adjust_hue(x, c.hue * _u())
         if torch.rand(()) < c.blur_prob:
             x = TF.gaussian_blur(x, [5, 5], [0.1 + 0.9 * float(torch.rand(()))])
-        return normalise(x.clamp(0, 1), self.mean, self.std)
+        x = x.clamp(0, 1)
+        if torch.rand(()) < c.jpeg_prob:
+            x = TF.jpeg((x * 255).round().to(torch.uint8), int(torch.randint(40, 96, ()))).float() / 255
+        return normalise(x, self.mean, self.std)
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
         c, canvas = self.cfg, x.shape[-1]

@@ -3,6 +3,7 @@ epochs, folds and resumed runs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def build_cache(dataset: CellDataset, path: str | Path, num_workers: int = 1) ->
     loader = torch.utils.data.DataLoader(_Raw(dataset), batch_size=64, num_workers=num_workers)
     cache = np.concatenate([b.numpy() for b in loader]) if len(dataset) else np.zeros((0, dataset.canvas_px, dataset.canvas_px, 3), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # folds trained in parallel may build it at once
     np.save(tmp, cache)
     tmp.replace(path)
     return cache

@@ -111,3 +111,20 @@ def wbc_targets(rgb: np.ndarray, wbc_boxes: np.ndarray) -> np.ndarray:
         core |= dist >= 0.5 * dist.max()
         fg |= cell
     return np.stack([fg, core]).astype(np.float32)
+
+
+# TXL-PBC's four sources are told apart by field size.
+SOURCE_BY_SIZE = {(575, 575): "raabin", (360, 363): "pbc", (366, 369): "pbc", (640, 480): "bccd", (416, 416): "bcd"}
+
+
+def source_of(field: Field) -> str:
+    return SOURCE_BY_SIZE.get((field.width, field.height), f"{field.width}x{field.height}")
+
+
+def source_mpp(fields: list[Field]) -> dict[str, float]:
+    """One µm/px per source (the median of its fields' own estimates): a new lab's scanner has one
+    scale, never one derived from each field's labels."""
+    by_source: dict[str, list[float]] = {}
+    for f, m in zip(fields, estimate_mpp(fields)):
+        by_source.setdefault(source_of(f), []).append(m)
+    return {s: float(np.median(v)) for s, v in by_source.items()}

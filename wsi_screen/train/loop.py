@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..classes import CLASS_CODES
@@ -27,10 +28,11 @@ from ..preprocess import EvalTransform
 from .augment import TrainTransform
 from ..cell_images import CellDataset
 from .cache import build_cache
+from .non_leukocytes import REJECT_CODE
 from ..metrics import fit_temperature
 
 log = logging.getLogger(__name__)
-REJECT = ("PLT",)
+REJECT = (REJECT_CODE,)  # platelets (PLT) and cut-out non-leukocytes train one reject output
 
 
 def make_card(cfg: TrainConfig, field_um: float, reject: tuple[str, ...]) -> ModelCard:
@@ -53,6 +55,7 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
+    table = table.assign(label=table["label"].replace("PLT", REJECT_CODE))
     reject = REJECT if cfg.keep_reject and table["label"].isin(REJECT).any() else ()
     keep = table["label"].isin(CLASS_CODES + reject).to_numpy()
     table, split = table[keep].reset_index(drop=True), np.asarray(split)[keep]
@@ -83,12 +86,16 @@ def fit(
         opt, lambda s: min(1.0, (s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / (steps * cfg.epochs))))
     )
     scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
+    scored = ema.module if ema is not None else model  # the weights validated, kept and exported
     state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
     last = run_dir / "last.pt"
     if last.is_file():
         ck = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"]), sched.load_state_dict(ck["sched"])
         scaler.load_state_dict(ck["scaler"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         state = ck["state"]
         log.info("resumed from %s at epoch %d", last, state["epoch"])
 
@@ -103,8 +110,8 @@ def fit(
             torch.utils.data.Subset(train_set, train_idx), batch_size=cfg.batch_size, sampler=sampler,
             num_workers=cfg.num_workers, generator=gen, persistent_workers=False, drop_last=True,
         )  # fmt: skip
-        train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, f"epoch {epoch + 1}/{cfg.epochs}")
-        logits = batch_logits(model, (x for x, _ in val_loader), device)
+        train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, f"epoch {epoch + 1}/{cfg.epochs}", ema)
+        logits = batch_logits(scored, (x for x, _ in val_loader), device)
         val_y = torch.from_numpy(eval_set.targets[val_idx])
         val_loss = float(F.cross_entropy(logits, val_y))
         val_acc = float((logits.argmax(1) == val_y).float().mean())
@@ -115,8 +122,10 @@ def fit(
         state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0})
         log.info("epoch %d train_loss %.4f val_loss %.4f val_acc %.4f %.0fs%s", epoch + 1, train_loss, val_loss, val_acc, time.time() - t0, " *" if improved else "")
         if improved:
-            torch.save(model.state_dict(), run_dir / "best.pt")
+            torch.save(scored.state_dict(), run_dir / "best.pt")
         ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "scaler": scaler.state_dict(), "state": state}
+        if ema is not None:
+            ck["ema"] = ema.state_dict()
         torch.save(ck, run_dir / "last.tmp")
         (run_dir / "last.tmp").replace(last)
     pd.DataFrame(state["history"]).to_csv(run_dir / "history.csv", index=False)
@@ -141,8 +150,9 @@ def _initial_state(path: str) -> dict:
     return state.get("state_dict", state)  # load_state_dict casts fp16 to the model's dtype
 
 
-def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str) -> float:
-    """One pass over `loader` (AMP and channels_last on CUDA); returns the mean training loss."""
+def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str, ema=None) -> float:
+    """One pass over `loader` (AMP and channels_last on CUDA), updating `ema` after every step;
+    returns the mean training loss."""
     cuda = device.type == "cuda"
     model.train()
     total, n = 0.0, 0
@@ -157,6 +167,8 @@ def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device
         scaler.step(opt)
         scaler.update()
         sched.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total, n = total + float(loss.detach()) * len(y), n + len(y)
     return total / max(n, 1)
 

@@ -1,31 +1,53 @@
-"""One training run as the CLI sees it: load the dataset, write the split(s) and the config to the
-run directory, and train the held-out model or each cross-validation fold."""
+"""One training run as the CLI sees it: load the dataset (less the locked test cells, plus the
+non-leukocyte crops for the reject output), write the split(s) and the config to the run
+directory, and train the held-out model or each cross-validation fold."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
+from ..cell_images import load_table
 from ..classify import resolve_device
 from ..config import Config
 from ..registry import ModelCard
-from ..cell_images import load_table
 from .loop import fit
-from .splits import kfold, train_val_test, write_split
+from .non_leukocytes import cut_non_leukocytes
+from .splits import kfold, read_locked, train_val_test, without_locked, write_split
 
 log = logging.getLogger(__name__)
 
 
-def train_run(data: str | Path, run_dir: str | Path, config: Config, folds: int = 0, fold: int | None = None, device: str = "auto") -> list[ModelCard]:
+def training_table(data: str | Path, exclude: str | Path | None = None, non_leukocytes: str | Path | None = None, crops_dir: str | Path | None = None) -> pd.DataFrame:
+    """DATA's cells with absolute paths (valid in split.csv and preds from any directory), less the
+    cells listed in `exclude` (a locked list, files relative to DATA's folder), plus non-leukocyte
+    crops cut from the TXL-PBC tree `non_leukocytes` (its train split) into `crops_dir`."""
+    data = Path(data).resolve()
+    table = load_table(data)
+    if exclude:
+        locked = set(read_locked(exclude)["file"])
+        before = len(table)
+        table = without_locked(table, locked, data if data.is_dir() else data.parent)
+        log.info("%d locked test cells excluded (%d listed)", before - len(table), len(locked))
+    if non_leukocytes:
+        table = pd.concat([table, cut_non_leukocytes(non_leukocytes, "train", crops_dir)], ignore_index=True)
+    return table
+
+
+def train_run(
+    data: str | Path, run_dir: str | Path, config: Config, folds: int = 0, fold: int | None = None, device: str = "auto",
+    exclude: str | Path | None = None, non_leukocytes: str | Path | None = None,
+) -> list[ModelCard]:  # fmt: skip
     """folds=0: one patient-wise held-out split (the shipped model's) in run_dir; folds=N: N-fold
     (patient-grouped where ids exist) cross-validation in run_dir/fold_K, all folds or only `fold`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     cfg, field_um = config.train, config.patches.field_um
-    table = load_table(Path(data).resolve())  # absolute paths in split.csv and preds: valid from any directory
+    table = training_table(data, exclude, non_leukocytes, run_dir.parent / "non_leukocytes")
     dev = resolve_device(device)
     if folds == 0:
         split = train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed)
@@ -38,3 +60,14 @@ def train_run(data: str | Path, run_dir: str | Path, config: Config, folds: int 
         write_split(run_dir / f"fold_{k}" / "split.csv", table, split)
         cards.append(fit(table, split, run_dir / f"fold_{k}", cfg, field_um, dev, cache_dir=run_dir))
     return cards
+
+
+def pooled_labels(run_dir: Path, folds: int) -> Path:
+    """Every fold's held-out rows in one labels CSV; an image held out twice means broken folds."""
+    parts = [pd.read_csv(run_dir / f"fold_{k}" / "split.csv", dtype={"patient": str}) for k in range(folds)]
+    test = pd.concat([p[p["split"] == "test"].assign(fold=k) for k, p in enumerate(parts)], ignore_index=True)
+    if test["file"].duplicated().any() or len(test) != len(parts[0]):
+        raise RuntimeError(f"folds in {run_dir} do not hold out each image exactly once")
+    path = run_dir / "labels.csv"
+    test.to_csv(path, index=False)
+    return path

@@ -1,0 +1,69 @@
+"""Non-leukocyte examples for the classifier's reject output: red cells (alone, overlapping, or
+touching a leukocyte, which is what a detector wrongly hands over) and platelets, cut from real
+TXL-PBC smear fields around their labelled boxes at a fixed physical field, each source at its own
+median µm/px. A box whose centre lies inside a WBC box is skipped (its crop centre is a leukocyte)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .fields import PLATELET, RBC, load_fields, read_rgb, source_mpp, source_of
+
+log = logging.getLogger(__name__)
+REJECT_CODE = "NLK"  # one reject output: anything that is not a leukocyte
+
+
+def _centres(boxes: np.ndarray, cls: int) -> np.ndarray:
+    b = boxes[boxes[:, 0] == cls, 1:]
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+
+
+def _outside_wbc(points: np.ndarray, wbc: np.ndarray) -> np.ndarray:
+    if not len(wbc) or not len(points):
+        return np.ones(len(points), bool)
+    x, y = points[:, :1], points[:, 1:]
+    inside = (x >= wbc[:, 0]) & (x <= wbc[:, 2]) & (y >= wbc[:, 1]) & (y <= wbc[:, 3])
+    return ~inside.any(1)
+
+
+def cut_non_leukocytes(root: str | Path, split: str, out_dir: str | Path, per_source: int = 400, field_um: float = 36.0, seed: int = 0) -> pd.DataFrame:
+    """PNG crops of `field_um` (reflect-padded at the field border, so the object stays centred)
+    and their table (file, label NLK, source txl_<source>, patient '', mpp). Platelets are taken
+    first (they are rare), red cells fill the rest. Cached: a finished folder is read back."""
+    out_dir = Path(out_dir) / split
+    table_path = out_dir / "table.csv"
+    if table_path.is_file():
+        return pd.read_csv(table_path, dtype={"patient": str}, keep_default_na=False)
+    fields = load_fields(root, split)
+    mpp = source_mpp(fields)
+    rng = np.random.default_rng(seed)
+    candidates: dict[str, list[tuple[int, float, float, int]]] = {}
+    for i, f in enumerate(fields):
+        wbc = f.wbc_boxes
+        for cls in (PLATELET, RBC):
+            pts = _centres(f.boxes, cls)
+            for x, y in pts[_outside_wbc(pts, wbc)]:
+                candidates.setdefault(source_of(f), []).append((i, float(x), float(y), cls))
+    rows = []
+    for source, items in sorted(candidates.items()):
+        items = [items[j] for j in rng.permutation(len(items))]
+        items.sort(key=lambda t: t[3] != PLATELET)  # stable: platelets first, each group shuffled
+        half = round(field_um / mpp[source] / 2)
+        (out_dir / source).mkdir(parents=True, exist_ok=True)
+        for n, (i, x, y, cls) in enumerate(items[:per_source]):
+            rgb = read_rgb(fields[i].image)
+            padded = np.pad(rgb, ((half, half), (half, half), (0, 0)), mode="reflect")
+            cx, cy = round(x) + half, round(y) + half
+            crop = padded[cy - half : cy + half, cx - half : cx + half]
+            path = out_dir / source / f"{fields[i].image.stem}_{n}_{'plt' if cls == PLATELET else 'rbc'}.png"
+            Image.fromarray(crop).save(path)
+            rows.append((str(path.resolve()), REJECT_CODE, f"txl_{source}", "", mpp[source]))
+    table = pd.DataFrame(rows, columns=["file", "label", "source", "patient", "mpp"])
+    table.to_csv(table_path, index=False)
+    log.info("%d non-leukocyte crops from %s/%s in %s", len(table), root, split, out_dir)
+    return table
