@@ -188,18 +188,24 @@ def screen(slide: Path, out: Path, mpp, aoi, config_path, workers, scheduler, de
 @_slide_options
 @_screen_options
 @click.option("--retry-failed", is_flag=True, help="Screen again the slides that failed in an earlier run.")
-def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed) -> None:
+@click.option("--specimens", type=click.Path(dir_okay=False, path_type=Path), help="CSV slide,specimen_id[,aoi] naming each slide's specimen (and AOI).")
+@click.option("--slides-in-flight", type=click.IntRange(min=1), help="Slides screened at once (default: one per 8 worker threads, at least 1).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="WARNING", show_default=True, help="Of wsi_screen and Dask.")
+def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed, specimens, slides_in_flight, log_level) -> None:
     """Screen many slides (files, folders, or text files listing paths) into OUT/, resumably;
-    OUT/summary.csv, summary.html and run.json are kept up to date after every slide."""
+    OUT/summary.csv, summary.html and run.json are kept up to date after every slide. A slide's
+    AOI may sit beside it as <stem>.aoi.geojson."""
     from .batch import run_batch
     from .screen import ScreenOptions
 
+    logging.getLogger().setLevel(log_level)
+    logging.getLogger("distributed").setLevel(log_level)
     options = ScreenOptions(mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler, specimen_id=specimen_id, gzip=gz)
-    rows = run_batch(list(inputs), out, screen_config(config_path, device, tta), options, retry_failed)
+    rows = run_batch(list(inputs), out, screen_config(config_path, device, tta), options, retry_failed, specimens=specimens, slides_in_flight=slides_in_flight)
     failed = [r for r in rows if r.status == "failed"]
     click.echo(f"{len(rows) - len(failed)} slides ok, {len(failed)} failed → {out / 'summary.html'}")
     for r in failed:
-        click.echo(f"failed: {r.error}", err=True)
+        click.echo(f"failed: {r.error}" + (f" (traceback: {out / r.error_file})" if r.error_file else ""), err=True)
     if failed:
         raise SystemExit(1)
 
