@@ -85,6 +85,10 @@ def test_rerun_skips_finished_slides_and_retries_only_on_request(inputs, uninter
     again = _batch(inputs, out)
     assert again.returncode == 1 and {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} == stamps
     assert "Dask dashboard" not in again.stderr  # nothing to do: no cluster started
+    with_project = _batch(inputs, out, "--qupath")
+    assert with_project.returncode == 1 and "3 slides" in with_project.stdout
+    images = json.loads((out / "qupath" / "project.qpproj").read_text())["images"]
+    assert sorted(i["imageName"] for i in images) == ["smear0.tiff", "smear1.tiff", "smear2.tiff"]
     slide, original = inputs / "smear0.tiff", (inputs / "smear0.tiff").read_bytes()
     stat = slide.stat()
     try:

@@ -2,14 +2,21 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import zarr
 
 from wsi_screen.config import PatchConfig
-import pytest
-
 from wsi_screen.errors import StoreError
 from wsi_screen.export.store import (
-    create_store, detections_table, drop_model_input, open_patches, open_model_input, read_table, write_aoi, write_columns, write_model_input,
+    create_store,
+    detections_table,
+    drop_model_input,
+    open_model_input,
+    open_patches,
+    read_table,
+    write_aoi,
+    write_columns,
+    write_model_input,
     write_patches,
 )  # fmt: skip
 from wsi_screen.records import AoiMask, Box, Detection

@@ -191,7 +191,8 @@ def screen(slide: Path, out: Path, mpp, aoi, config_path, workers, scheduler, de
 @click.option("--specimens", type=click.Path(dir_okay=False, path_type=Path), help="CSV slide,specimen_id[,aoi] naming each slide's specimen (and AOI).")
 @click.option("--slides-in-flight", type=click.IntRange(min=1), help="Slides screened at once (default: one per 8 worker threads, at least 1).")
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="WARNING", show_default=True, help="Of wsi_screen and Dask.")
-def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed, specimens, slides_in_flight, log_level) -> None:
+@click.option("--qupath", "qupath_project", is_flag=True, help="Also write OUT/qupath/, a QuPath project of the night (see `wsi-screen qupath`).")
+def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed, specimens, slides_in_flight, log_level, qupath_project) -> None:
     """Screen many slides (files, folders, or text files listing paths) into OUT/, resumably;
     OUT/summary.csv, summary.html and run.json are kept up to date after every slide. A slide's
     AOI may sit beside it as <stem>.aoi.geojson."""
@@ -204,10 +205,26 @@ def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, g
     rows = run_batch(list(inputs), out, screen_config(config_path, device, tta), options, retry_failed, specimens=specimens, slides_in_flight=slides_in_flight)
     failed = [r for r in rows if r.status == "failed"]
     click.echo(f"{len(rows) - len(failed)} slides ok, {len(failed)} failed → {out / 'summary.html'}")
+    if qupath_project and len(failed) < len(rows):
+        qupath.callback(out)
     for r in failed:
         click.echo(f"failed: {r.error}" + (f" (traceback: {out / r.error_file})" if r.error_file else ""), err=True)
     if failed:
         raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def qupath(out: Path) -> None:
+    """Write OUT/qupath/, a QuPath 0.5 project of the night in OUT (flagged slides first) and the
+    script that imports every slide's cells and screened area with one "Run for project"."""
+    from .export.qupath_project import write_project
+    from .night import screened_slides
+
+    slides = screened_slides(out)
+    path = write_project(out, slides)
+    flagged = sum(s.flagged for s in slides)
+    click.echo(f"{len(slides)} slides ({flagged} flagged, listed first) → {path}; in QuPath run scripts/import_results.groovy with Run for project")
 
 
 def main(argv: list[str] | None = None) -> int:
