@@ -227,6 +227,34 @@ def qupath(out: Path) -> None:
     click.echo(f"{len(slides)} slides ({flagged} flagged, listed first) → {path}; in QuPath run scripts/import_results.groovy with Run for project")
 
 
+@cli.command("import-review")
+@click.argument("review", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("result_dir", metavar="OUT/SLIDE", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--reviewer", required=True, help="Who reviewed (stored with the labels).")
+def import_review_cmd(review: Path, result_dir: Path, reviewer: str) -> None:
+    """Store the classes a reviewer set in QuPath (REVIEW: its GeoJSON export, QuPath >= 0.4)
+    beside the model's in OUT/SLIDE/cells.zarr, and print the agreement."""
+    from datetime import UTC, datetime
+
+    from .reviewed import import_review
+
+    outcome = import_review(result_dir, review, reviewer, datetime.now(UTC).isoformat(timespec="seconds"))
+    click.echo(", ".join(f"{n} {k}" for k, n in outcome.counts().items()) + f" → {result_dir / 'cells.zarr'}")
+    click.echo(outcome.agreement.line())
+
+
+@cli.command("export-cells")
+@click.argument("result_dir", metavar="OUT/SLIDE", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+def export_cells_cmd(result_dir: Path, dest: Path) -> None:
+    """Write the reviewed cells of OUT/SLIDE into DEST/<CLASS>/ as 29 µm patches, a tree that
+    `wsi-screen train` reads (e.g. to fine-tune to a lab's stain with train.init_weights)."""
+    from .export_cells import export_cells
+
+    counts = export_cells(result_dir, dest)
+    click.echo(f"{sum(counts.values())} reviewed cells → {dest} (" + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())) + ")")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: expected failures become one line and exit code 2."""
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
