@@ -106,8 +106,9 @@ def test_rerun_skips_finished_slides_and_retries_only_on_request(inputs, uninter
     assert retry.returncode == 1 and "broken.svs" in retry.stderr  # retried, still broken
     changed = tmp_path / "c.yaml"
     changed.write_text("aggregate:\n  blast_min_cells: 3\n")
-    assert _batch(inputs, out, "--config", changed).returncode == 1
+    assert _batch(inputs, out, "--config", changed, "--slides-in-flight", "2").returncode == 1
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} != stamps  # new config: re-screened
+    assert _most_at_once(json.loads((out / "run.json").read_text())) <= 2
 
 
 def test_kill_minus_nine_then_resume_gives_identical_outputs(inputs, uninterrupted, tmp_path):
