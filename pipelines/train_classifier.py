@@ -31,7 +31,7 @@ def main(data, run_dir, config_path, dest, export_only):
     config = load_config(config_path)
     if not export_only:
         train_run(data, run_dir, config)
-    path = export(run_dir, data, dest, config.sha256())
+    path = export(run_dir, data, dest, config.sha256(sections=None))
     click.echo(f"shipped weights: {path} ({path.stat().st_size / 1e6:.1f} MB), card: {path.with_suffix('.json')}")
 
 

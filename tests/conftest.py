@@ -82,3 +82,17 @@ def folder_tree(tmp_path_factory) -> Path:
         for i in range(4):
             Image.fromarray(cell_image(code, 100, i)).save(root / code / f"{code}_{i}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_screened(tmp_path_factory) -> Path:
+    """OUT/demo_smear of `wsi-screen screen` on the shipped demo slide, once per session; tests
+    that change it work on a copy."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("demo_screen")
+    demo = REPO / "wsi_screen" / "demo" / "demo_smear.tiff"
+    run = subprocess.run([sys.executable, "-m", "wsi_screen.cli", "screen", str(demo), "-o", str(out), "--workers", "2"], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return out / "demo_smear"

@@ -44,6 +44,13 @@ def _state(out: Path) -> dict:
     return state
 
 
+def _most_at_once(run_json: dict) -> int:
+    """The most slides of this run being screened at one moment, from run.json's start/end times."""
+    spans = [(s["started"], s["ended"]) for s in run_json["slides"] if s.get("started") is not None and not s["skipped"]]
+    assert all(a < b for a, b in spans)
+    return max((sum(a <= t < b for a, b in spans) for t, _ in spans), default=0)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "out"
@@ -66,6 +73,10 @@ def test_three_good_slides_and_one_corrupt_on_two_workers(uninterrupted):
     assert run_json["complete"] and {s["status"] for s in run_json["slides"]} == {"ok", "failed"}
     assert len(run_json["models"]["classifier"]) == 64 and len(run_json["config_sha256"]) == 64
     assert "summary.html" in run.stdout and (out / "summary.html").read_text().count("<tr") == 5
+    assert _most_at_once(run_json) == 1  # 2 single-thread workers: the default cap is one slide in flight
+    broken = next(s for s in run_json["slides"] if s["status"] == "failed")
+    assert broken["error_file"] == "broken.error.txt" and "Traceback (most recent call last)" in (out / "broken.error.txt").read_text()
+    assert f"(traceback: {out / 'broken.error.txt'})" in run.stderr and "Dask dashboard: http" in run.stderr
 
 
 def test_rerun_skips_finished_slides_and_retries_only_on_request(inputs, uninterrupted, tmp_path):
@@ -73,12 +84,31 @@ def test_rerun_skips_finished_slides_and_retries_only_on_request(inputs, uninter
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")}
     again = _batch(inputs, out)
     assert again.returncode == 1 and {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} == stamps
+    assert "Dask dashboard" not in again.stderr  # nothing to do: no cluster started
+    with_project = _batch(inputs, out, "--qupath")
+    assert with_project.returncode == 1 and "3 slides" in with_project.stdout
+    images = json.loads((out / "qupath" / "project.qpproj").read_text())["images"]
+    assert sorted(i["imageName"] for i in images) == ["smear0.tiff", "smear1.tiff", "smear2.tiff"]
+    slide, original = inputs / "smear0.tiff", (inputs / "smear0.tiff").read_bytes()
+    stat = slide.stat()
+    try:
+        slide.write_bytes(bytes(len(original)))  # same size, mtime put back: skipped unread
+        os.utime(slide, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert _batch(inputs, out).returncode == 1 and {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} == stamps
+    finally:
+        slide.write_bytes(original)  # touched with the same content: hashed, still skipped
+    assert _batch(inputs, out).returncode == 1 and {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} == stamps
+    changed_cluster = tmp_path / "dask.yaml"
+    changed_cluster.write_text("dask:\n  threads_per_worker: 2\ntrain:\n  epochs: 3\n")
+    assert _batch(inputs, out, "--config", changed_cluster).returncode == 1
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} == stamps  # cluster/training settings: nothing re-screened
     retry = _batch(inputs, out, "--retry-failed")
     assert retry.returncode == 1 and "broken.svs" in retry.stderr  # retried, still broken
     changed = tmp_path / "c.yaml"
     changed.write_text("aggregate:\n  blast_min_cells: 3\n")
-    assert _batch(inputs, out, "--config", changed).returncode == 1
+    assert _batch(inputs, out, "--config", changed, "--slides-in-flight", "2").returncode == 1
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/completed.json")} != stamps  # new config: re-screened
+    assert _most_at_once(json.loads((out / "run.json").read_text())) <= 2
 
 
 def test_kill_minus_nine_then_resume_gives_identical_outputs(inputs, uninterrupted, tmp_path):
@@ -97,8 +127,9 @@ def test_kill_minus_nine_then_resume_gives_identical_outputs(inputs, uninterrupt
         now = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/completed.json")}
         assert all(now[k] == v for k, v in completed_before.items())  # a completed slide is never recomputed
         completed_before = now
-    final = _batch(inputs, out)
+    final = _batch(inputs, out, "--slides-in-flight", "2")
     assert final.returncode == 1
+    assert _most_at_once(json.loads((out / "run.json").read_text())) <= 2
     assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/completed.json") if p.parent.name in completed_before} == completed_before
     assert _state(out) == _state(reference)  # same cells, same counts, nothing duplicated
     assert not list(out.glob(".*partial*")) and not list(out.glob("**/.*.tmp-*"))

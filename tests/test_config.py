@@ -23,6 +23,18 @@ def test_partial_file_overrides_one_value(tmp_path):
     assert cfg.tiling == Config().tiling
 
 
+def test_hash_ignores_the_cluster_and_training_but_not_results(tmp_path):
+    base = Config()
+    assert base.replace("dask", workers=7, threads_per_worker=2).sha256() == base.sha256()
+    assert base.replace("train", epochs=3).sha256() == base.sha256()
+    assert base.replace("train", epochs=3).sha256(sections=None) != base.sha256(sections=None)  # training provenance keeps it
+    assert base.replace("aggregate", blast_min_cells=3).sha256() != base.sha256()
+    for dead in ("detect:\n  batch_size: 8\n", "patches:\n  compression_level: 5\n"):  # keys nothing read: removed
+        (tmp_path / "old.yaml").write_text(dead)
+        with pytest.raises(ConfigError, match="unknown key"):
+            load_config(tmp_path / "old.yaml")
+
+
 @pytest.mark.parametrize(
     "text, fragment",
     [

@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from wsi_screen.export.geojson import cell_uuid, feature, read_features, validate_qupath, write_features
+from shapely.geometry import Polygon
+
+from wsi_screen.export.geojson import aoi_features, cell_uuid, feature, read_features, validate_qupath, write_features
 
 SQUARE = [(10, 10), (30, 10), (30, 30), (10, 30)]
 
@@ -46,3 +48,11 @@ def test_validator_catches_what_qupath_rejects():
     bowtie["geometry"]["coordinates"] = [[[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]
     problems = validate_qupath([good, bad_id, no_color, outside, bowtie])
     assert [p.split(":")[0] for p in problems] == ["feature 1", "feature 2", "feature 3", "feature 4"]
+
+
+def test_aoi_is_an_importable_annotation_with_ids_apart_from_the_cells():
+    region = Polygon([(0, 0), (4000, 0), (4000, 3000), (0, 3000)], [[(100, 100), (200, 100), (200, 200)]])
+    (aoi,) = aoi_features("slide", [region])
+    assert aoi["properties"]["objectType"] == "annotation" and aoi["properties"]["classification"]["name"] == "Screened area"
+    assert aoi["geometry"]["coordinates"][0][2] == [4000.0, 3000.0] and validate_qupath([aoi]) == []
+    assert aoi["id"] not in {cell_uuid("slide", i) for i in range(1000)} and aoi["id"] == aoi_features("slide", [region])[0]["id"]

@@ -65,15 +65,21 @@ def test_cells_zarr_and_geojson_agree_one_to_one(screened):
     model, card = load_model(DEFAULT_WEIGHTS)
     again = to_probabilities(batch_logits(model, [patch_batch(open_patches(store)[:16], card)], torch.device("cpu")), card)
     assert np.abs(again.probs - probs[:16]).max() < 0.05  # the stored (JPEG) patches are what was classified
-    feats = read_features(screened / "detections.geojson")
-    assert validate_qupath(feats) == []
+    everything = read_features(screened / "detections.geojson")
+    assert validate_qupath(everything) == []
+    assert len({f["id"] for f in everything}) == len(everything)
+    feats = [f for f in everything if f["properties"]["objectType"] == "detection"]
+    aoi = [f for f in everything if f["properties"]["objectType"] == "annotation"]
+    assert len(aoi) + len(feats) == len(everything) and aoi and {f["properties"]["classification"]["name"] for f in aoi} == {"Screened area"}
     assert sorted(f["properties"]["measurements"]["cell_id"] for f in feats) == list(table["id"])
-    assert len({f["id"] for f in feats}) == len(feats)
+    rejected = cells["p_reject"][:] > 0.5
+    assert sum(f["properties"]["classification"]["name"] == "Rejected" for f in feats) == rejected.sum()
     for f in feats[:20]:
         props = f["properties"]
         i = int(props["measurements"]["cell_id"])
         code = str(cells["predicted"][i])
-        assert props["classification"] == {"name": CLASS_NAMES[code], "color": list(CLASS_COLORS[code])}
+        expected = {"name": "Rejected", "color": [90, 90, 90]} if rejected[i] else {"name": CLASS_NAMES[code], "color": list(CLASS_COLORS[code])}
+        assert props["classification"] == expected
         assert props["measurements"]["p_blast"] == pytest.approx(float(cells["p_blast"][i]), abs=1e-6)
         assert {f"p_{c}" for c in CLASS_CODES} <= set(props["measurements"]) and props["measurements"]["area_um2"] > 20
 

@@ -1,7 +1,9 @@
 """Overnight batch screening on dask.distributed: slides are the unit of distribution, each
 screened exactly as `screen` does; tiles stay parallel inside a slide (the slide task secedes from
-its worker's pool while it waits on them). Resumable: a slide whose folder holds a completion
-record matching the input file and the config is skipped; one bad slide never stops the night."""
+its worker's pool while it waits on them). Because a seceded task frees its slot, the cluster
+alone would start every slide at once; at most `slides_in_flight` are submitted at a time.
+Resumable: a slide whose completion record still holds (see `resume`) is skipped; one bad slide
+never stops the night, and its traceback is kept in OUT/<name>.error.txt."""
 
 from __future__ import annotations
 
@@ -9,7 +11,10 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
+import traceback
+import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -19,8 +24,10 @@ from tqdm import tqdm
 from . import __version__
 from .config import Config
 from .errors import WsiScreenError
+from .resume import file_record, sha256_file, still_valid
 from .screen import ScreenOptions
 from .slide import FIELD_IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
+from .specimens import SlideSpec, slide_specs
 
 SLIDE_SUFFIXES = TIFF_SUFFIXES + OPENSLIDE_SUFFIXES + FIELD_IMAGE_SUFFIXES
 SUMMARY_COLUMNS = ["slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review", "qc_warnings", "runtime_s"]
@@ -54,14 +61,18 @@ def output_names(slides: list[Path]) -> dict[Path, str]:
     return {p: p.stem if stems[p.stem] == 1 else f"{p.stem}-{hashlib.sha1(str(p).encode()).hexdigest()[:8]}" for p in slides}
 
 
-def fingerprint(path: Path, config: Config) -> dict:
-    """What makes a finished result still valid: the same file and the same config."""
-    stat = path.stat()
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return {"input": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), "config_sha256": config.sha256()}
+def settings(config: Config, spec: SlideSpec) -> dict:
+    """Everything besides the slide file that a result depends on (an AOI file by its content)."""
+    aoi = Path(spec.aoi)
+    return {"config_sha256": config.sha256(), "specimen_id": spec.specimen_id, "aoi": spec.aoi, "aoi_sha256": sha256_file(aoi) if aoi.is_file() else None}
+
+
+def default_slides_in_flight(client) -> int:
+    """One slide per 8 worker threads, at least one: a single slide's tile queue (4 tasks a
+    worker) already keeps the cluster busy, and each further slide costs a loaded classifier and
+    an open slide; a few more only fill the serial stages (AOI, classification, report)."""
+    threads = sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values())
+    return max(1, threads // 8)
 
 
 @dataclass
@@ -78,6 +89,9 @@ class SlideRow:
     qc_warnings: int | None = None
     runtime_s: float | None = None
     skipped: bool = False
+    started: float | None = None  # Unix time on the worker, for the overlap check in run.json
+    ended: float | None = None
+    error_file: str = ""
 
     @classmethod
     def from_report(cls, slide: str, report: dict, skipped: bool = False) -> "SlideRow":
@@ -85,35 +99,43 @@ class SlideRow:
         return cls(slide, "ok", "", report["n_leukocytes"], b["prevalence"], b["ci95"][0], b["ci95"][1], bool(report["flags"]), report["needs_review"], len(report["qc"]["warnings"]), report["runtime_s"], skipped)
 
 
-def screen_task(path: str, out: str, name: str, config: Config, options: ScreenOptions, record: dict) -> dict:
-    """One slide on a worker; every expected and unexpected failure becomes a failed row."""
+def screen_task(path: str, out: str, name: str, config: Config, options: ScreenOptions, wanted: dict) -> dict:
+    """One slide on a worker; every expected and unexpected failure becomes a failed row, with
+    the full traceback in OUT/<name>.error.txt."""
     from distributed import worker_client
 
     from .screen import screen_slide
 
-    t0 = time.perf_counter()
+    started, t0 = time.time(), time.perf_counter()
     try:
+        record = file_record(Path(path), wanted)
         with worker_client() as client:  # secedes: this task waits on its own tile tasks
             summary = screen_slide(Path(path), Path(out), config, replace(options, completion=record, progress=False), client=client, out_name=name)
         report = json.loads((summary.out_dir / "report.json").read_text())
-        return asdict(SlideRow.from_report(path, report))
+        return asdict(replace(SlideRow.from_report(path, report), started=started, ended=time.time()))
     except Exception as exc:  # noqa: BLE001 - one bad slide never stops the night
         message = str(exc) if isinstance(exc, WsiScreenError) else f"{exc.__class__.__name__}: {exc}"
-        return asdict(SlideRow(path, "failed", message.splitlines()[0] if message else exc.__class__.__name__, runtime_s=time.perf_counter() - t0))
+        error_file = Path(out) / f"{name}.error.txt"
+        _atomic_write(error_file, traceback.format_exc())
+        first = message.splitlines()[0] if message else exc.__class__.__name__
+        return asdict(SlideRow(path, "failed", first, runtime_s=time.perf_counter() - t0, started=started, ended=time.time(), error_file=error_file.name))
 
 
 def run_batch(
-    inputs: list[Path], out: Path, config: Config, options: ScreenOptions, retry_failed: bool = False, client=None
-) -> list[SlideRow]:
-    from distributed import as_completed
+    inputs: list[Path], out: Path, config: Config, options: ScreenOptions, retry_failed: bool = False, client=None,
+    specimens: Path | None = None, slides_in_flight: int | None = None,
+) -> list[SlideRow]:  # fmt: skip
+    """Screen every slide of `inputs` into `out`; `specimens` is a `slide,specimen_id[,aoi]` CSV."""
+    from contextlib import nullcontext
 
     from .parallel import dask_client
 
     out = Path(out)
+    slides = collect_slides(inputs)
+    specs = slide_specs(slides, options.specimen_id, options.aoi, specimens)  # inconsistent ids: fail before writing anything
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".*.partial-*"):  # left by an interrupted run: restart those slides from clean
         shutil.rmtree(stale, ignore_errors=True)
-    slides = collect_slides(inputs)
     names = output_names(slides)
     failed_dir = out / ".failed"
     rows: dict[Path, SlideRow] = {}
@@ -122,42 +144,74 @@ def run_batch(
         if not path.is_file():
             rows[path] = SlideRow(str(path), "failed", f"{path}: file not found")
             continue
-        record = fingerprint(path, config)
+        wanted = settings(config, specs[path])
         done = out / names[path] / "completed.json"
         failed = failed_dir / f"{names[path]}.json"
-        if done.is_file() and json.loads(done.read_text()) == record:
+        if done.is_file() and still_valid(json.loads(done.read_text()), path, wanted):
             rows[path] = SlideRow.from_report(str(path), json.loads((out / names[path] / "report.json").read_text()), skipped=True)
-        elif failed.is_file() and not retry_failed and json.loads(failed.read_text()).get("record") == record:
+        elif failed.is_file() and not retry_failed and still_valid(json.loads(failed.read_text()).get("record"), path, wanted):
             rows[path] = SlideRow(**{**json.loads(failed.read_text())["row"], "skipped": True})
         else:
-            todo.append((path, record))
+            todo.append((path, wanted))
     started = time.time()
     _write_summaries(out, slides, rows, config, started)
     if not todo:
         return [rows[p] for p in slides]
-    from contextlib import nullcontext
-
     with nullcontext(client) if client is not None else dask_client(options.scheduler, config.dask, options.workers) as client:
-        futures = {client.submit(screen_task, str(p), str(out), names[p], config, options, rec, pure=False, key=f"screen-{names[p]}"): (p, rec) for p, rec in todo}
-        bar = tqdm(total=len(slides), initial=len(rows), unit="slide", desc="screening", disable=not options.progress)
-        cells, t0 = 0, time.perf_counter()
-        for future in as_completed(futures):
-            path, record = futures[future]
-            row = SlideRow(**future.result())
+        print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
+        cap = slides_in_flight or default_slides_in_flight(client)
+        wanted = dict(todo)
+        for path, row in _screen_all(client, todo, out, names, config, options, specs, cap):
             rows[path] = row
-            failed = failed_dir / f"{names[path]}.json"
-            if row.status == "failed":
-                failed_dir.mkdir(exist_ok=True)
-                _atomic_write(failed, json.dumps({"record": record, "row": asdict(row)}, indent=1))
-            elif failed.exists():
-                failed.unlink()
-            cells += row.n_leukocytes or 0
-            n_failed = sum(r.status == "failed" for r in rows.values())
-            bar.set_postfix(done=len(rows) - n_failed, failed=n_failed, remaining=len(slides) - len(rows), cells_per_s=f"{cells / (time.perf_counter() - t0):.1f}")
-            bar.update(1)
+            _keep_failure(out, failed_dir / f"{names[path]}.json", row, wanted[path])
             _write_summaries(out, slides, rows, config, started)
-        bar.close()
     return [rows[p] for p in slides]
+
+
+def _screen_all(client, todo, out: Path, names, config: Config, options: ScreenOptions, specs, cap: int):
+    """(slide, row) as slides finish, with at most `cap` slide tasks submitted at any time. Task
+    keys carry this run's id, so two runs on one scheduler never share a result."""
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    queue = iter(todo)
+    pending, futures = as_completed(), {}
+
+    def submit() -> None:
+        item = next(queue, None)
+        if item is not None:
+            path, wanted = item
+            slide_options = replace(options, specimen_id=specs[path].specimen_id, aoi=specs[path].aoi)
+            future = client.submit(screen_task, str(path), str(out), names[path], config, slide_options, wanted, pure=False, key=f"screen-{names[path]}-{run_id}")
+            futures[future] = path
+            pending.add(future)
+
+    for _ in range(cap):
+        submit()
+    bar = tqdm(total=len(todo), unit="slide", desc="screening", disable=not options.progress)
+    cells, n_failed, t0 = 0, 0, time.perf_counter()
+    for future in pending:
+        row = SlideRow(**future.result())
+        submit()
+        cells += row.n_leukocytes or 0
+        n_failed += row.status == "failed"
+        bar.set_postfix(failed=n_failed, cells_per_s=f"{cells / (time.perf_counter() - t0):.1f}")
+        bar.update(1)
+        yield futures.pop(future), row
+    bar.close()
+
+
+def _keep_failure(out: Path, failed: Path, row: SlideRow, wanted: dict) -> None:
+    """A failed slide's record (skipped next time unless the slide or settings change, or
+    --retry-failed); a slide that now succeeded loses its old failure files."""
+    if row.status == "failed":
+        failed.parent.mkdir(exist_ok=True)
+        stat = Path(row.slide).stat() if Path(row.slide).is_file() else None
+        record = {"input": row.slide, "size": stat and stat.st_size, "mtime_ns": stat and stat.st_mtime_ns, "sha256": None, **wanted}
+        _atomic_write(failed, json.dumps({"record": record, "row": asdict(row)}, indent=1))
+        return
+    failed.unlink(missing_ok=True)
+    (out / f"{failed.stem}.error.txt").unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -188,9 +242,16 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "complete": len(rows) == len(slides),
-        "slides": [{"slide": str(p), "status": rows[p].status if p in rows else "pending", "error": rows[p].error if p in rows else ""} for p in slides],
+        "slides": [_run_entry(p, rows.get(p)) for p in slides],
     }
     _atomic_write(out / "run.json", json.dumps(run, indent=1))
+
+
+def _run_entry(path: Path, row: SlideRow | None) -> dict:
+    if row is None:
+        return {"slide": str(path), "status": "pending", "error": ""}
+    entry = {"slide": str(path), "status": row.status, "error": row.error, "skipped": row.skipped, "started": row.started, "ended": row.ended}
+    return entry | ({"error_file": row.error_file} if row.error_file else {})
 
 
 def _model_checksums(config: Config) -> dict:

@@ -190,20 +190,71 @@ def screen(slide: Path, out: Path, mpp, aoi, config_path, workers, scheduler, de
 @_slide_options
 @_screen_options
 @click.option("--retry-failed", is_flag=True, help="Screen again the slides that failed in an earlier run.")
-def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed) -> None:
+@click.option("--specimens", type=click.Path(dir_okay=False, path_type=Path), help="CSV slide,specimen_id[,aoi] naming each slide's specimen (and AOI).")
+@click.option("--slides-in-flight", type=click.IntRange(min=1), help="Slides screened at once (default: one per 8 worker threads, at least 1).")
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="WARNING", show_default=True, help="Of wsi_screen and Dask.")
+@click.option("--qupath", "qupath_project", is_flag=True, help="Also write OUT/qupath/, a QuPath project of the night (see `wsi-screen qupath`).")
+def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed, specimens, slides_in_flight, log_level, qupath_project) -> None:
     """Screen many slides (files, folders, or text files listing paths) into OUT/, resumably;
-    OUT/summary.csv, summary.html and run.json are kept up to date after every slide."""
+    OUT/summary.csv, summary.html and run.json are kept up to date after every slide. A slide's
+    AOI may sit beside it as <stem>.aoi.geojson."""
     from .batch import run_batch
     from .screen import ScreenOptions
 
+    logging.getLogger().setLevel(log_level)
+    logging.getLogger("distributed").setLevel(log_level)
     options = ScreenOptions(mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler, specimen_id=specimen_id, gzip=gz)
-    rows = run_batch(list(inputs), out, screen_config(config_path, device, tta), options, retry_failed)
+    rows = run_batch(list(inputs), out, screen_config(config_path, device, tta), options, retry_failed, specimens=specimens, slides_in_flight=slides_in_flight)
     failed = [r for r in rows if r.status == "failed"]
     click.echo(f"{len(rows) - len(failed)} slides ok, {len(failed)} failed → {out / 'summary.html'}")
+    if qupath_project and len(failed) < len(rows):
+        qupath.callback(out)
     for r in failed:
-        click.echo(f"failed: {r.error}", err=True)
+        click.echo(f"failed: {r.error}" + (f" (traceback: {out / r.error_file})" if r.error_file else ""), err=True)
     if failed:
         raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+def qupath(out: Path) -> None:
+    """Write OUT/qupath/, a QuPath 0.5 project of the night in OUT (flagged slides first) and the
+    script that imports every slide's cells and screened area with one "Run for project"."""
+    from .export.qupath_project import write_project
+    from .night import screened_slides
+
+    slides = screened_slides(out)
+    path = write_project(out, slides)
+    flagged = sum(s.flagged for s in slides)
+    click.echo(f"{len(slides)} slides ({flagged} flagged, listed first) → {path}; in QuPath run scripts/import_results.groovy with Run for project")
+
+
+@cli.command("import-review")
+@click.argument("review", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("result_dir", metavar="OUT/SLIDE", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--reviewer", required=True, help="Who reviewed (stored with the labels).")
+def import_review_cmd(review: Path, result_dir: Path, reviewer: str) -> None:
+    """Store the classes a reviewer set in QuPath (REVIEW: its GeoJSON export, QuPath >= 0.4)
+    beside the model's in OUT/SLIDE/cells.zarr, and print the agreement."""
+    from datetime import UTC, datetime
+
+    from .reviewed import import_review
+
+    outcome = import_review(result_dir, review, reviewer, datetime.now(UTC).isoformat(timespec="seconds"))
+    click.echo(", ".join(f"{n} {k}" for k, n in outcome.counts().items()) + f" → {result_dir / 'cells.zarr'}")
+    click.echo(outcome.agreement.line())
+
+
+@cli.command("export-cells")
+@click.argument("result_dir", metavar="OUT/SLIDE", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+def export_cells_cmd(result_dir: Path, dest: Path) -> None:
+    """Write the reviewed cells of OUT/SLIDE into DEST/<CLASS>/ as 29 µm patches, a tree that
+    `wsi-screen train` reads (e.g. to fine-tune to a lab's stain with train.init_weights)."""
+    from .export_cells import export_cells
+
+    counts = export_cells(result_dir, dest)
+    click.echo(f"{sum(counts.values())} reviewed cells → {dest} (" + ", ".join(f"{c} {n}" for c, n in sorted(counts.items())) + ")")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,7 +78,6 @@ class DetectConfig:
     min_score: float = 0.5
     min_nucleus_fraction: float = 0.15  # of a cell's pixels nucleus-stained (0: no check)
     min_core_um2: float = 12.0  # a smaller core seeds no cell of its own (a lobe is not a cell)
-    batch_size: int = 8
     device: str = "auto"
     classical_nucleus_threshold: float = 0.7  # baseline only: nucleus-stain cut-off
 
@@ -91,7 +90,6 @@ class DetectConfig:
         _check(0 <= self.min_score <= 1, "detect.min_score must be in [0, 1]")
         _check(0 <= self.min_nucleus_fraction < 1, "detect.min_nucleus_fraction must be in [0, 1)")
         _check(0 <= self.min_core_um2 <= self.min_area_um2, "detect.min_core_um2 must be in [0, min_area_um2]")
-        _check(self.batch_size >= 1, "detect.batch_size must be >= 1")
         _check(self.device in ("auto", "cpu", "cuda"), "detect.device must be auto, cpu or cuda")
         _check(0 < self.classical_nucleus_threshold < 1, "detect.classical_nucleus_threshold must be in (0, 1)")
 
@@ -100,12 +98,10 @@ class DetectConfig:
 class PatchConfig:
     size_px: int = 400
     field_um: float = 29.0  # the seed's physical field around each cell
-    compression_level: int = 5
 
     def __post_init__(self):
         _check(16 <= self.size_px <= 2048, "patches.size_px must be in [16, 2048]")
         _check(5 <= self.field_um <= 200, "patches.field_um must be in [5, 200]")
-        _check(0 <= self.compression_level <= 9, "patches.compression_level must be in [0, 9]")
 
     @property
     def mpp(self) -> float:
@@ -241,6 +237,9 @@ class DaskConfig:
         _check(self.connect_timeout_s > 0, "dask.connect_timeout_s must be > 0")
 
 
+RESULT_SECTIONS = ("slide", "aoi", "tiling", "detect", "patches", "aggregate", "qc", "classify", "export")
+
+
 @dataclass(frozen=True)
 class Config:
     slide: SlideConfig = field(default_factory=SlideConfig)
@@ -259,8 +258,11 @@ class Config:
         """Plain JSON/YAML types (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    def sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+    def sha256(self, sections: tuple[str, ...] | None = RESULT_SECTIONS) -> str:
+        """Hash of `sections` (None: all). By default only those that change a screening's results,
+        so a new cluster (`dask`) or training setting (`train`) does not re-screen a night."""
+        tree = self.to_dict()
+        return hashlib.sha256(json.dumps({k: v for k, v in tree.items() if sections is None or k in sections}, sort_keys=True).encode()).hexdigest()
 
     def replace(self, section: str, **changes) -> "Config":
         """A copy with some values of one section changed (validated like a loaded file)."""

@@ -7,7 +7,6 @@ their zarr regions."""
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -29,10 +28,8 @@ def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
         except (OSError, TimeoutError) as exc:
             raise WsiScreenError(f"cannot reach Dask scheduler {scheduler} within {cfg.connect_timeout_s:g} s ({exc.__class__.__name__})") from None
     n = workers or cfg.workers or os.cpu_count() or 1
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # cluster chatter is not the user's business
-    cluster = LocalCluster(
-        n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=":0", silence_logs=40
-    )
+    # silence_logs=False: the caller's log level decides; Dask's warnings (KilledWorker, memory) stay visible
+    cluster = LocalCluster(n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=":0", silence_logs=False)
     return Client(cluster)
 
 

@@ -218,14 +218,16 @@ def _prevalence_dict(p) -> dict:
 
 
 def _write_geojson(tmp: Path, cells: SlideCells, probs, predicted, result, config: Config, options: ScreenOptions) -> None:
-    from .export.geojson import cell_uuid, feature, write_features
+    from .export.geojson import REJECTED, REJECTED_COLOR, aoi_features, cell_uuid, feature, write_features
 
     feats = []
     for i, d in enumerate(cells.detections):
         code = str(predicted[i])
         measurements = {"cell_id": i, "p_blast": float(result.p_blast[i]), "p_atypical": float(result.p_atypical[i]), "area_um2": d.area_um2}
-        measurements.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(CLASS_CODES)})
-        feats.append(feature(d.polygon, CLASS_NAMES[code], CLASS_COLORS[code], measurements, cell_uuid(cells.slide_key, i)))
+        measurements.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(CLASS_CODES)} | {"p_reject": float(result.p_reject[i])})
+        name, color = (REJECTED, REJECTED_COLOR) if result.p_reject[i] > 0.5 else (CLASS_NAMES[code], CLASS_COLORS[code])
+        feats.append(feature(d.polygon, name, color, measurements, cell_uuid(cells.slide_key, i)))
+    feats += aoi_features(cells.slide_key, cells.aoi.polygons)
     write_features(feats, tmp / "detections.geojson", gz=options.gzip or len(feats) > config.export.gzip_above_cells)
 
 

@@ -14,6 +14,9 @@ from shapely.geometry import Polygon, shape
 
 # Fixed namespace so the same cell on the same slide always gets the same id.
 _NAMESPACE = uuid.UUID("6f1c2d9e-3b7a-4c55-9a1e-5d2f0c7b8e41")
+REJECTED = "Rejected"  # a detection the classifier's reject output calls no leukocyte (p_reject > 0.5)
+REJECTED_COLOR = (90, 90, 90)
+AOI_CLASS, AOI_COLOR = "Screened area", (0, 160, 255)
 
 
 def cell_uuid(slide_key: str, cell_id: int) -> str:
@@ -39,6 +42,15 @@ def feature(
             "measurements": {k: v if isinstance(v, int) and not isinstance(v, bool) else float(v) for k, v in measurements.items()},
         },
     }
+
+
+def aoi_features(slide_key: str, polygons) -> list[dict]:
+    """The screened area as QuPath annotations (one per AOI polygon, holes dropped), so the
+    reviewer sees what was screened; ids are stable per slide like the cells'."""
+    return [
+        feature(list(p.exterior.coords), AOI_CLASS, AOI_COLOR, {}, cell_uuid(slide_key, -1 - k), object_type="annotation")
+        for k, p in enumerate(polygons)
+    ]
 
 
 def write_features(features: list[dict], path: Path, gz: bool = False) -> Path:

@@ -1,8 +1,12 @@
 """cells.zarr: the per-cell table, the cell patches and the AOI mask of one slide.
 
 Zarr format 2 throughout, because the AOI is an OME-Zarr (NGFF 0.4) image and 0.4 is defined on
-format 2. Patches are JPEG-compressed one cell per chunk (~26 kB a cell instead of 480 kB raw),
-so any worker can write any cell's region without coordinating with the others.
+format 2 with `/`-separated chunk keys (ome-zarr-py reads `.`-separated arrays as zeros), so every
+array here is written with `dimension_separator: "/"`. Written with the zarr-python 3 API
+(`create_array`, `compressors=`). Patches are JPEG-compressed one cell per chunk (~26 kB a cell
+instead of 480 kB raw), so any worker can write any cell's region without coordinating with the
+others. The JPEG codec is imagecodecs', so a reader needs, besides `zarr` and `imagecodecs`, only
+`import imagecodecs.numcodecs; imagecodecs.numcodecs.register_codecs()` before opening `patches`.
 
 While `screen` runs, the store also holds `model_input`: every patch already resized to the
 classifier's input, losslessly (LZ4), written by the same workers that cut the patches, so that
@@ -26,6 +30,7 @@ from ..records import AoiMask, Detection
 register_codecs()  # readers of the store need the JPEG codec registered too
 
 MODEL_INPUT = "model_input"
+SLASH_KEYS = {"name": "v2", "separator": "/"}  # NGFF 0.4: chunk keys `0/1`, not `0.1`
 
 CELL_COLUMNS: dict[str, str] = {
     "id": "i8",
@@ -65,7 +70,7 @@ def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: d
     cells = root.create_group("cells")
     for name in table.columns:
         values = table[name].to_numpy()
-        arr = cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),))
+        arr = cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),), chunk_key_encoding=SLASH_KEYS)
         if len(values):
             arr[:] = values
     root.create_array(
@@ -75,6 +80,7 @@ def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: d
         dtype="u1",
         compressors=Jpeg(level=90),
         fill_value=0,
+        chunk_key_encoding=SLASH_KEYS,
         attributes={"field_um": patches.field_um, "mpp": patches.mpp, "axes": ["cell", "y", "x", "c"]},
     )
     if model_input_px:
@@ -92,6 +98,7 @@ def add_model_input(path: Path, px: int, cells_per_writer: int = 1) -> None:
         dtype="u1",
         compressors=Blosc(cname="lz4", clevel=1, shuffle=Blosc.NOSHUFFLE),  # lossless, 31 kB and 0.05 ms a cell to read
         fill_value=0,
+        chunk_key_encoding=SLASH_KEYS,
         attributes={"field_um": patches.attrs["field_um"], "axes": ["cell", "y", "x", "c"]},
     )
 
@@ -123,7 +130,9 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None
     cells = zarr.open_group(str(Path(path) / "cells"), mode="r+")
     for name, values in columns.items():
         values = np.asarray(values)
-        cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),) + values.shape[1:], overwrite=True)
+        cells.create_array(
+            name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),) + values.shape[1:], overwrite=True, chunk_key_encoding=SLASH_KEYS
+        )
         if len(values):
             cells[name][...] = values
     if attrs:
@@ -131,27 +140,41 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None
 
 
 def write_aoi(path: Path, aoi: AoiMask, slide_mpp: float, levels: int = 3) -> None:
-    """The AOI mask as an NGFF 0.4 multiscale image (uint8, 255 inside) under `aoi/`."""
+    """The AOI mask as an NGFF 0.4 multiscale image (uint8, 255 inside) under `aoi/`.
+
+    Physical frame: µm from the slide's top-left corner, a pixel's coordinate being its centre.
+    Level k is the 2^k × 2^k block mean of level 0 (the fraction of the block inside the AOI,
+    zero-padded at odd edges), so its pixel j is centred on its block: translation = half its
+    own pixel size at every level, and no level is shifted against another."""
     group = zarr.open_group(str(path), mode="r+").create_group("aoi")
-    mask = aoi.mask.astype(np.uint8) * 255
+    level0 = aoi.mask.astype(np.float64)
     datasets = []
     for level in range(levels):
         factor = 2**level
-        data = mask[::factor, ::factor]
-        group.create_array(str(level), shape=data.shape, dtype="u1", chunks=(min(1024, max(1, data.shape[0])), min(1024, max(1, data.shape[1]))))
-        group[str(level)][...] = data
+        data = np.rint(255 * _block_mean(level0, factor)).astype(np.uint8)
+        chunks = (min(1024, max(1, data.shape[0])), min(1024, max(1, data.shape[1])))
+        group.create_array(str(level), shape=data.shape, dtype="u1", chunks=chunks, chunk_key_encoding=SLASH_KEYS)[...] = data
         scale = aoi.downsample * slide_mpp * factor
-        datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}]})
+        datasets.append(
+            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}, {"type": "translation", "translation": [scale / 2, scale / 2]}]}
+        )
     group.attrs["multiscales"] = [
         {
             "version": "0.4",
             "name": "aoi",
             "axes": [{"name": "y", "type": "space", "unit": "micrometer"}, {"name": "x", "type": "space", "unit": "micrometer"}],
             "datasets": datasets,
-            "type": "nearest",
+            "type": "local_mean",
             "metadata": {"method": aoi.method, "level0_px_per_mask_px": aoi.downsample},
         }
     ]
+
+
+def _block_mean(mask: np.ndarray, factor: int) -> np.ndarray:
+    h, w = -(-mask.shape[0] // factor), -(-mask.shape[1] // factor)
+    padded = np.zeros((h * factor, w * factor))
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    return padded.reshape(h, factor, w, factor).mean(axis=(1, 3))
 
 
 def read_table(path: Path) -> pd.DataFrame:
