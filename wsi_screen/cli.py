@@ -32,7 +32,8 @@ def cli() -> None:
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]), show_default=True)
 @click.option("--exclude", type=click.Path(exists=True, dir_okay=False), help="Locked test list (configs/locked_test.csv): never trained on.")
 @click.option("--non-leukocytes", type=click.Path(exists=True, file_okay=False), help="TXL-PBC tree: red cells and platelets cut from its train fields train the reject output.")
-def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_leukocytes):
+@click.option("--final", is_flag=True, help="No test split (with --folds 0): the model to ship, tested on the locked cells.")
+def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_leukocytes, final):
     """Train a cell classifier on DATA (manifest.csv, an LMU tree with annotations.dat, or class folders)."""
     from .train.run import train_run
 
@@ -41,7 +42,7 @@ def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_le
         config = config.replace("train", arch=arch)
     if fold is not None and not 0 <= fold < max(folds, 1):
         raise click.BadParameter(f"--fold must be in [0, {folds}) and needs --folds", param_hint="--fold")
-    train_run(data, run_dir, config, folds, fold, device, exclude, non_leukocytes)
+    train_run(data, run_dir, config, folds, fold, device, exclude, non_leukocytes, final)
 
 
 

@@ -39,9 +39,10 @@ def training_table(data: str | Path, exclude: str | Path | None = None, non_leuk
 
 def train_run(
     data: str | Path, run_dir: str | Path, config: Config, folds: int = 0, fold: int | None = None, device: str = "auto",
-    exclude: str | Path | None = None, non_leukocytes: str | Path | None = None,
+    exclude: str | Path | None = None, non_leukocytes: str | Path | None = None, final: bool = False,
 ) -> list[ModelCard]:  # fmt: skip
-    """folds=0: one patient-wise held-out split (the shipped model's) in run_dir; folds=N: N-fold
+    """folds=0: one patient-wise held-out split in run_dir (`final`: no test split, every cell but
+    the validation share trains: the shipped model, tested on the locked cells); folds=N: N-fold
     (patient-grouped where ids exist) cross-validation in run_dir/fold_K, all folds or only `fold`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,7 @@ def train_run(
     table = training_table(data, exclude, non_leukocytes, run_dir.parent / "non_leukocytes")
     dev = resolve_device(device)
     if folds == 0:
-        split = train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed)
+        split = train_val_test(table, 0.0 if final else cfg.holdout_frac, cfg.val_frac, cfg.seed)
         write_split(run_dir / "split.csv", table, split)
         return [fit(table, split, run_dir, cfg, field_um, dev)]
     fold_of = kfold(table, folds, cfg.seed)

@@ -79,9 +79,13 @@ def holdout(
 
 
 def train_val_test(table: pd.DataFrame, test_frac: float, val_frac: float, seed: int = 0, fold: np.ndarray | None = None, k: int | None = None) -> np.ndarray:
-    """'train' / 'val' / 'test' per row. Test is fold k when folds are given, else a `holdout`;
-    validation (early stopping, temperature) is a `holdout` of the remainder."""
-    test = (fold == k) if fold is not None else holdout(table, test_frac, seed)
+    """'train' / 'val' / 'test' per row. Test is fold k when folds are given, else a `holdout`
+    (none at test_frac 0: a final model, tested on the locked cells); validation (early stopping,
+    temperature) is a `holdout` of the remainder."""
+    if fold is not None:
+        test = fold == k
+    else:
+        test = holdout(table, test_frac, seed) if test_frac else np.zeros(len(table), bool)
     rest = np.flatnonzero(~test)
     val = np.zeros(len(table), bool)
     val[rest[holdout(table.iloc[rest].reset_index(drop=True), val_frac, seed + 1)]] = True
