@@ -13,45 +13,18 @@ runs/recipes/summary.csv (one row per finished recipe)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import click
 import pandas as pd
 
 from wsi_screen.evaluate import evaluate
+from wsi_screen.train.jobs import run_jobs, train_command
 from wsi_screen.train.non_leukocytes import cut_non_leukocytes
 from wsi_screen.train.run import pooled_labels
-from wsi_screen.train.splits import LOCKED_TEST
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-
-
-def fold_command(recipe: Path, run_dir: Path, folds: int, k: int, data: Path, txl: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "wsi_screen.cli", "train", str(data), "-o", str(run_dir), "--config", str(recipe),
-        "--folds", str(folds), "--fold", str(k), "--exclude", str(LOCKED_TEST), "--non-leukocytes", str(txl), "--device", "cpu",
-    ]  # fmt: skip
-
-
-def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
-    """Run (command, log) jobs, `parallel` at a time, one torch thread each; a failed job is reported, not fatal."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    queue, running = list(jobs), []
-    while queue or running:
-        while queue and len(running) < parallel:
-            cmd, log = queue.pop(0)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            running.append((subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env), log))
-            click.echo(f"{time.strftime('%H:%M:%S')} started {log}")
-        time.sleep(10)
-        for proc, log in [r for r in running if r[0].poll() is not None]:
-            running.remove((proc, log))
-            click.echo(f"{time.strftime('%H:%M:%S')} {'finished' if proc.returncode == 0 else f'FAILED ({proc.returncode})'} {log}")
 
 
 def summarise_recipe(run_dir: Path, folds: int) -> dict:
@@ -88,10 +61,10 @@ def summarise_recipe(run_dir: Path, folds: int) -> dict:
 def main(recipes, out: Path, folds: int, jobs: int, data: Path, txl: Path):
     cut_non_leukocytes(txl, "train", out / "non_leukocytes")  # once, before parallel folds read it
     todo = [
-        (fold_command(r, out / r.stem, folds, k, data, txl), out / r.stem / f"fold_{k}.log")
+        (train_command(data, out / r.stem, r, txl, folds, k), out / r.stem / f"fold_{k}.log")
         for r in recipes for k in range(folds) if not (out / r.stem / f"fold_{k}" / "model.pt").is_file()
     ]  # fmt: skip
-    run_jobs(todo, jobs)
+    run_jobs(todo, jobs, REPO)
     rows = [summarise_recipe(out / r.stem, folds) for r in recipes if all((out / r.stem / f"fold_{k}" / "model.pt").is_file() for k in range(folds))]
     if rows:
         summary = out / "summary.csv"

@@ -1,8 +1,11 @@
-"""Train the shipped CPU classifier and export it with its model card.
+"""Train the shipped classifier with a chosen recipe and export it with its model card: N-fold
+patient-grouped cross-validation on the unlocked cells (the out-of-fold predictions give the card's
+metrics and the prevalence correction's operating rates) and the final model on every unlocked
+cell (its validation share stops training and fits the temperature), tested on the locked cells.
+The folds and the final run train as one-thread processes side by side; resumable.
 
-    PYTHONPATH=$PWD nohup nice -n 5 python pipelines/train_classifier.py > runs/shipped/train.log 2>&1 &
+    PYTHONPATH=$PWD nohup python pipelines/train_classifier.py --config configs/recipes/r1_resnext26ts_96.yaml > runs/shipped.log 2>&1 &
 
-Resumable: rerunning continues from runs/shipped/last.pt (a finished run only re-exports).
 Writes wsi_screen/weights/classifier.pt (fp16) and classifier.json (the model card)."""
 
 from __future__ import annotations
@@ -15,23 +18,34 @@ import click
 from wsi_screen.config import load_config
 from wsi_screen.registry import DEFAULT_WEIGHTS
 from wsi_screen.train.export import export
-from wsi_screen.train.run import train_run
+from wsi_screen.train.jobs import run_jobs, train_command
+from wsi_screen.train.non_leukocytes import cut_non_leukocytes
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
 
 
 @click.command()
-@click.option("--data", default=str(REPO.parent / "shared" / "data" / "cells"), show_default=True)
-@click.option("--run-dir", default=str(REPO / "runs" / "shipped"), show_default=True)
-@click.option("--config", "config_path", default=str(REPO / "configs" / "train_cpu.yaml"), show_default=True)
-@click.option("--dest", default=str(DEFAULT_WEIGHTS), show_default=True)
-@click.option("--export-only", is_flag=True, help="Skip training (e.g. export the best checkpoint of a stopped run after `wsi-screen train` finished it).")
-def main(data, run_dir, config_path, dest, export_only):
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The recipe.")
+@click.option("--data", default=str(SHARED / "cells"), show_default=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--txl", default=str(SHARED / "detection" / "txl_pbc"), show_default=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--run-dir", default=str(REPO / "runs" / "shipped"), show_default=True, type=click.Path(path_type=Path))
+@click.option("--folds", default=5, show_default=True)
+@click.option("--cv-dir", type=click.Path(path_type=Path), help="Out-of-fold predictions of an existing cross-validation of this recipe (default RUN_DIR/cv).")
+@click.option("--jobs", default=2, show_default=True, help="Runs trained at once (one thread each).")
+@click.option("--dest", default=str(DEFAULT_WEIGHTS), show_default=True, type=click.Path(path_type=Path))
+def main(config_path: Path, data: Path, txl: Path, run_dir: Path, folds: int, cv_dir: Path | None, jobs: int, dest: Path):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(config_path)
-    if not export_only:
-        train_run(data, run_dir, config)
-    path = export(run_dir, data, dest, config.sha256(sections=None))
+    cv_dir = cv_dir or run_dir / "cv"
+    final = run_dir / "final"
+    cut_non_leukocytes(txl, "train", run_dir / "non_leukocytes")  # where final's and the folds' runs look for them
+    cut_non_leukocytes(txl, "train", cv_dir.parent / "non_leukocytes")
+    todo = [(train_command(data, final, config_path, txl, final=True), run_dir / "final.log")] if not (final / "model.pt").is_file() else []
+    todo += [
+        (train_command(data, cv_dir, config_path, txl, folds, k), cv_dir / f"fold_{k}.log") for k in range(folds) if not (cv_dir / f"fold_{k}" / "model.pt").is_file()
+    ]  # fmt: skip
+    run_jobs(todo, jobs, REPO)
+    path = export(final, cv_dir, folds, data, dest, config_sha256=load_config(config_path).sha256(sections=None))
     click.echo(f"shipped weights: {path} ({path.stat().st_size / 1e6:.1f} MB), card: {path.with_suffix('.json')}")
 
 

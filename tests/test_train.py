@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -45,15 +46,51 @@ def test_train_resume_classify_evaluate(folder_tree, tiny_config, tmp_path):
     assert {"table1", "blast_test", "atypical_test", "macro_f1", "balanced_accuracy"} <= set(report)
     assert (tmp_path / "report" / "confusion.png").stat().st_size > 1000
 
-    shipped = export(run, folder_tree, tmp_path / "w" / "classifier.pt")
-    assert load_model(shipped)[1].metrics["headline"]  # loads with weights_only (plain types only)
+
+def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_config, tmp_path):
+    """A manifest of two sources (PBC without patients, DeepAPL with), a locked list never trained
+    on, 2-fold CV and the final run: the card's out-of-fold and locked figures are those of the
+    predictions, every target is stated on both, and the lab checks are filled in."""
+    import hashlib
+
+    import numpy as np
+
+    from wsi_screen.evaluate import full_summary
+    from wsi_screen.train.export import locked_rows, out_of_fold
+
+    files = sorted(f.relative_to(folder_tree).as_posix() for f in folder_tree.rglob("*.png"))
+    rows = [(f, f.split("/")[0], "deepapl" if i % 2 else "pbc", f"Patient_{i % 8}:AML" if i % 2 else "") for i, f in enumerate(files)]
+    manifest = pd.DataFrame(rows, columns=["file", "class", "source", "patient"]).assign(source_label="x")
+    manifest.to_csv(folder_tree / "manifest.csv", index=False)
+    locked = manifest[(manifest["patient"] == "Patient_1:AML") | (manifest.index % 8 == 0)][["file", "class", "source", "patient"]]
+    lock = tmp_path / "locked.csv"
+    locked.to_csv(lock, index=False)
+    (tmp_path / "locked.csv.sha256").write_text(hashlib.sha256(lock.read_bytes()).hexdigest() + "  locked.csv\n")
+    common = ["--config", str(tiny_config), "--exclude", str(lock)]
+    for k in range(2):
+        assert main(["train", str(folder_tree), "-o", str(tmp_path / "cv"), "--folds", "2", "--fold", str(k), *common]) == 0
+    assert main(["train", str(folder_tree), "-o", str(tmp_path / "final"), "--final", *common]) == 0
+    final_split = pd.read_csv(tmp_path / "final" / "split.csv")
+    assert set(final_split["split"]) == {"train", "val"} and not set(final_split["file"]) & {str(folder_tree / f) for f in locked["file"]}
+
+    shipped = export(tmp_path / "final", tmp_path / "cv", 2, folder_tree, tmp_path / "w" / "classifier.pt", locked=lock)
     card = json.loads(shipped.with_suffix(".json").read_text())
-    assert "RESEARCH USE ONLY" in card["provenance"]["data"]["deepapl"] and card["field_um"] == 29.0
-    assert {"blast_auc", "atypical_auc", "mean_sensitivity"} <= set(card["metrics"]["headline"]) and "sensitivity" in card["metrics"]["operating_point"]["blast"]
-    assert card["metrics"]["calibration"]["ece_test"] is not None and card["metrics"]["targets"]["blast_auc"]["target"] == ">= 0.995"
-    shifts = card["metrics"]["shift_robustness"]
-    assert len(shifts) == 8 and set(shifts["hue +0.08"]) == {"blast_auc", "blast_auc_deepapl", "blast_call_sensitivity", "false_blast_rate_pbc"}
+    assert load_model(shipped)[1].metrics["headline"]  # loads with weights_only (plain types only)
+    m = card["metrics"]
+    oof = out_of_fold(tmp_path / "cv", 2)
+    unlocked_leukocytes = (~manifest.index.isin(locked.index) & manifest["class"].ne("PLT")).sum()
+    assert len(oof) == m["data"]["out_of_fold"]["images"] == unlocked_leukocytes
+    assert m["headline"]["out_of_fold"]["blast_auc"] == pytest.approx(full_summary(oof)["blast_test"]["auc"])
+    assert m["test"]["confusion"] == full_summary(oof)["confusion"]  # the operating rates come from out of fold
+    assert m["locked"]["n_images"] == len(locked_rows(folder_tree, lock)) == (~locked["class"].eq("PLT")).sum()
+    assert set(m["targets"]) == {"blast_auc", "blast_auc_deepapl", "atypical_auc", "mean_sensitivity", "false_blast_rate_pbc", "false_blast_rate_deepapl", "stain_transfer_class_change_pbc"}
+    assert m["targets"]["blast_auc"]["target"] == ">= 0.985" and {"out_of_fold", "locked", "met"} <= set(m["targets"]["blast_auc"])
+    rows = locked_rows(folder_tree, lock)
+    assert 0 < m["stain_transfer_to_deepapl"]["n_cells"] == (rows["source"].eq("pbc") & ~rows["class"].isin(["MYO", "MOB"])).sum()
+    assert np.isfinite(m["stain_transfer_to_deepapl"]["class_changed"])
+    assert len(m["shift_robustness"]) == 8 and "RESEARCH USE ONLY" in card["provenance"]["data"]["deepapl"]
     assert any("PMB" in s for s in card["provenance"]["limitations"]) and any("lymphoblast" in s for s in card["provenance"]["limitations"])
+    (folder_tree / "manifest.csv").unlink()  # the tree is shared with other tests as a plain folder tree
 
 
 def test_one_fold_of_cv(lmu_tree, tiny_config, tmp_path):
@@ -80,7 +117,8 @@ def test_cross_validation_pipeline(lmu_tree, tiny_config, tmp_path):
     labels = pd.read_csv(run / "labels.csv")
     assert len(labels) == 45 and labels["file"].is_unique and sorted(labels["fold"].unique()) == [0, 1, 2]
     report = json.loads((run / "report" / "report.json").read_text())
-    assert len(report["runs"]) == 3 and report["blast_test"]["auc"]["sd"] >= 0
+    aucs = [r["blast_test"]["auc"] for r in report["runs"]]
+    assert len(aucs) == 3 and report["blast_test"]["auc"]["sd"] == pytest.approx(float(np.std(aucs, ddof=1)))
     table = pd.read_csv(run / "report" / "table1.csv", index_col="class")
     assert table.loc["MYO", "n"] == 3 and {"sensitivity", "sensitivity_sd"} <= set(table.columns)
 

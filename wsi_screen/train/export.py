@@ -1,6 +1,6 @@
-"""Turn a finished held-out run into shipped weights: re-score its validation and test splits with
-the calibrated model, and write a model card carrying data licences, provenance and every
-held-out metric (per class, per source, screening tests, calibration) next to the weights."""
+"""Turn a final run into shipped weights with a model card: data licences, provenance, the
+cross-validation's out-of-fold metrics (per class, per source, per patient; the prevalence
+correction's operating rates), the locked test set's, and the lab checks (shifts, stain transfer)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import torch
 
 from ..classes import ATYPICAL, BLAST, CLASS_CODES
 from ..classify import classify_files
-from ..evaluate import full_summary, json_safe
-from ..registry import ModelCard, load_model, save_weights, sha256
 from ..cell_images import load_table
-from ..metrics import ece
-from .shifts import shift_robustness
+from ..evaluate import full_summary, joined, json_safe, read_labels
+from ..registry import ModelCard, load_model, save_weights, sha256
+from .run import pooled_labels
+from .shifts import lab_statistics, shift_robustness, stain_transfer_change
+from .splits import LOCKED_TEST, read_locked
 
 DATA_TERMS = {
     "pbc": "Acevedo et al., Data in Brief 30 (2020), Mendeley Data: CC BY 4.0 (attribution required)",
@@ -29,10 +30,15 @@ DATA_TERMS = {
 }
 # How "blast" was checked to mean blast character, not one lab's look, without training on other labs.
 CHECKS = (
-    "Patient-wise held-out split: no DeepAPL patient of the test split was seen in training or validation.",
+    "Patient-grouped cross-validation: every unlocked image is predicted once by a fold model that never saw its "
+    "patient (metrics.test, metrics.headline.out_of_fold); a locked test set of whole patients was never trained on "
+    "(metrics.locked).",
     "Lab confound: every blast here comes from one lab (DeepAPL), so blast AUC is also measured within DeepAPL "
-    "alone, blasts against that lab's own normal and immature cells (metrics.headline.blast_auc_deepapl).",
-    "Other labs, stains, scanners and focus: the held-out cells are re-scored under fixed shifts beyond the "
+    "alone, blasts against that lab's own normal and immature cells (blast_auc_deepapl), and the false-blast rate "
+    "among DeepAPL non-blasts per patient (metrics.test.per_patient).",
+    "Stain: normal donors' (PBC) locked cells re-coloured to DeepAPL's colour statistics (Reinhard transfer) must "
+    "keep their class (metrics.stain_transfer_to_deepapl).",
+    "Other labs, stains, scanners and focus: the locked cells are re-scored under fixed shifts beyond the "
     "training augmentation (field scale, haematoxylin/eosin strength, hue, defocus): metrics.shift_robustness.",
 )
 LIMITATIONS = (
@@ -42,85 +48,127 @@ LIMITATIONS = (
     "A lab must check P_blast on its own blasts, lymphoblasts included, before relying on the flag.",
     "All blasts and all atypical lymphocytes come from AML/APL patients of one lab; normal cells come from two labs.",
 )
-# What the shipped classifier is measured against (brief of the classifier work; never adjusted to fit).
+# What the shipped classifier is measured against (issue 12; never adjusted to fit), on the
+# out-of-fold predictions and on the locked test cells alike.
 TARGETS = {
-    "blast_auc": (">=", 0.995),
-    "atypical_auc": (">=", 0.995),
-    "blast_auc_deepapl": (">=", 0.98),
-    "false_blast_rate_pbc": ("<=", 0.005),
+    "blast_auc": (">=", 0.985),
+    "blast_auc_deepapl": (">=", 0.96),
+    "atypical_auc": (">=", 0.985),
     "mean_sensitivity": (">=", 0.85),
+    "false_blast_rate_pbc": ("<=", 0.005),
+    "false_blast_rate_deepapl": ("<=", 0.03),
 }
+STAIN_TRANSFER_MAX_CHANGE = 0.05  # PBC normal cells whose class may change in DeepAPL's colours
 
 
-def held_out_metrics(run_dir: str | Path, data: str | Path, threshold: float = 0.5, review_below: float = 0.5) -> tuple[ModelCard, dict]:
-    """The run's card and metrics on its test split (calibration on val and test, robustness to
-    shifts on test); each image's µm/px comes from the dataset at `data`, the run's training data."""
-    run_dir = Path(run_dir)
-    model, card = load_model(run_dir / "model.pt")
-    split = pd.read_csv(run_dir / "split.csv", dtype={"patient": str}, keep_default_na=False)
-    split = split.drop(columns="mpp", errors="ignore").merge(load_table(data)[["file", "mpp"]], on="file", how="left")
-    out, frames = {}, {}
-    for part in ("val", "test"):
-        rows = split[(split["split"] == part) & split["class"].isin(CLASS_CODES)].reset_index(drop=True)
-        raw = classify_files(model, dataclasses.replace(card, temperature=1.0), rows["file"].tolist(), rows["mpp"].tolist(), device="cpu")
-        cal = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu")
-        y = np.array([CLASS_CODES.index(c) for c in rows["class"]])
-        out[f"ece_{part}_uncalibrated"], out[f"ece_{part}"] = ece(raw.probs, y), ece(cal.probs, y)
-        flagged, correct = cal.needs_review(review_below), cal.probs.argmax(1) == y
-        out[f"review_{part}"] = {
-            "review_below": review_below,
-            "flagged_fraction": float(flagged.mean()),
-            "accuracy_kept": float(correct[~flagged].mean()) if (~flagged).any() else float("nan"),
-            "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else float("nan"),
-        }
-        frame = pd.DataFrame(cal.probs, columns=list(CLASS_CODES)).assign(**{"class": rows["class"], "source": rows["source"], "p_blast": cal.p_blast})
-        frames[part] = frame
-    test = full_summary(frames["test"], threshold)
-    pbc = test.get("per_source", {}).get("pbc", {})
-    deepapl = test.get("per_source", {}).get("deepapl", {})
-    headline = {
-        "blast_auc": test["blast_test"]["auc"],
-        "atypical_auc": test["atypical_test"]["auc"],
-        "blast_auc_deepapl": deepapl.get("blast_test", {}).get("auc", float("nan")),
-        "false_blast_rate_pbc": pbc.get("false_blast_rate", float("nan")),
-        "mean_sensitivity": test["mean_sensitivity"],
+def headline(summary: dict) -> dict:
+    """The target figures of one `full_summary`."""
+    src = summary.get("per_source", {})
+    return {
+        "blast_auc": summary["blast_test"]["auc"],
+        "blast_auc_deepapl": src.get("deepapl", {}).get("blast_test", {}).get("auc", float("nan")),
+        "atypical_auc": summary["atypical_test"]["auc"],
+        "mean_sensitivity": summary["mean_sensitivity"],
+        "false_blast_rate_pbc": src.get("pbc", {}).get("false_blast_rate", float("nan")),
+        "false_blast_rate_deepapl": src.get("deepapl", {}).get("false_blast_rate", float("nan")),
     }
-    targets = {k: {"target": f"{op} {v}", "measured": headline[k], "met": bool(headline[k] >= v if op == ">=" else headline[k] <= v)} for k, (op, v) in TARGETS.items()}
-    metrics = {
-        "split": _describe(split),
+
+
+def _met(value: float, op: str, bound: float) -> bool:
+    return bool(value >= bound if op == ">=" else value <= bound)
+
+
+def out_of_fold(cv_dir: str | Path, folds: int) -> pd.DataFrame:
+    """Every unlocked image's prediction by the fold model that never saw its patient, with its
+    class, source and patient."""
+    cv_dir = Path(cv_dir)
+    labels = read_labels(pooled_labels(cv_dir, folds))
+    return pd.concat([joined(cv_dir / f"fold_{k}" / "preds_test.csv", labels) for k in range(folds)], ignore_index=True)
+
+
+def locked_rows(data: str | Path, locked: str | Path) -> pd.DataFrame:
+    """The locked leukocytes of `data` (file, class, source, patient, mpp)."""
+    data = Path(data).resolve()
+    table = load_table(data)
+    root = data if data.is_dir() else data.parent
+    keep = set(read_locked(locked)["file"])
+    rows = table[[Path(f).resolve().relative_to(root).as_posix() in keep for f in table["file"]]]
+    return rows[rows["label"].isin(CLASS_CODES)].rename(columns={"label": "class"}).reset_index(drop=True)
+
+
+def scored(model, card: ModelCard, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """`rows` with the model's 15 probabilities, and the abstention figures (needs_review)."""
+    p = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu")
+    frame = pd.concat([pd.DataFrame(p.probs, columns=list(CLASS_CODES)), rows[["file", "class", "source", "patient"]]], axis=1)
+    flagged, correct = p.needs_review(0.5), p.probs.argmax(1) == np.array([CLASS_CODES.index(c) for c in rows["class"]])
+    review = {
+        "flagged_fraction": float(flagged.mean()),
+        "accuracy_kept": float(correct[~flagged].mean()) if (~flagged).any() else float("nan"),
+        "accuracy_flagged": float(correct[flagged].mean()) if flagged.any() else float("nan"),
+    }
+    return frame, review
+
+
+def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame, train_rows: pd.DataFrame, threshold: float = 0.5) -> dict:
+    """Out-of-fold figures (the prevalence correction's operating rates: `test` holds their
+    confusion), the locked set's, the targets on both, and the lab checks on the locked cells."""
+    oof_summary = full_summary(oof, threshold)
+    locked_frame, review = scored(model, card, locked)
+    locked_summary = full_summary(locked_frame, threshold)
+    heads = {"out_of_fold": headline(oof_summary), "locked": headline(locked_summary)}
+    targets = {
+        k: {"target": f"{op} {v}", **{where: h[k] for where, h in heads.items()}, "met": all(_met(h[k], op, v) for h in heads.values())}
+        for k, (op, v) in TARGETS.items()
+    }  # fmt: skip
+    apl = train_rows[train_rows["source"] == "deepapl"].sample(n=min(300, (train_rows["source"] == "deepapl").sum()), random_state=0)
+    pbc_normal = locked[(locked["source"] == "pbc") & ~locked["class"].isin(BLAST)].reset_index(drop=True)
+    transfer = stain_transfer_change(model, card, pbc_normal, lab_statistics(apl["file"].tolist(), apl["mpp"].tolist(), card))
+    targets["stain_transfer_class_change_pbc"] = {
+        "target": f"<= {STAIN_TRANSFER_MAX_CHANGE}", "locked": transfer["class_changed"], "met": transfer["class_changed"] <= STAIN_TRANSFER_MAX_CHANGE,
+    }  # fmt: skip
+    return {
         "operating_threshold": threshold,
-        # for Rogan–Gladen correction of slide-level prevalences: tests on calibrated summed probabilities
-        "operating_point": {t: {k: test[f"{t}_test"][k] for k in ("sensitivity", "specificity")} for t in ("blast", "atypical")},
-        "confident_negatives": _confident_negatives(frames["test"]),
-        "headline": headline,
+        "operating_rates_from": "out-of-fold predictions: every unlocked image once, by a fold model that never saw its patient",
+        "operating_point": {t: {k: oof_summary[f"{t}_test"][k] for k in ("sensitivity", "specificity")} for t in ("blast", "atypical")},
+        "confident_negatives": _confident_negatives(oof),
+        "headline": heads,
         "targets": targets,
-        "calibration": {"temperature": card.temperature, **{k: v for k, v in out.items() if k.startswith("ece")}},
-        "needs_review": {k: v for k, v in out.items() if k.startswith("review")},
-        "test": test,
-        "shift_robustness": shift_robustness(model, card, split[(split["split"] == "test") & split["class"].isin(CLASS_CODES)].reset_index(drop=True)),
+        "calibration": {"temperature": card.temperature, "ece_out_of_fold": oof_summary["ece"], "ece_locked": locked_summary["ece"]},
+        "needs_review_locked": review,
+        "test": oof_summary,
+        "locked": locked_summary,
+        "stain_transfer_to_deepapl": transfer,
+        "shift_robustness": shift_robustness(model, card, locked),
     }
-    return card, metrics
 
 
-def export(run_dir: str | Path, data: str | Path, dest: str | Path, config_sha256: str = "") -> Path:
-    """Write dest (weights, fp16) and dest.json (the card) from a finished run on `data`."""
-    run_dir = Path(run_dir)
-    card, metrics = held_out_metrics(run_dir, data)
-    model, _ = load_model(run_dir / "model.pt")
+def export(final_dir: str | Path, cv_dir: str | Path, folds: int, data: str | Path, dest: str | Path, locked: str | Path = LOCKED_TEST, config_sha256: str = "") -> Path:
+    """Write dest (weights, fp16) and dest.json (the card): the final run's model, the
+    cross-validation's out-of-fold metrics and the locked set's."""
+    final_dir = Path(final_dir)
+    model, card = load_model(final_dir / "model.pt")
+    split = pd.read_csv(final_dir / "split.csv", dtype={"patient": str}, keep_default_na=False)
+    oof = out_of_fold(cv_dir, folds)
+    metrics = {
+        "data": {"trained": _describe(split), "out_of_fold": {"images": len(oof), "folds": folds}, "locked": str(Path(locked).name)},
+        **card_metrics(model, card, oof, locked_rows(data, locked), split[split["split"] == "train"]),
+    }
     provenance = {
         **card.provenance,
         "data": DATA_TERMS,
         "licence_note": "Research use only: trained on DeepAPL (Johns Hopkins, research replication only). Not for diagnosis.",
-        "training_data": "shared cells manifest: PBC (normal donors, CellaVision DM96) + DeepAPL (AML/APL patients); PLT as internal reject output",
+        "training_data": "shared cells manifest less the locked test cells: PBC (normal donors, CellaVision DM96) + DeepAPL "
+        "(AML/APL patients) at 0.102 um/px; red cells and platelets cut from TXL-PBC train fields and PLT crops as the NLK reject output",
         "generalisation_checks": list(CHECKS),
         "limitations": list(LIMITATIONS),
         "git_commit": _git_commit(),
         "config_sha256": config_sha256,
-        "split_sha256": sha256(run_dir / "split.csv"),
+        "split_sha256": sha256(final_dir / "split.csv"),
+        "locked_sha256": sha256(locked),
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "history": pd.read_csv(run_dir / "history.csv").round(5).to_dict("records"),
+        "history": pd.read_csv(final_dir / "history.csv").round(5).to_dict("records"),
     }
     card = dataclasses.replace(card, provenance=json_safe(provenance), metrics=json_safe(metrics))
     return save_weights(model, card, dest)

@@ -87,3 +87,48 @@ def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame
             "false_blast_rate_pbc": float(called[pbc_normal].mean()) if pbc_normal.any() else math.nan,
         }
     return out
+
+
+class StainTransfer:
+    """Canvas → Reinhard et al. (2001) colour transfer in CIELAB to a target lab's per-channel
+    mean/std, then the card's normalisation: one lab's cells as another lab's stain renders them."""
+
+    def __init__(self, card: ModelCard, target: tuple[np.ndarray, np.ndarray]):
+        self.card, self.target = card, target
+
+    def __call__(self, canvas: np.ndarray) -> torch.Tensor:
+        from skimage import color
+
+        lab = color.rgb2lab(canvas)
+        mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
+        rgb = color.lab2rgb((lab - mean) / std * self.target[1] + self.target[0])
+        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
+        return normalise(x.clamp(0, 1), self.card.mean, self.card.std)
+
+
+def lab_statistics(files: list[str], mpp: list[float], card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over images of each image's CIELAB per-channel mean and std, on the model's field."""
+    from skimage import color
+
+    from ..cell_images import load_canvas
+
+    stats = np.array([
+        (lambda lab: np.concatenate([lab.mean(0), lab.std(0)]))(color.rgb2lab(load_canvas(f, m, card.mpp, card.input_px, card.field_um)).reshape(-1, 3))
+        for f, m in zip(files, mpp)
+    ])  # fmt: skip
+    return stats[:, :3].mean(0), stats[:, 3:].mean(0)
+
+
+def stain_transfer_change(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, target: tuple[np.ndarray, np.ndarray]) -> dict:
+    """How often a cell's predicted class changes when its stain is transferred to `target` (the
+    lab check: a normal donor's neutrophil must stay a neutrophil in DeepAPL's colours), and how
+    often it then becomes a blast."""
+    files, mpp = rows["file"].tolist(), rows["mpp"].tolist()
+    plain = classify_files(model, card, files, mpp, device="cpu").probs
+    moved = classify_files(model, card, files, mpp, device="cpu", transform=StainTransfer(card, target)).probs
+    was_blast = blast_called(plain)
+    return {
+        "n_cells": int(len(rows)),
+        "class_changed": float((moved.argmax(1) != plain.argmax(1)).mean()) if len(rows) else math.nan,
+        "became_blast": float(blast_called(moved)[~was_blast].mean()) if (~was_blast).any() else math.nan,
+    }
