@@ -83,12 +83,26 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     assert m["headline"]["out_of_fold"]["blast_auc"] == pytest.approx(full_summary(oof)["blast_test"]["auc"])
     assert m["test"]["confusion"] == full_summary(oof)["confusion"]  # the operating rates come from out of fold
     assert m["locked"]["n_images"] == len(locked_rows(folder_tree, lock)) == (~locked["class"].eq("PLT")).sum()
-    assert set(m["targets"]) == {"blast_auc", "blast_auc_deepapl", "atypical_auc", "mean_sensitivity", "false_blast_rate_pbc", "false_blast_rate_deepapl", "stain_transfer_class_change_pbc"}
+    assert set(m["targets"]) == {
+        "blast_auc", "blast_auc_deepapl", "atypical_auc", "mean_sensitivity", "false_blast_rate_pbc", "false_blast_rate_deepapl",
+        "stain_transfer_class_change_pbc", "blast_flag_rate_0.005_locked", "blast_flag_rate_0.0_locked",
+    }  # fmt: skip
     assert m["targets"]["blast_auc"]["target"] == ">= 0.985" and {"out_of_fold", "locked", "met"} <= set(m["targets"]["blast_auc"])
     rows = locked_rows(folder_tree, lock)
     assert 0 < m["stain_transfer_to_deepapl"]["n_cells"] == (rows["source"].eq("pbc") & ~rows["class"].isin(["MYO", "MOB"])).sum()
     assert np.isfinite(m["stain_transfer_to_deepapl"]["class_changed"])
     assert len(m["shift_robustness"]) == 8 and "RESEARCH USE ONLY" in card["provenance"]["data"]["deepapl"]
+    # the smear flag rate reproduces from the shipped card's own rates and the model's outputs
+    from wsi_screen.classify import classify_files
+    from wsi_screen.screen import rates_from_card
+    from wsi_screen.train.smears import flag_rates
+
+    model, loaded = load_model(shipped)
+    probs = classify_files(model, loaded, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
+    from wsi_screen.evaluate import json_safe
+
+    assert m["blast_flag_rates"]["locked"] == json_safe(flag_rates(probs, rows["class"].to_numpy(), np.ones(len(rows), bool), rates_from_card(loaded)))
+    assert set(m["blast_flag_rates"]["by_fold"]) == {"0", "1"} and m["targets"]["blast_flag_rate_0.005_locked"]["target"] == ">= 0.8"
     assert any("PMB" in s for s in card["provenance"]["limitations"]) and any("lymphoblast" in s for s in card["provenance"]["limitations"])
     (folder_tree / "manifest.csv").unlink()  # the tree is shared with other tests as a plain folder tree
 

@@ -55,9 +55,15 @@ class ScreenSummary:
 
 def rates_from_card(card) -> dict[str, OperatingRates]:
     """Sensitivity/specificity of each clinical test as the counts define it (argmax in the class
-    set), from the held-out confusion matrix in the model card, and how often held-out non-members
-    reached each high probability (for the rare-population flag)."""
-    test = (card.metrics or {}).get("test", {})
+    set), from the out-of-fold confusion matrix in the model card, and how often out-of-fold
+    non-members reached each high probability (for the rare-population flag)."""
+    return rates_from_metrics(card.metrics or {})
+
+
+def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
+    """`rates_from_card` of a card's metrics (`test`: a full_summary with its confusion;
+    `confident_negatives`)."""
+    test = metrics.get("test", {})
     confusion = np.asarray(test.get("confusion", []), float)
     if confusion.shape != (len(CLASS_CODES), len(CLASS_CODES)):
         from .errors import ModelError
@@ -70,9 +76,9 @@ def rates_from_card(card) -> dict[str, OperatingRates]:
         n_pos, n_neg = pos.sum(), neg.sum()
         se = pos[:, idx].sum() / n_pos if n_pos else 0.5
         sp = 1 - neg[:, idx].sum() / n_neg if n_neg else 0.5
-        confident = (card.metrics or {}).get("confident_negatives", {}).get(name, {})
+        confident = metrics.get("confident_negatives", {}).get(name, {})
         rates[name] = OperatingRates(
-            float(se), float(sp), int(n_pos), int(n_neg), "model card: held-out test split confusion matrix (argmax rule)",
+            float(se), float(sp), int(n_pos), int(n_neg), "model card: out-of-fold confusion matrix (argmax rule)",
             tuple(zip(confident.get("thresholds", []), confident.get("counts", []))),
             tuple(tuple(int(v) for v in row) for row in confusion),
         )  # fmt: skip

@@ -20,7 +20,9 @@ from ..cell_images import load_table
 from ..evaluate import full_summary, joined, json_safe, read_labels
 from ..registry import ModelCard, load_model, save_weights, sha256
 from .run import pooled_labels
+from ..screen import rates_from_metrics
 from .shifts import lab_statistics, shift_robustness, stain_transfer_change
+from .smears import SMEAR_CELLS, SMEARS, flag_rates
 from .splits import LOCKED_TEST, read_locked
 
 DATA_TERMS = {
@@ -59,6 +61,7 @@ TARGETS = {
     "false_blast_rate_deepapl": ("<=", 0.03),
 }
 STAIN_TRANSFER_MAX_CHANGE = 0.05  # PBC normal cells whose class may change in DeepAPL's colours
+FLAG_TARGETS = {"0.005": (">=", 0.8), "0.0": ("<=", 0.05)}  # share of 2000-cell smears flagged, locked cells
 
 
 def headline(summary: dict) -> dict:
@@ -80,10 +83,10 @@ def _met(value: float, op: str, bound: float) -> bool:
 
 def out_of_fold(cv_dir: str | Path, folds: int) -> pd.DataFrame:
     """Every unlocked image's prediction by the fold model that never saw its patient, with its
-    class, source and patient."""
+    class, source, patient and fold."""
     cv_dir = Path(cv_dir)
     labels = read_labels(pooled_labels(cv_dir, folds))
-    return pd.concat([joined(cv_dir / f"fold_{k}" / "preds_test.csv", labels) for k in range(folds)], ignore_index=True)
+    return pd.concat([joined(cv_dir / f"fold_{k}" / "preds_test.csv", labels).assign(fold=k) for k in range(folds)], ignore_index=True)
 
 
 def locked_rows(data: str | Path, locked: str | Path) -> pd.DataFrame:
@@ -111,7 +114,8 @@ def scored(model, card: ModelCard, rows: pd.DataFrame) -> tuple[pd.DataFrame, di
 
 def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame, train_rows: pd.DataFrame, threshold: float = 0.5) -> dict:
     """Out-of-fold figures (the prevalence correction's operating rates: `test` holds their
-    confusion), the locked set's, the targets on both, and the lab checks on the locked cells."""
+    confusion), the locked set's, the targets on both, the lab checks on the locked cells and the
+    blast flag's rate on smears."""
     oof_summary = full_summary(oof, threshold)
     locked_frame, review = scored(model, card, locked)
     locked_summary = full_summary(locked_frame, threshold)
@@ -126,6 +130,10 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
     targets["stain_transfer_class_change_pbc"] = {
         "target": f"<= {STAIN_TRANSFER_MAX_CHANGE}", "locked": transfer["class_changed"], "met": transfer["class_changed"] <= STAIN_TRANSFER_MAX_CHANGE,
     }  # fmt: skip
+    flags = smear_flag_rates(oof, locked_frame)
+    for prevalence, (op, v) in FLAG_TARGETS.items():
+        rate = flags["locked"][prevalence]
+        targets[f"blast_flag_rate_{prevalence}_locked"] = {"target": f"{op} {v}", "locked": rate, "met": _met(rate, op, v)}
     return {
         "operating_threshold": threshold,
         "operating_rates_from": "out-of-fold predictions: every unlocked image once, by a fold model that never saw its patient",
@@ -138,8 +146,24 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
         "test": oof_summary,
         "locked": locked_summary,
         "stain_transfer_to_deepapl": transfer,
+        "blast_flag_rates": flags,
         "shift_robustness": shift_robustness(model, card, locked),
     }
+
+
+def _rates(oof: pd.DataFrame) -> dict:
+    return rates_from_metrics({"test": full_summary(oof), "confident_negatives": _confident_negatives(oof)})
+
+
+def smear_flag_rates(oof: pd.DataFrame, locked: pd.DataFrame) -> dict:
+    """Share of seeded 2000-cell smears (train/smears.py) flagged per blast prevalence: of the
+    locked cells' outputs with the out-of-fold rates, and of each fold's out-of-fold outputs with
+    the other folds' rates (a smear's rates never come from its own cells)."""
+    def rates_on(cells: pd.DataFrame, rates: dict) -> dict:
+        return flag_rates(cells[list(CLASS_CODES)].to_numpy(), cells["class"].to_numpy(), np.ones(len(cells), bool), rates)
+
+    by_fold = {str(k): rates_on(oof[oof["fold"] == k], _rates(oof[oof["fold"] != k])) for k in sorted(oof["fold"].unique())}
+    return {"smear_cells": SMEAR_CELLS, "smears": SMEARS, "locked": rates_on(locked, _rates(oof)), "by_fold": by_fold}
 
 
 def export(final_dir: str | Path, cv_dir: str | Path, folds: int, data: str | Path, dest: str | Path, locked: str | Path = LOCKED_TEST, config_sha256: str = "") -> Path:
