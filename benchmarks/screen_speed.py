@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import bench_slides, decode_seconds
-from wsi_screen.classify import classify_inputs, resize_patches
+from wsi_screen.classify import batch_logits, classify_inputs, resize_patches
 from wsi_screen.config import Config
 from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
 from wsi_screen.find_cells import PATCHES_PER_TASK
@@ -31,16 +31,15 @@ from wsi_screen.screen import ScreenOptions, load_classifier, screen_slide
 
 
 def raw_forward_cells_per_s(model, card, batch: int, device: str, repeats: int = 20) -> float:
-    x = torch.randn(batch, 3, card.input_px, card.input_px, device=device).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast("cuda", enabled=device == "cuda"):
-        model(x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        if device == "cuda":
-            torch.cuda.synchronize()
+    """The model alone on a ready input batch, at the product's precision (`batch_logits`: float16
+    on CUDA, bfloat16 on CPUs that compute it natively)."""
+    dev = torch.device(device)
+    x = torch.randn(batch, 3, card.input_px, card.input_px, device=dev).contiguous(memory_format=torch.channels_last)
+    batch_logits(model, [x], dev)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    batch_logits(model, [x] * repeats, dev)
     return batch * repeats / (time.perf_counter() - t0)
 
 

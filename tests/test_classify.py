@@ -12,6 +12,8 @@ from wsi_screen.cli import main
 from wsi_screen.config import PatchConfig
 from wsi_screen.errors import DatasetError
 from wsi_screen.export.store import create_store, detections_table, open_model_input, write_model_input, write_patches
+
+from .conftest import REPO
 from wsi_screen.registry import ModelCard, create_model, save_weights
 
 from .conftest import cell_image
@@ -120,3 +122,22 @@ def test_prefetch_yields_every_batch_in_order(starts):
     seen = []
     out = list(_prefetched(lambda s: seen.append(s) or s * 10, starts))
     assert out == [s * 10 for s in starts] and sorted(seen) == list(starts)
+
+
+def test_bf16_forward_agrees_with_float32_on_real_cells(shared_cells):
+    """bfloat16 autocast (on CPUs that compute it natively) halves the CPU forward time; on real
+    locked cells it must leave the shipped model's probabilities and calls as they were in float32."""
+    from unittest import mock
+
+    from wsi_screen.classify import native_bf16
+    from wsi_screen.registry import load_model
+    from wsi_screen.train.export import locked_rows
+
+    if not native_bf16():
+        pytest.skip("this CPU has no native bfloat16: the product runs float32 here")
+    rows = locked_rows(shared_cells, REPO / "configs" / "locked_test.csv").sample(300, random_state=0)
+    model, card = load_model()
+    bf16 = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
+    with mock.patch("wsi_screen.classify.native_bf16", return_value=False):
+        fp32 = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
+    assert np.abs(bf16 - fp32).max() < 0.05 and (bf16.argmax(1) == fp32.argmax(1)).mean() >= 0.97
