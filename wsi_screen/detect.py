@@ -119,10 +119,11 @@ def to_detections(
     return detections
 
 
-def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig) -> list[Detection]:
-    """All leukocytes of one image already at the detector's µm/px, in that image's pixels."""
+def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig, scale: float = 1.0) -> list[Detection]:
+    """All leukocytes of one image already at the detector's µm/px, in pixels `scale` times that
+    image's (e.g. a camera field's own pixels, before it was resampled)."""
     labels, score = instances(segmenter(rgb), cfg, segmenter.mpp, rgb)
-    return to_detections(labels, score, (0.0, 0.0), 1.0, segmenter.mpp)
+    return to_detections(labels, score, (0.0, 0.0), scale, segmenter.mpp)
 
 
 def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig) -> TileResult:
