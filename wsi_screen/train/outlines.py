@@ -105,6 +105,7 @@ def outline_scores(crops: list[Crop], mpp: float, segmenter, cfg: DetectConfig) 
             {
                 "id": c.id,
                 "class": c.cls,
+                "found": bool(cell.any()),
                 "cell_iou": iou(cell, true_cell),
                 "nucleus_iou": iou(stain_nucleus(c, cell, mpp), true_nucleus),
                 "nucleus_iou_true_cell": iou(stain_nucleus(c, true_cell, mpp), true_nucleus),
@@ -114,7 +115,11 @@ def outline_scores(crops: list[Crop], mpp: float, segmenter, cfg: DetectConfig) 
 
 
 def summarize_outlines(scores: pd.DataFrame) -> dict:
-    """Mean IoUs per class and over all crops (n per class included)."""
-    cols = ["cell_iou", "nucleus_iou", "nucleus_iou_true_cell"]
-    per_class = {k: {"n": int(len(g)), **g[cols].mean().round(4).to_dict()} for k, g in scores.groupby("class")}
-    return {"all": {"n": int(len(scores)), **scores[cols].mean().round(4).to_dict()}, **per_class}
+    """Mean IoUs per class and over all crops (a crop where the detector found no cell scores 0),
+    the share found, and the cell IoU of the found ones."""
+    cols = ["found", "cell_iou", "nucleus_iou", "nucleus_iou_true_cell"]
+
+    def one(g: pd.DataFrame) -> dict:
+        return {"n": int(len(g)), **g[cols].mean().round(4).to_dict(), "cell_iou_found": round(float(g.cell_iou[g.found].mean()), 4)}
+
+    return {"all": one(scores), **{k: one(g) for k, g in scores.groupby("class")}}
