@@ -33,8 +33,8 @@ def run_detect(path: Path, out: Path, config: Config, workers: int) -> dict:
         t1 = time.perf_counter()
         cells = find_cells(client, path, info, mask, config, None, progress=False)
         with staged_dir(out / path.stem) as tmp:
-            write_store(client, tmp / "cells.zarr", cells, config)
-            write_features(leukocyte_features(cells), tmp / "detections.geojson")
+            nuclei = write_store(client, tmp / "cells.zarr", cells, config)
+            write_features(leukocyte_features(cells, nuclei), tmp / "detections.geojson")
         detect_s = time.perf_counter() - t1
     return {"startup_s": startup, "detect_s": detect_s, "cells": len(cells.detections), "aoi_mm2": cells.aoi_area_mm2, "peak_rss_gb": mem.peak / 1e9, "gigapixels": info.width * info.height / 1e9}
 

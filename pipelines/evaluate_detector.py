@@ -1,7 +1,7 @@
-"""WBC detection precision/recall/F1 on a TXL-PBC split for the shipped U-Net and the classical
-baseline, side by side (a detection matches a box when its centroid is inside it, one-to-one).
+"""Leukocyte detector figures on a TXL-PBC split, per source and pooled, each source at one
+µm/px (its median); writes OUT/detector_eval.json and the error gallery OUT/gallery/*.png.
 
-    python pipelines/evaluate_detector.py ../shared/data/detection/txl_pbc --split val
+    python pipelines/evaluate_detector.py ../shared/data/detection/txl_pbc --split val -o runs/detector_eval
 """
 
 from __future__ import annotations
@@ -10,28 +10,43 @@ import json
 from pathlib import Path
 
 import click
+import torch
 
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import make_segmenter
-from wsi_screen.train.detector import evaluate
-from wsi_screen.train.fields import estimate_mpp, load_fields
+from wsi_screen.train.detector_eval import evaluate_sources, summarize
+from wsi_screen.train.error_gallery import write_gallery
+from wsi_screen.train.fields import load_fields, source_mpp
 
 
 @click.command()
 @click.argument("data", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
 @click.option("--split", default="val", show_default=True)
+@click.option("--method", type=click.Choice(["unet", "classical"]), default="unet", show_default=True)
+@click.option("--threads", default=1, show_default=True, help="Torch threads (more than the free cores slows it 20×).")
 @click.option("--model", default=DetectConfig.model, show_default=True, help="Registered name or weights path.")
-@click.option("--sliver-um", default=3.5, show_default=True, help="Also score without border-cut boxes narrower than this.")
-def main(data: Path, split: str, model: str, sliver_um: float) -> None:
+@click.option("--threshold", default=DetectConfig.threshold, show_default=True, help="Cell/core probability threshold.")
+def main(data: Path, out: Path, split: str, method: str, model: str, threshold: float, threads: int) -> None:
+    torch.set_num_threads(threads)
     fields = load_fields(data, split)
-    mpps = estimate_mpp(fields)
-    results = {}
-    for method in ("unet", "classical"):
-        cfg = DetectConfig(method=method, model=model)
-        segmenter = make_segmenter(cfg)
-        results[method] = evaluate(segmenter, fields, mpps, cfg).as_dict()
-        results[f"{method}_without_border_slivers"] = evaluate(segmenter, fields, mpps, cfg, sliver_um=sliver_um).as_dict()
-    print(json.dumps({"split": split, "fields": len(fields), **results}, indent=1))
+    mpps = source_mpp(fields)
+    cfg = DetectConfig(method=method, model=model, threshold=threshold)
+    segmenter = make_segmenter(cfg)
+    evals = evaluate_sources(fields, mpps, segmenter, cfg)
+    result = {
+        "split": split,
+        "method": method,
+        "model": model,
+        "model_sha256": segmenter.checksum,
+        "threshold": threshold,
+        "source_mpp": mpps,
+        "figures": summarize(evals),
+        "gallery": write_gallery(evals, out / "gallery"),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "detector_eval.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result["figures"]["pooled"], indent=1))
 
 
 if __name__ == "__main__":

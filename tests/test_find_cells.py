@@ -121,6 +121,10 @@ def test_cli_detect_writes_matching_geojson_and_zarr(tmp_path, drawn_slide):
     for f, (_, row) in zip(feats, table.iterrows()):
         c = shape(f["geometry"]).centroid
         assert abs(c.x - row.x) < 4 and abs(c.y - row.y) < 4
+        # a QuPath cell object whose nucleus lies inside it, measured as the table says
+        assert f["properties"]["objectType"] == "cell" and shape(f["nucleusGeometry"]).within(shape(f["geometry"]).buffer(2))
+        assert f["properties"]["measurements"]["nucleus_area_um2"] == pytest.approx(row.nucleus_area_um2, rel=1e-4)
+    assert 0.2 < table.nucleus_cell_ratio.median() < 0.8 and (table.nucleus_area_um2 > 10).mean() > 0.9
     patches = open_patches(folder / "cells.zarr")
     assert patches.shape == (len(table), 400, 400, 3)
     centre = patches[0][150:250, 150:250].astype(int)

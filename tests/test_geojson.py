@@ -56,3 +56,16 @@ def test_aoi_is_an_importable_annotation_with_ids_apart_from_the_cells():
     assert aoi["properties"]["objectType"] == "annotation" and aoi["properties"]["classification"]["name"] == "Screened area"
     assert aoi["geometry"]["coordinates"][0][2] == [4000.0, 3000.0] and validate_qupath([aoi]) == []
     assert aoi["id"] not in {cell_uuid("slide", i) for i in range(1000)} and aoi["id"] == aoi_features("slide", [region])[0]["id"]
+
+
+def test_a_cell_object_carries_its_nucleus_where_qupath_reads_it():
+    lobes = (((12, 12), (18, 12), (18, 18), (12, 18)), ((22, 22), (28, 22), (28, 28), (22, 28)))
+    cell = feature(SQUARE, "Leukocyte", (1, 2, 3), {"nucleus_area_um2": 72.0}, cell_uuid("s", 0), object_type="cell", nucleus=lobes)
+    assert cell["properties"]["objectType"] == "cell" and cell["nucleusGeometry"]["type"] == "MultiPolygon"
+    assert validate_qupath([cell]) == []
+    misplaced = json.loads(json.dumps(cell))
+    misplaced["properties"]["nucleusGeometry"] = misplaced.pop("nucleusGeometry")
+    outside = feature(SQUARE, "Leukocyte", (1, 2, 3), {}, cell_uuid("s", 1), object_type="cell", nucleus=(((40, 40), (50, 40), (50, 50)),))
+    not_cell = {**cell, "properties": {**cell["properties"], "objectType": "detection"}}
+    problems = validate_qupath([misplaced, outside, not_cell])
+    assert [p.split(": ", 1)[1].split(" ")[0:2] for p in problems] == [["nucleusGeometry", "belongs"], ["nucleus", "lies"], ["nucleusGeometry", "on"]]

@@ -31,7 +31,7 @@ def reviewed(demo_screened, tmp_path):
     result = tmp_path / "demo_smear"
     shutil.copytree(demo_screened, result)
     features = read_features(result / "detections.geojson")
-    cells = [f for f in features if f["properties"]["objectType"] == "detection"]
+    cells = [f for f in features if f["properties"]["objectType"] == "cell"]
     shown = {f["id"]: CODE_OF[f["properties"]["classification"]["name"]] for f in cells}
     edited: dict[str, str] = {}
     rejected = [f for f in cells if shown[f["id"]] == "REJ"]
@@ -57,7 +57,7 @@ def test_import_review_stores_labels_and_prints_agreement_recomputed_here(review
     assert main(["import-review", str(review), str(result), "--reviewer", "Dr. A. Reviewer"]) == 0
     printed = capsys.readouterr().out
 
-    uuids = {f["id"]: int(f["properties"]["measurements"]["cell_id"]) for f in read_features(result / "detections.geojson") if f["properties"]["objectType"] == "detection"}
+    uuids = {f["id"]: int(f["properties"]["measurements"]["cell_id"]) for f in read_features(result / "detections.geojson") if f["properties"]["objectType"] == "cell"}
     n = len(uuids)
     truth = np.array([""] * n, dtype="U3")
     for fid, i in uuids.items():
@@ -95,7 +95,7 @@ def test_import_review_stores_labels_and_prints_agreement_recomputed_here(review
 def test_bad_review_is_one_line_and_changes_nothing(reviewed, capsys, tmp_path):
     result, review, *_ = reviewed
     data = json.loads(review.read_text())
-    cell = next(f for f in data["features"] if f["properties"]["objectType"] == "detection")
+    cell = next(f for f in data["features"] if f["properties"]["objectType"] == "cell")
     cell["properties"]["classification"]["name"] = "Tumor"
     bad = tmp_path / "bad.geojson"
     bad.write_text(json.dumps(data))

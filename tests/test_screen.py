@@ -68,7 +68,7 @@ def test_cells_zarr_and_geojson_agree_one_to_one(screened):
     everything = read_features(screened / "detections.geojson")
     assert validate_qupath(everything) == []
     assert len({f["id"] for f in everything}) == len(everything)
-    feats = [f for f in everything if f["properties"]["objectType"] == "detection"]
+    feats = [f for f in everything if f["properties"]["objectType"] == "cell"]
     aoi = [f for f in everything if f["properties"]["objectType"] == "annotation"]
     assert len(aoi) + len(feats) == len(everything) and aoi and {f["properties"]["classification"]["name"] for f in aoi} == {"Screened area"}
     assert sorted(f["properties"]["measurements"]["cell_id"] for f in feats) == list(table["id"])
@@ -82,6 +82,9 @@ def test_cells_zarr_and_geojson_agree_one_to_one(screened):
         assert props["classification"] == expected
         assert props["measurements"]["p_blast"] == pytest.approx(float(cells["p_blast"][i]), abs=1e-6)
         assert {f"p_{c}" for c in CLASS_CODES} <= set(props["measurements"]) and props["measurements"]["area_um2"] > 20
+        m = props["measurements"]
+        assert m["nucleus_area_um2"] == pytest.approx(float(cells["nucleus_area_um2"][i]), rel=1e-4)
+        assert 0.1 < m["nucleus_cell_ratio"] < 0.95 and "nucleusGeometry" in f  # every drawn cell has a nucleus
 
 
 def test_report_html_is_self_contained(screened):

@@ -312,8 +312,11 @@ def _coerce(kind, value, name: str):
 
 def load_config(path: str | Path | None = None) -> Config:
     """Shipped defaults, overridden by the YAML file at `path` (partial files are fine)."""
-    if path is None:
-        return Config()
+    return Config() if path is None else load_dataclass(Config, path)
+
+
+def load_dataclass(cls, path: str | Path):
+    """Any config dataclass (e.g. a training pipeline's) from YAML, checked like the main config."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -322,7 +325,7 @@ def load_config(path: str | Path | None = None) -> Config:
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid YAML ({exc.__class__.__name__})", path) from None
     try:
-        return _build(Config, data, "")
+        return _build(cls, data, "")
     except ConfigError as exc:
         raise ConfigError(str(exc), path) from None
     except TypeError as exc:

@@ -98,13 +98,7 @@ def to_detections(
         cy, cx = rows.mean() + sl[0].start + 0.5, cols.mean() + sl[1].start + 0.5
         if keep is not None and not keep(x0 + cx * scale, y0 + cy * scale):
             continue
-        contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
-        ring = [(x0 + (c - 1 + sl[1].start + 0.5) * scale, y0 + (r - 1 + sl[0].start + 0.5) * scale) for r, c in contour]
-        polygon = Polygon(ring).simplify(scale * 0.5)
-        if not polygon.is_valid:
-            polygon = polygon.buffer(0)
-        if polygon.geom_type != "Polygon":
-            polygon = max(polygon.geoms, key=lambda g: g.area)
+        polygon = outline(mask, (x0 + sl[1].start * scale, y0 + sl[0].start * scale), scale)
         bx0, by0, bx1, by1 = polygon.bounds
         detections.append(
             Detection(
@@ -119,10 +113,24 @@ def to_detections(
     return detections
 
 
-def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig) -> list[Detection]:
-    """All leukocytes of one image already at the detector's µm/px, in that image's pixels."""
+def outline(mask: np.ndarray, origin: tuple[float, float], scale: float) -> Polygon:
+    """The outer contour of a mask (its largest part) as a valid level-0 Polygon, for a mask whose
+    pixel (row, col) covers [x0 + col·scale, …); simplified to half a pixel."""
+    x0, y0 = origin
+    contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
+    polygon = Polygon([(x0 + (c - 0.5) * scale, y0 + (r - 0.5) * scale) for r, c in contour]).simplify(scale * 0.5)
+    if not polygon.is_valid:
+        polygon = polygon.buffer(0)
+    if polygon.geom_type != "Polygon":
+        polygon = max(polygon.geoms, key=lambda g: g.area)
+    return polygon
+
+
+def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig, scale: float = 1.0) -> list[Detection]:
+    """All leukocytes of one image already at the detector's µm/px, in pixels `scale` times that
+    image's (e.g. a camera field's own pixels, before it was resampled)."""
     labels, score = instances(segmenter(rgb), cfg, segmenter.mpp, rgb)
-    return to_detections(labels, score, (0.0, 0.0), 1.0, segmenter.mpp)
+    return to_detections(labels, score, (0.0, 0.0), scale, segmenter.mpp)
 
 
 def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig) -> TileResult:

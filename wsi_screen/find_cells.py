@@ -10,13 +10,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import __version__
 from .classes import LEUKOCYTE, LEUKOCYTE_COLOR
 from .config import Config
 from .qc import summarize_qc
-from .records import AoiMask, Detection, SlideInfo
+from .records import AoiMask, Detection, Nucleus, SlideInfo
 
 PATCHES_PER_TASK = 16
 ALIGN_DETECTION_PX = 32  # tile origins on multiples of the U-Net's largest stride (2**5)
@@ -98,10 +99,11 @@ def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config:
     return SlideCells(Path(slide_path), mpp, info, mask, detections, tuple(errors), qc)
 
 
-def write_store(client, store: Path, cells: SlideCells, config: Config, model_input_px: int = 0) -> None:
-    """cells.zarr: the cell table, the AOI, and every cell's patch (extracted in parallel); with
-    `model_input_px`, every patch also at the classifier's input size (see export.store)."""
-    from .export.store import create_store, detections_table, write_aoi
+def write_store(client, store: Path, cells: SlideCells, config: Config, model_input_px: int = 0) -> tuple[Nucleus, ...]:
+    """cells.zarr: the cell table (with each nucleus's area and share of the cell), the AOI, and
+    every cell's patch (extracted in parallel); with `model_input_px`, every patch also at the
+    classifier's input size (see export.store). Returns the nuclei in cell order."""
+    from .export.store import create_store, detections_table, write_aoi, write_columns
     from .parallel import bounded_map, in_flight, patch_task
 
     attrs = {
@@ -115,21 +117,38 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
     create_store(store, detections_table(list(cells.detections)), config.patches, attrs, model_input_px, PATCHES_PER_TASK)
     write_aoi(store, cells.aoi, cells.info.mpp)
     d = cells.detections
-    jobs = [(i, tuple((c.x, c.y) for c in d[i : i + PATCHES_PER_TASK])) for i in range(0, len(d), PATCHES_PER_TASK)]
-    for _ in bounded_map(
+    jobs = [(i, tuple((c.x, c.y, c.polygon) for c in d[i : i + PATCHES_PER_TASK])) for i in range(0, len(d), PATCHES_PER_TASK)]
+    nuclei: list = [None] * len(d)
+    for start, found in bounded_map(
         client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp, store=str(store.resolve()), cfg=config.patches,
         model_input_px=model_input_px,
     ):
-        pass
+        nuclei[start : start + len(found)] = found
+    write_columns(
+        store,
+        {
+            "nucleus_area_um2": np.asarray([n.area_um2 for n in nuclei], np.float32),
+            "nucleus_cell_ratio": np.asarray([n.cell_fraction for n in nuclei], np.float32),
+        },
+    )
+    return tuple(nuclei)
 
 
-def leukocyte_features(cells: SlideCells) -> list[dict]:
+def cell_measurements(detection: Detection, nucleus: Nucleus) -> dict[str, float]:
+    """What QuPath shows for each leukocyte besides its class: sizes a haematologist reads in a blast."""
+    return {"area_um2": detection.area_um2, "nucleus_area_um2": nucleus.area_um2, "nucleus_cell_ratio": nucleus.cell_fraction}
+
+
+def leukocyte_features(cells: SlideCells, nuclei: tuple[Nucleus, ...]) -> list[dict]:
     from .export.geojson import cell_uuid, feature
 
     return [
-        feature(d.polygon, LEUKOCYTE, LEUKOCYTE_COLOR, {"cell_id": i, "area_um2": d.area_um2, "score": d.score}, cell_uuid(cells.slide_key, i))
-        for i, d in enumerate(cells.detections)
-    ]
+        feature(
+            d.polygon, LEUKOCYTE, LEUKOCYTE_COLOR, {"cell_id": i, **cell_measurements(d, n), "score": d.score}, cell_uuid(cells.slide_key, i),
+            object_type="cell", nucleus=n.lobes,
+        )
+        for i, (d, n) in enumerate(zip(cells.detections, nuclei))
+    ]  # fmt: skip
 
 
 def detect_slide(
@@ -147,8 +166,8 @@ def detect_slide(
         startup = time.perf_counter() - t0
         cells = find_cells(client, slide_path, info, mask, config, mpp, progress)
         with staged_dir(out_dir) as tmp:
-            write_store(client, tmp / "cells.zarr", cells, config)
-            write_features(leukocyte_features(cells), tmp / "detections.geojson")
+            nuclei = write_store(client, tmp / "cells.zarr", cells, config)
+            write_features(leukocyte_features(cells, nuclei), tmp / "detections.geojson")
             summary = {
                 "slide": str(slide_path),
                 "n_cells": len(cells.detections),

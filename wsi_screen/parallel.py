@@ -112,22 +112,24 @@ def tile_task(tile: Tile, slide_path: str, mpp: float | None, max_mpp: float, cf
 
 
 def patch_task(
-    job: tuple[int, tuple[tuple[float, float], ...]], slide_path: str, mpp: float | None, max_mpp: float, store: str, cfg: PatchConfig,
+    job: tuple[int, tuple[tuple[float, float, tuple], ...]], slide_path: str, mpp: float | None, max_mpp: float, store: str, cfg: PatchConfig,
     model_input_px: int = 0,
-) -> int:  # fmt: skip
-    """Extract the patches of cells start.. and write them into the store's region, and with
-    `model_input_px` the same patches resized for the classifier."""
+) -> tuple[int, tuple]:  # fmt: skip
+    """Extract the patches of cells start.. (centroid x, y and outline) and write them into the
+    store's region, and with `model_input_px` the same patches resized for the classifier; each
+    cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei)."""
     import numpy as np
 
     from .export.store import write_model_input, write_patches
-    from .patches import extract_patch
+    from .nucleus import measure_nucleus
+    from .patches import extract_patch, patch_box
 
-    start, centroids = job
+    start, cells = job
     slide = _slide(slide_path, mpp, max_mpp)
-    patches = np.stack([extract_patch(slide, x, y, cfg) for x, y in centroids])
+    patches = np.stack([extract_patch(slide, x, y, cfg) for x, y, _ in cells])
     write_patches(Path(store), start, patches)
     if model_input_px:
         from .classify import resize_patches
 
         write_model_input(Path(store), start, resize_patches(patches, model_input_px))
-    return len(centroids)
+    return start, tuple(measure_nucleus(p, polygon, patch_box(x, y, slide.info.mpp, cfg), cfg.mpp) for p, (x, y, polygon) in zip(patches, cells))

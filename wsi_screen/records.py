@@ -106,6 +106,16 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class Nucleus:
+    """A leukocyte's stain nucleus: area in µm², its share of the cell's area, and the outline of
+    each lobe in level-0 px."""
+
+    area_um2: float
+    cell_fraction: float
+    lobes: tuple[tuple[tuple[float, float], ...], ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class TileQc:
     """Quality figures of one tile's core: focus, mean optical-density vector of stained pixels,
     fraction of stained pixels."""

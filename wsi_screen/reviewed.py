@@ -83,4 +83,4 @@ def _cell_ids(result_dir: Path) -> dict[str, int]:
     path = next((p for p in (result_dir / "detections.geojson", result_dir / "detections.geojson.gz") if p.is_file()), None)
     if path is None:
         raise WsiScreenError("no detections.geojson: cannot match the reviewer's objects to cells", result_dir)
-    return {str(f["id"]): int(f["properties"]["measurements"]["cell_id"]) for f in read_features(path) if f["properties"].get("objectType") == "detection"}
+    return {str(f["id"]): int(f["properties"]["measurements"]["cell_id"]) for f in read_features(path) if f["properties"].get("objectType") in ("detection", "cell")}

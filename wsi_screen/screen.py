@@ -18,7 +18,7 @@ from . import __version__
 from .aggregate import OperatingRates, blast_and_atypical, differential, lab_flags
 from .classes import ATYPICAL, BLAST, CLASS_CODES, CLASS_COLORS, CLASS_NAMES
 from .config import Config
-from .find_cells import SlideCells, find_cells, prepare, write_store
+from .find_cells import SlideCells, cell_measurements, find_cells, prepare, write_store
 
 
 @dataclass(frozen=True)
@@ -113,12 +113,12 @@ def screen_slide(
         startup = time.perf_counter() - t0
         cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress)
         with staged_dir(out_dir) as tmp:
-            write_store(client, tmp / "cells.zarr", cells, config, card.input_px)
+            nuclei = write_store(client, tmp / "cells.zarr", cells, config, card.input_px)
             t_classify = time.perf_counter()
             result = classify_on_cluster(client, tmp / "cells.zarr", model_path, config)
             t_classify = time.perf_counter() - t_classify
             drop_model_input(tmp / "cells.zarr")
-            report = _report(tmp, cells, result, model, card, model_path, rates, config, options, t0)
+            report = _report(tmp, cells, nuclei, result, model, card, model_path, rates, config, options, t0)
             if options.completion is not None:
                 (tmp / "completed.json").write_text(json.dumps(options.completion, indent=1))
     return ScreenSummary(
@@ -148,7 +148,7 @@ def classify_on_cluster(client, store: Path, model_path: Path, config: Config):
     return classify_task(str(store), str(model_path), config)
 
 
-def _report(tmp: Path, cells: SlideCells, result, model, card, model_path: Path, rates, config: Config, options: ScreenOptions, t0: float) -> dict:
+def _report(tmp: Path, cells: SlideCells, nuclei, result, model, card, model_path: Path, rates, config: Config, options: ScreenOptions, t0: float) -> dict:
     from .export.store import open_patches, write_columns
     from .registry import sha256
 
@@ -201,7 +201,7 @@ def _report(tmp: Path, cells: SlideCells, result, model, card, model_path: Path,
         "software": {"wsi_screen": __version__, "python": platform.python_version(), **software_versions()},
         "runtime_s": None,
     }
-    _write_geojson(tmp, cells, probs, predicted, result, config, options)
+    _write_geojson(tmp, cells, nuclei, probs, predicted, result, config, options)
     report["runtime_s"] = time.perf_counter() - t0
     from .export.report import write_report_page
 
@@ -223,16 +223,16 @@ def _prevalence_dict(p) -> dict:
     }
 
 
-def _write_geojson(tmp: Path, cells: SlideCells, probs, predicted, result, config: Config, options: ScreenOptions) -> None:
+def _write_geojson(tmp: Path, cells: SlideCells, nuclei, probs, predicted, result, config: Config, options: ScreenOptions) -> None:
     from .export.geojson import REJECTED, REJECTED_COLOR, aoi_features, cell_uuid, feature, write_features
 
     feats = []
-    for i, d in enumerate(cells.detections):
+    for i, (d, n) in enumerate(zip(cells.detections, nuclei)):
         code = str(predicted[i])
-        measurements = {"cell_id": i, "p_blast": float(result.p_blast[i]), "p_atypical": float(result.p_atypical[i]), "area_um2": d.area_um2}
+        measurements = {"cell_id": i, "p_blast": float(result.p_blast[i]), "p_atypical": float(result.p_atypical[i]), **cell_measurements(d, n)}
         measurements.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(CLASS_CODES)} | {"p_reject": float(result.p_reject[i])})
         name, color = (REJECTED, REJECTED_COLOR) if result.p_reject[i] > 0.5 else (CLASS_NAMES[code], CLASS_COLORS[code])
-        feats.append(feature(d.polygon, name, color, measurements, cell_uuid(cells.slide_key, i)))
+        feats.append(feature(d.polygon, name, color, measurements, cell_uuid(cells.slide_key, i), object_type="cell", nucleus=n.lobes))
     feats += aoi_features(cells.slide_key, cells.aoi.polygons)
     write_features(feats, tmp / "detections.geojson", gz=options.gzip or len(feats) > config.export.gzip_above_cells)
 

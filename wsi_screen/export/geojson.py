@@ -1,6 +1,13 @@
 """QuPath-importable GeoJSON of detections (format from QuPath's own reader): a FeatureCollection
 whose Features carry a UUID `id`, a Polygon in level-0 px, and properties with `objectType`,
-`classification` {name, color} and numeric `measurements`. Strict JSON: no NaN/Infinity."""
+`classification` {name, color} and numeric `measurements`. Strict JSON: no NaN/Infinity.
+
+Leukocytes are cell objects: `objectType: "cell"` and the nucleus as a top-level
+`nucleusGeometry` beside `geometry` (Polygon, or MultiPolygon for a lobed nucleus). QuPath's
+reader (qupath/qupath, qupath-core/src/main/java/qupath/lib/io/PathObjectTypeAdapters.java,
+PathObjectTypeAdapter.read) reads `nucleusGeometry` from the Feature itself, not from its
+properties, and passes it to PathObjects.createCellObject(roi, roiNucleus) when objectType is
+"cell"; its writer puts it in the same place."""
 
 from __future__ import annotations
 
@@ -10,7 +17,8 @@ import math
 import uuid
 from pathlib import Path
 
-from shapely.geometry import Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from shapely.ops import unary_union
 
 # Fixed namespace so the same cell on the same slide always gets the same id.
 _NAMESPACE = uuid.UUID("6f1c2d9e-3b7a-4c55-9a1e-5d2f0c7b8e41")
@@ -24,15 +32,16 @@ def cell_uuid(slide_key: str, cell_id: int) -> str:
 
 
 def feature(
-    polygon, name: str, color: tuple[int, int, int], measurements: dict[str, float], fid: str, object_type: str = "detection"
+    polygon, name: str, color: tuple[int, int, int], measurements: dict[str, float], fid: str, object_type: str = "detection", nucleus=None
 ) -> dict:
+    """One Feature; `nucleus` (a cell's lobe outlines, level-0 px) becomes its nucleusGeometry."""
     coords = [[float(x), float(y)] for x, y in polygon]
     if coords[0] != coords[-1]:
         coords.append(coords[0])
     for key, value in measurements.items():
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"measurement {key!r} must be a finite number, got {value!r}")
-    return {
+    out = {
         "type": "Feature",
         "id": fid,
         "geometry": {"type": "Polygon", "coordinates": [coords]},
@@ -42,6 +51,9 @@ def feature(
             "measurements": {k: v if isinstance(v, int) and not isinstance(v, bool) else float(v) for k, v in measurements.items()},
         },
     }
+    if nucleus:
+        out["nucleusGeometry"] = mapping(unary_union([Polygon(lobe) for lobe in nucleus]))
+    return out
 
 
 def aoi_features(slide_key: str, polygons) -> list[dict]:
@@ -101,4 +113,24 @@ def validate_qupath(features: list[dict]) -> list[str]:
                 problems.append(f"{where}: geometry has negative level-0 coordinates")
         except Exception as exc:  # shapely raises several types for malformed geometry
             problems.append(f"{where}: geometry unreadable ({exc})")
+        problems += _nucleus_problems(f, where)
     return problems
+
+
+def _nucleus_problems(f: dict, where: str) -> list[str]:
+    """QuPath reads a nucleus only as a cell's top-level `nucleusGeometry` (see the module doc)."""
+    if "nucleusGeometry" in (f.get("properties") or {}):
+        return [f"{where}: nucleusGeometry belongs beside geometry, not in properties (QuPath ignores it there)"]
+    if "nucleusGeometry" not in f:
+        return []
+    if (f.get("properties") or {}).get("objectType") != "cell":
+        return [f"{where}: nucleusGeometry on an object that is not a cell"]
+    try:
+        nucleus, cell = shape(f["nucleusGeometry"]), shape(f["geometry"])
+    except Exception as exc:  # shapely raises several types for malformed geometry
+        return [f"{where}: nucleusGeometry unreadable ({exc})"]
+    if not isinstance(nucleus, (Polygon, MultiPolygon)) or not nucleus.is_valid or nucleus.is_empty:
+        return [f"{where}: nucleusGeometry is not a valid Polygon or MultiPolygon"]
+    if nucleus.difference(cell.buffer(1.0)).area > 0.05 * nucleus.area:
+        return [f"{where}: nucleus lies outside its cell"]
+    return []

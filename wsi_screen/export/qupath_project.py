@@ -43,7 +43,7 @@ BIOFORMATS = "qupath.lib.images.servers.bioformats.BioFormatsServerBuilder"
 RESULTS_KEY = "wsi_screen.results"  # metadata: the results folder, relative to the project folder
 
 IMPORT_SCRIPT = """\
-// wsi_screen: bring this image's screening results into QuPath: cells (classified detections),
+// wsi_screen: bring this image's screening results into QuPath: cells (classified cell objects with their nuclei),
 // rejected objects (class "Rejected") and the screened area (annotation "Screened area").
 // Run once with Run > Run for project. Running it again replaces what it imported (same ids).
 import qupath.lib.io.PathIO

@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from ..config import DetectConfig
 from ..detect import detect_image
+from ..records import Detection
 from ..segmenters import SegmenterCard, build_unet, save_unet
-from .detection_metrics import DetectionScore, match
+from .detection_metrics import DetectionScore, match, merge_duplicates
 from .fields import Field, estimate_mpp, load_fields, read_rgb, wbc_targets
 
 
@@ -84,17 +85,22 @@ class FieldSamples:
         return _stain_jitter(np.ascontiguousarray(img), rng), np.ascontiguousarray(tgt, dtype=np.float32)
 
 
+def detect_field(segmenter, field: Field, mpp: float, detect_cfg: DetectConfig) -> list[Detection]:
+    """Detections of one camera field taken to be at `mpp` µm/px, in the field's own pixels."""
+    factor = mpp / detect_cfg.mpp
+    return detect_image(_resize(read_rgb(field.image), factor, Image.BILINEAR), segmenter, detect_cfg, scale=1 / factor)
+
+
 def evaluate(segmenter, fields: list[Field], mpps: list[float], detect_cfg: DetectConfig, sliver_um: float = 0.0) -> DetectionScore:
-    """Centroid-in-box precision/recall over whole fields resampled to the detector µm/px.
+    """Centroid-in-box precision/recall over whole fields resampled to the detector µm/px,
+    duplicate boxes merged.
 
     With `sliver_um` > 0, boxes that touch the field border and are narrower than that (a cell
     cut to a strip by the camera frame, which a whole-slide scan never has) are left out."""
     total = DetectionScore(0, 0, 0)
     for f, m in zip(fields, mpps):
-        factor = m / detect_cfg.mpp
-        dets = detect_image(_resize(read_rgb(f.image), factor, Image.BILINEAR), segmenter, detect_cfg)
-        centroids = np.array([(d.x / factor, d.y / factor) for d in dets]).reshape(-1, 2)
-        boxes = f.wbc_boxes
+        centroids = np.array([(d.x, d.y) for d in detect_field(segmenter, f, m, detect_cfg)]).reshape(-1, 2)
+        boxes = merge_duplicates(f.wbc_boxes)
         if sliver_um > 0:
             x0, y0, x1, y1 = boxes.T
             at_border = (x0 <= 1) | (y0 <= 1) | (x1 >= f.width - 1) | (y1 >= f.height - 1)

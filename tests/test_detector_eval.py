@@ -1,0 +1,101 @@
+"""The evaluation that predicts other labs: matching, Wilson intervals, far false positives per
+red cell, swallowed red cells and the error gallery, on a hand-built field and on real fields."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wsi_screen.config import DetectConfig
+from wsi_screen.detect import make_segmenter
+from wsi_screen.train.detection_metrics import assign, match, merge_duplicates, wilson
+from wsi_screen.train.detector_eval import evaluate_field, evaluate_sources, summarize
+from wsi_screen.train.error_gallery import write_gallery
+from wsi_screen.train.fields import load_fields, source_mpp, source_of
+
+from .conftest import shared
+from .test_detect import _disc
+
+
+def test_wilson_matches_published_values():
+    assert wilson(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    assert wilson(0, 0) == (0.0, 1.0)
+
+
+def test_duplicate_boxes_merge_before_one_to_one_matching():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [8, 8, 20, 20]], float)  # IoU 0.82, then 0.03
+    merged = merge_duplicates(boxes)
+    assert merged.tolist() == [[0.5, 0, 10.5, 10], [8, 8, 20, 20]]
+    assert match(np.array([[5, 5]]), boxes).fn == 2 and match(np.array([[5, 5]]), merged).fn == 1
+    # one centroid inside both boxes, one inside only the first: both boxes get a match
+    assert sorted(assign(np.array([[9, 9], [2, 2]]), np.array([[0, 0, 10, 10], [8, 8, 20, 20]]))) == [(0, 1), (1, 0)]
+
+
+class _Painted:
+    """A stand-in segmenter whose maps are the discs it is given (at 0.5 µm/px)."""
+
+    mpp, checksum = 0.5, "painted"
+
+    def __init__(self, discs):
+        self.discs = discs
+
+    def __call__(self, rgb):
+        cell = np.zeros(rgb.shape[:2], bool)
+        core = np.zeros(rgb.shape[:2], bool)
+        for cx, cy, r in self.discs:
+            cell |= _disc(cell.shape, cx, cy, r)
+            core |= _disc(cell.shape, cx, cy, r / 2)
+        return np.stack([cell, core]).astype(np.float32)
+
+
+def _write_field(root, rows, shape=(120, 200)):
+    (root / "images" / "val").mkdir(parents=True)
+    (root / "labels" / "val").mkdir(parents=True)
+    Image.fromarray(np.full(shape + (3,), 230, np.uint8)).save(root / "images" / "val" / "f.jpg")
+    h, w = shape
+    lines = [f"{c} {(x0 + x1) / 2 / w} {(y0 + y1) / 2 / h} {(x1 - x0) / w} {(y1 - y0) / h}" for c, x0, y0, x1, y1 in rows]
+    (root / "labels" / "val" / "f.txt").write_text("\n".join(lines))
+    return load_fields(root, "val")
+
+
+@pytest.fixture
+def one_field_eval(tmp_path):
+    """WBC A found; WBC B missed; an instance on red cell R (far from any WBC); a second instance
+    overlapping A's box (a red-cell neighbour beside a true cell); 4 red cells in all."""
+    rows = [(0, 20, 20, 52, 52), (0, 150, 70, 180, 100), (1, 90, 10, 106, 26), (1, 60, 80, 76, 96), (1, 120, 10, 136, 26), (1, 5, 95, 21, 111)]
+    (field,) = _write_field(tmp_path, rows)
+    segmenter = _Painted([(36, 36, 14), (98, 18, 9), (56, 40, 8)])
+    return evaluate_field(field, 0.5, segmenter, DetectConfig(min_nucleus_fraction=0))
+
+
+def test_field_errors_are_counted_by_kind(one_field_eval):
+    e = one_field_eval
+    assert (e.score.tp, e.score.fp, e.score.fn) == (1, 2, 1)
+    assert e.far_fp == 1 and e.n_rbc == 4
+    assert e.swallowing == 1 and e.swallowing_tp == 0  # the instance on the red cell covers all of its box
+    pooled = summarize([e])["pooled"]
+    assert pooled["far_fp_per_1000_rbc"] == 250.0
+    assert pooled["swallowing_rbc_fraction"] == pytest.approx(1 / 3)
+    assert pooled["precision_ci95"] == pytest.approx(wilson(1, 3))
+
+
+def test_gallery_has_one_crop_per_error(one_field_eval, tmp_path):
+    counts = write_gallery([one_field_eval], tmp_path / "g")
+    assert counts == {"false_positives": 2, "false_negatives": 1}
+    sheet = Image.open(tmp_path / "g" / "false_positives_01.png")
+    assert sheet.size == (8 * 160, 160)
+    assert (tmp_path / "g" / "false_negatives_01.png").exists()
+
+
+def test_shipped_detector_on_a_sample_of_real_fields_per_source():
+    """Three val fields per source, each source at its median µm/px: the shipped U-Net finds the
+    sample's leukocytes with few false detections (val figures in docs/detector.md)."""
+    fields = load_fields(shared("detection", "txl_pbc"), "val")
+    mpps = source_mpp(fields)
+    sample = [f for s in ("raabin", "pbc", "bccd", "bcd") for f in [g for g in fields if source_of(g) == s][:3]]
+    cfg = DetectConfig()
+    figures = summarize(evaluate_sources(sample, mpps, make_segmenter(cfg), cfg))
+    assert set(figures) == {"raabin", "pbc", "bccd", "bcd", "pooled"}
+    assert figures["pooled"]["tp"] + figures["pooled"]["fn"] >= 12
+    assert figures["pooled"]["recall"] >= 0.9 and figures["pooled"]["precision"] >= 0.8
+    assert figures["pooled"]["far_fp_per_1000_rbc"] < 5

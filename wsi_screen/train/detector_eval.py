@@ -1,0 +1,102 @@
+"""Detector figures that predict another lab: per source and pooled, each source at one µm/px
+(never a per-field scale from its own labels), and the errors field precision hides.
+
+A smear has hundreds of red cells per leukocyte, so false detections away from any leukocyte are
+counted per 1,000 labelled red cells; an outline that swallows a neighbouring red cell is counted
+by the share of a red-cell box it covers. Duplicate WBC boxes are merged before matching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from shapely.geometry import Polygon, box
+
+from ..config import DetectConfig
+from .detection_metrics import DetectionScore, assign, merge_duplicates, wilson
+from .detector import detect_field
+from .fields import RBC, Field, source_of
+
+RBC_COVER = 0.2  # an outline covering more than this share of a red-cell box has swallowed it
+
+
+@dataclass(frozen=True, eq=False)
+class FieldEval:
+    """One field's matches and errors, in the field's own pixels."""
+
+    field: Field
+    source: str
+    mpp: float
+    score: DetectionScore
+    n_rbc: int
+    far_fp: int  # false positives touching no WBC box
+    swallowing: int  # instances covering > RBC_COVER of some red-cell box
+    swallowing_tp: int  # of which matched leukocytes
+    outlines: tuple[Polygon, ...]
+    false_positives: tuple[int, ...]  # indices into outlines
+    wbc_boxes: np.ndarray  # merged
+    missed: tuple[int, ...]  # indices into wbc_boxes
+
+
+def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig) -> FieldEval:
+    detections = detect_field(segmenter, field, mpp, cfg)
+    outlines = tuple(Polygon(d.polygon) for d in detections)
+    wbc = merge_duplicates(field.wbc_boxes)
+    pairs = assign(np.array([(d.x, d.y) for d in detections]), wbc)
+    matched_det, matched_box = {r for r, _ in pairs}, {c for _, c in pairs}
+    fps = tuple(i for i in range(len(outlines)) if i not in matched_det)
+    wbc_shapes = [box(*b) for b in wbc]
+    rbc_shapes = [box(*b) for b in field.boxes[field.boxes[:, 0] == RBC, 1:]]
+    swallows = [any(o.intersection(r).area > RBC_COVER * r.area for r in rbc_shapes if o.intersects(r)) for o in outlines]
+    return FieldEval(
+        field=field,
+        source=source_of(field),
+        mpp=mpp,
+        score=DetectionScore(len(pairs), len(fps), len(wbc) - len(pairs)),
+        n_rbc=len(rbc_shapes),
+        far_fp=sum(not any(outlines[i].intersects(w) for w in wbc_shapes) for i in fps),
+        swallowing=int(sum(swallows)),
+        swallowing_tp=sum(swallows[i] for i in matched_det),
+        outlines=outlines,
+        false_positives=fps,
+        wbc_boxes=wbc,
+        missed=tuple(i for i in range(len(wbc)) if i not in matched_box),
+    )
+
+
+def evaluate_sources(fields: list[Field], mpp_by_source: dict[str, float], segmenter, cfg: DetectConfig) -> list[FieldEval]:
+    """Every field at its source's single µm/px."""
+    return [evaluate_field(f, mpp_by_source[source_of(f)], segmenter, cfg) for f in fields]
+
+
+def summarize(evals: list[FieldEval]) -> dict:
+    """Per source and pooled: precision/recall/F1 with Wilson 95 % intervals, far false positives
+    per 1,000 red cells, and the share of instances that swallow a red cell."""
+    groups: dict[str, list[FieldEval]] = {}
+    for e in evals:
+        groups.setdefault(e.source, []).append(e)
+    out = {s: _summary(g) for s, g in sorted(groups.items())}
+    out["pooled"] = _summary(evals)
+    return out
+
+
+def _summary(evals: list[FieldEval]) -> dict:
+    score = sum((e.score for e in evals), DetectionScore(0, 0, 0))
+    n_rbc, far = sum(e.n_rbc for e in evals), sum(e.far_fp for e in evals)
+    n_inst = score.tp + score.fp
+    swallowing = sum(e.swallowing for e in evals)
+    lo, hi = wilson(far, n_rbc)
+    return {
+        "fields": len(evals),
+        "mpp": sorted({round(e.mpp, 5) for e in evals}),
+        **score.with_intervals(),
+        "n_rbc": n_rbc,
+        "far_fp": far,
+        "far_fp_per_1000_rbc": 1000 * far / n_rbc if n_rbc else None,
+        "far_fp_per_1000_rbc_ci95": (1000 * lo, 1000 * hi),
+        "instances": n_inst,
+        "swallowing_rbc": swallowing,
+        "swallowing_rbc_fraction": swallowing / n_inst if n_inst else 0.0,
+        "swallowing_rbc_fraction_ci95": wilson(swallowing, n_inst),
+        "swallowing_rbc_fraction_of_leukocytes": sum(e.swallowing_tp for e in evals) / score.tp if score.tp else 0.0,
+    }
