@@ -7,7 +7,7 @@ from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.errors import DatasetError
-from wsi_screen.cell_images import LMU_MPP, SHARED_CELLS_MPP, load_canvas, load_table, read_manifest, to_canvas
+from wsi_screen.cell_images import LMU_MPP, CROP_MPP, load_canvas, load_table, read_manifest, to_canvas
 
 
 def test_lmu_layout(lmu_tree):
@@ -50,7 +50,7 @@ def test_canvas_keeps_physical_size():
     size = 360
     yy, xx = np.mgrid[:size, :size]
     img = np.where(((yy - 180) ** 2 + (xx - 180) ** 2 < 50**2)[..., None], 0, 255).astype(np.uint8).repeat(3, 2)
-    canvas = to_canvas(img, SHARED_CELLS_MPP, 29 / 128, 128, 29.0)
+    canvas = to_canvas(img, CROP_MPP, 29 / 128, 128, 29.0)
     diameter = (canvas[64, :, 0] < 128).sum()
     assert canvas.shape == (128, 128, 3) and abs(diameter - 100 * 0.1 / (29 / 128)) <= 2
     matek = np.zeros((400, 400, 3), np.uint8)
@@ -59,7 +59,7 @@ def test_canvas_keeps_physical_size():
     assert c.shape == (160, 160, 3) and abs(int((c[80, 16:144, 0] > 128).sum()) - 64) <= 1
 
 
-@pytest.mark.parametrize("src_mpp", [SHARED_CELLS_MPP, float("nan")])
+@pytest.mark.parametrize("src_mpp", [CROP_MPP, float("nan")])
 def test_reduced_jpeg_decode_gives_the_same_canvas(tmp_path, src_mpp):
     """load_canvas decodes a 360 px JPEG at 1/2 scale for a 128 px canvas: same field, same cell."""
     yy, xx = np.mgrid[:360, :360]
@@ -73,7 +73,7 @@ def test_reduced_jpeg_decode_gives_the_same_canvas(tmp_path, src_mpp):
 
 def test_shared_manifest(shared_cells):
     t = read_manifest(shared_cells)
-    assert len(t) > 9000 and t["mpp"].eq(0.1).all()
+    assert len(t) > 9000 and t["mpp"].eq(CROP_MPP).all()
     assert set(t["label"]) - set(CLASS_CODES) == {"PLT"}
     assert (t.loc[t["source"] == "pbc", "patient"] == "").all()
     assert t.loc[t["source"] == "deepapl", "patient"].str.startswith("Patient_").all()

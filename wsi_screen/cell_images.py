@@ -1,7 +1,7 @@
 """Labelled cell-image tables and the torch Dataset over them.
 
 Every table row records the image's µm/px (`mpp`) so that each image is resampled to the same
-physical field as the slide pipeline's patches (29 µm): the shared crops are 0.1 µm/px (~36 µm wide,
+physical field as the slide pipeline's patches (29 µm): the shared crops are 0.102 µm/px (~37 µm wide,
 so only their centre is used), the Matek/LMU images are 400 px for 29 µm (used whole); a plain
 folder tree has `mpp` NaN, meaning "the image spans the model's field"."""
 
@@ -23,7 +23,12 @@ from .errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-SHARED_CELLS_MPP = 0.1  # CellaVision DM96 crops of PBC and DeepAPL
+# µm/px of the PBC and DeepAPL CellaVision crops, one value for both: red cells segmented in each
+# source's crops measure the same (median 72.9 vs 73.1 px, DeepAPL/PBC 1.004 [0.98, 1.03] by
+# patient), and a 7.5 µm red cell over their segmented diameter gives 0.102-0.103 (TXL-PBC's PBC
+# fields, the same images, agree; their boxes are ~9 % looser than the cells, whence an earlier 0.09).
+# `pipelines/measure_crop_scale.py` reproduces it.
+CROP_MPP = 0.102
 LMU_MPP = 29.0 / 400  # Matek et al. 2019: 400×400 px ≈ 29 µm
 CELL_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 COLUMNS = ["file", "label", "source", "patient", "mpp"]
@@ -46,7 +51,7 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
             "label": m["class"],
             "source": m["source"],
             "patient": m["patient"].fillna(""),
-            "mpp": SHARED_CELLS_MPP,
+            "mpp": CROP_MPP,
         }
     )
     return _checked(table, path)

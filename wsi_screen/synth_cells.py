@@ -15,8 +15,10 @@ from PIL import Image
 from scipy import ndimage as ndi
 from skimage import feature, filters, measure, morphology, segmentation
 
+from .cell_images import CROP_MPP
+
 RBC_UM = 7.5  # red-cell diameter used to calibrate each field's µm/px
-CROP_MPP = 0.09  # PBC/DeepAPL crops: TXL-PBC's PBC fields (same camera) have ~83 px red cells
+
 PBC_FIELD_SIZES = {(360, 363), (366, 369)}  # TXL-PBC fields that come from PBC (same stain as the crops)
 
 

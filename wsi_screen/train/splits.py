@@ -4,6 +4,7 @@ split by image, stratified by class."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ..classes import BLAST
+from ..errors import DatasetError
+
+LOCKED_TEST = Path(__file__).resolve().parents[2] / "configs" / "locked_test.csv"
 
 
 def kfold(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -31,11 +35,15 @@ def kfold(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
     return fold
 
 
-def holdout(table: pd.DataFrame, frac: float, seed: int = 0, trials: int = 500) -> np.ndarray:
+def holdout(
+    table: pd.DataFrame, frac: float, seed: int = 0, trials: int = 500, image_frac: float | None = None, each_on_both_sides: tuple[str, ...] = ()
+) -> np.ndarray:  # fmt: skip
     """Boolean mask of a held-out share ≈ frac. Patients: among `trials` random draws of
     round(frac × patients) patients, the one whose per-class held-out shares are closest to frac
-    and that leaves blasts on both sides. Images without patient: stratified random share."""
+    and that leaves blasts (and each class of `each_on_both_sides`) on both sides. Images without
+    patient: a stratified random share of `image_frac` (default frac)."""
     rng = np.random.default_rng(seed)
+    image_frac = frac if image_frac is None else image_frac
     out = np.zeros(len(table), bool)
     has_patient = (table["patient"].fillna("") != "").to_numpy()
     sub = table[has_patient]
@@ -54,6 +62,9 @@ def holdout(table: pd.DataFrame, frac: float, seed: int = 0, trials: int = 500) 
             total_blasts = counts[blast_cols].to_numpy().sum() if blast_cols else 0
             if total_blasts and not 0 < blasts < total_blasts:
                 continue
+            each = [counts[c].to_numpy() for c in each_on_both_sides if c in counts.columns]
+            if any(not 0 < col[pick].sum() < col.sum() for col in each):
+                continue
             score = float(np.sum(total * (held / total - frac) ** 2))
             if score < best_score:
                 best, best_score = pick, score
@@ -63,7 +74,7 @@ def holdout(table: pd.DataFrame, frac: float, seed: int = 0, trials: int = 500) 
     labels = table["label"].to_numpy()
     for label in np.unique(labels[~has_patient]):
         rows = rng.permutation(np.flatnonzero(~has_patient & (labels == label)))
-        out[rows[: round(frac * len(rows))]] = True
+        out[rows[: round(image_frac * len(rows))]] = True
     return out
 
 
@@ -84,3 +95,30 @@ def write_split(path: str | Path, table: pd.DataFrame, split: np.ndarray) -> Pat
     out = table[["file", "label", "source", "patient", "mpp"]].rename(columns={"label": "class"}).assign(split=split)
     out.to_csv(path, index=False)
     return path
+
+
+def lock_test_set(table: pd.DataFrame, n_patients: int, image_frac: float, seed: int = 0) -> np.ndarray:
+    """The locked test set no run trains on: `n_patients` whole patients (each blast class on both
+    sides of the lock) and a class-stratified `image_frac` of the images without patient ids."""
+    n_all = table.loc[table["patient"].fillna("") != "", "patient"].nunique()
+    return holdout(table, (n_patients - 0.49) / n_all, seed, trials=2000, image_frac=image_frac, each_on_both_sides=BLAST)
+
+
+def without_locked(table: pd.DataFrame, locked_files: set[str], root: str | Path) -> pd.DataFrame:
+    """`table` less the rows whose path relative to `root` is in `locked_files`."""
+    root = Path(root).resolve()
+    rel = [Path(f).resolve().relative_to(root).as_posix() if Path(f).resolve().is_relative_to(root) else f for f in table["file"]]
+    return table[[r not in locked_files for r in rel]].reset_index(drop=True)
+
+
+def read_locked(path: str | Path = LOCKED_TEST) -> pd.DataFrame:
+    """The locked list (file relative to the cells folder, class, source, patient), checked against
+    the SHA-256 written beside it when it was locked: an edited list is an error, not a new lock."""
+    path = Path(path)
+    try:
+        data, expected = path.read_bytes(), path.with_name(path.name + ".sha256").read_text().split()[0]
+    except FileNotFoundError as exc:
+        raise DatasetError("locked test list or its checksum is missing", exc.filename) from None
+    if hashlib.sha256(data).hexdigest() != expected:
+        raise DatasetError("locked test list does not match its checksum", path)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
