@@ -31,7 +31,7 @@ from wsi_screen.train.splits import LOCKED_TEST, read_locked
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE_OF = {name: code for code, name in CLASS_NAMES.items()}
-UM2_PER_CELL = 1000.0  # monolayer area per placed cell: room to place each with its 2 µm margin and gap
+UM2_PER_CELL = 1400.0  # monolayer area per placed cell: room to place each with its 2 µm margin and gap
 
 
 def screened_calls(slide_path: Path, out: Path) -> list[tuple[float, float, str]]:
