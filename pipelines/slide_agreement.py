@@ -92,7 +92,7 @@ def markdown(result: dict) -> str:
 @click.option("--generator", "generators", multiple=True, default=("faithful", "pasted"), show_default=True)
 @click.option("--mpp", "mpps", multiple=True, type=float, default=(0.1, 0.25), show_default=True)
 @click.option("--cells-per-slide", default=300, show_default=True)
-@click.option("--limit", type=int, help="Use only the first N locked cells (in the locked list's order, shuffled by --seed).")
+@click.option("--limit", type=int, help="Use N of the locked cells (shuffled by --seed); default all.")
 @click.option("--seed", default=12, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "docs" / "slide_agreement.json", show_default=True)
 def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, limit: int | None, seed: int, out: Path) -> None:
@@ -106,7 +106,15 @@ def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, lim
     crop_call = dict(zip(locked["file"], np.asarray(CLASS_CODES)[probs.argmax(1)]))
     click.echo(f"{len(cells)} crops classified in {time.time() - t0:.0f} s")
     truth = dict(cells)
-    conditions = []
+    result = {
+        "n_locked_cells": len(cells),
+        "locked_list_sha256": sha256(LOCKED_TEST),
+        "model": f"shipped classifier (sha256 {sha256(ROOT / 'wsi_screen' / 'weights' / 'classifier.pt')[:12]})",
+        "crop_mpp": CROP_MPP,
+        "cells_per_slide": cells_per_slide,
+        "seed": seed,
+    }
+    result["conditions"] = _earlier_conditions(out, result)
     work.mkdir(parents=True, exist_ok=True)
     for generator in generators:
         for mpp in mpps:
@@ -114,20 +122,23 @@ def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, lim
             calls = run_condition(cells, generator, mpp, cells_per_slide, data_dir, work, seed)
             files = [f for f, _ in cells if f in calls]
             r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
-            conditions.append({"generator": generator, "mpp": mpp, **r, "not_placed": len(cells) - len(files), "seconds": round(time.time() - t0)})
-            click.echo(json.dumps(conditions[-1]))
-    result = {
-        "n_locked_cells": len(cells),
-        "locked_list_sha256": sha256(LOCKED_TEST),
-        "model": f"shipped classifier (sha256 {sha256(ROOT / 'wsi_screen' / 'weights' / 'classifier.pt')[:12]})",
-        "crop_mpp": CROP_MPP,
-        "cells_per_slide": cells_per_slide,
-        "conditions": conditions,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+            done = {"generator": generator, "mpp": mpp, **r, "not_placed": len(cells) - len(files), "seconds": round(time.time() - t0)}
+            result["conditions"] = [c for c in result["conditions"] if (c["generator"], c["mpp"]) != (generator, mpp)] + [done]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=1) + "\n")  # after every condition: a long run leaves what it finished
+            out.with_suffix(".md").write_text(markdown(result))
+            click.echo(json.dumps(done))
     click.echo(markdown(result))
+
+
+def _earlier_conditions(out: Path, result: dict) -> list[dict]:
+    """Conditions already in `out` from a run on the same cells and model (kept; a run adds or
+    replaces its own), or none."""
+    if not out.exists():
+        return []
+    earlier = json.loads(out.read_text())
+    same = all(earlier.get(k) == result[k] for k in ("n_locked_cells", "locked_list_sha256", "model", "crop_mpp", "cells_per_slide", "seed"))
+    return earlier["conditions"] if same else []
 
 
 if __name__ == "__main__":
