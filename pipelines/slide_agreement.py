@@ -114,7 +114,6 @@ def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, lim
         "cells_per_slide": cells_per_slide,
         "seed": seed,
     }
-    result["conditions"] = _earlier_conditions(out, result)
     work.mkdir(parents=True, exist_ok=True)
     for generator in generators:
         for mpp in mpps:
@@ -123,7 +122,8 @@ def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, lim
             files = [f for f, _ in cells if f in calls]
             r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
             done = {"generator": generator, "mpp": mpp, **r, "not_placed": len(cells) - len(files), "seconds": round(time.time() - t0)}
-            result["conditions"] = [c for c in result["conditions"] if (c["generator"], c["mpp"]) != (generator, mpp)] + [done]
+            earlier = _earlier_conditions(out, result)  # read again: conditions may run in parallel processes
+            result["conditions"] = [c for c in earlier if (c["generator"], c["mpp"]) != (generator, mpp)] + [done]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=1) + "\n")  # after every condition: a long run leaves what it finished
             out.with_suffix(".md").write_text(markdown(result))
