@@ -69,18 +69,19 @@ def markdown(result: dict) -> str:
     lines = [
         "# Per-cell agreement: generated slides vs the same crops",
         "",
-        f"Locked test cells ({result['n_locked_cells']} of the 15 leukocyte codes; {result['model']}). Slide: every placed",
-        "cell's call by `wsi-screen screen --aoi full` (missed or found twice = wrong). Crops: the same cells'",
+        f"{result['n_locked_cells']} locked test cells of the 15 leukocyte codes ({result['model']}); those the generator",
+        "cannot cut out (not placed) are left out of both sides. Slide: every placed cell's call by",
+        "`wsi-screen screen --aoi full` (missed or found twice = wrong). Crops: the same cells'",
         f"files by `classify_files` at {CROP_MPP} µm/px. Difference = slide − crops, 95 % paired-bootstrap CI;",
         "McNemar exact p on the cells only one side gets right. Produced by `pipelines/slide_agreement.py`.",
         "",
-        "| generator | slide µm/px | cells | slide | crops | slide − crops [95 % CI] | missed or split | McNemar p |",
+        "| generator | slide µm/px | cells (not placed) | slide | crops | slide − crops [95 % CI] | missed or split | McNemar p |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["conditions"]:
         lo, hi = r["difference_ci95"]
         lines.append(
-            f"| {r['generator']} | {r['mpp']} | {r['n_cells']} | {100 * r['slide_accuracy']:.1f} % | {100 * r['crop_accuracy']:.1f} % | "
+            f"| {r['generator']} | {r['mpp']} | {r['n_cells']} ({r['not_placed']}) | {100 * r['slide_accuracy']:.1f} % | {100 * r['crop_accuracy']:.1f} % | "
             f"{100 * r['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {r['missed_or_split']} | {r['mcnemar_p']:.2g} |"
         )
     return "\n".join(lines) + "\n"
