@@ -1,5 +1,6 @@
 """Build the committed demo slide, wsi_screen/demo/demo_smear.tiff (+ .geojson ground truth),
-from PBC crops (CC BY 4.0) and TXL-PBC fields (MIT) only; never DeepAPL (research use only).
+from PBC crops (CC BY 4.0) and TXL-PBC fields (MIT) only; never DeepAPL (research use only). Cells
+are laid on by the faithful generator (each with its own rim, stain and plasma).
 
     python pipelines/make_demo_slide.py [--data-dir ../shared/data] [--out wsi_screen/demo/demo_smear.tiff]
 """
@@ -26,7 +27,7 @@ DEMO_MIX = {"NGS": 0.30, "NGB": 0.05, "LYT": 0.18, "MON": 0.08, "EOS": 0.05, "BA
 @click.option("--seed", default=2024, show_default=True)
 def main(data_dir: Path, out: Path, seed: int) -> None:
     synth = make_slide(out, width=10000, height=3600, mpp=0.25, n_leukocytes=150, class_mix=DEMO_MIX,
-                       sources=("pbc",), data_dir=data_dir, seed=seed, quality=78)
+                       sources=("pbc",), data_dir=data_dir, seed=seed, quality=78, generator="faithful")
     size_mb = (synth.path.stat().st_size + synth.geojson.stat().st_size) / 1e6
     click.echo(f"{synth.path} and {synth.geojson.name}: {len(synth.cells)} leukocytes, {size_mb:.1f} MB")
 

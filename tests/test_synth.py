@@ -2,13 +2,16 @@ import json
 import uuid
 from collections import Counter
 
+import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from shapely.geometry import Polygon, box, shape
+from skimage.draw import polygon as fill_polygon
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.records import Box
 from wsi_screen.slide import open_slide
-from wsi_screen.synth import make_slide
+from wsi_screen.synth import compose, make_slide
 
 
 def _strict(text: str):
@@ -95,3 +98,27 @@ def test_real_cells_from_chosen_sources(tmp_path, data_dir):
     assert thick < mono < feather < glass
     with pytest.raises(ValueError, match="MYO from source"):
         make_slide(tmp_path / "x.tiff", class_mix={"MYO": 1.0}, sources=("pbc",), data_dir=data_dir)
+
+
+@pytest.mark.parametrize("mpp", [0.1, 0.25])
+def test_faithful_cells_bring_nothing_of_their_crop_past_2_um(data_dir, mpp):
+    """Faithful: beyond 2 µm of every placed cell's mask the slide is exactly the smear without
+    the cells, while the cell's own 0.5–1.5 µm rim and plasma do come from its crop. Pasted: the
+    crop stops at the outline's soft edge."""
+    files = sorted((data_dir / "cells").glob("MON/pbc_*.jpg"))[:4] + sorted((data_dir / "cells").glob("NGS/pbc_*.jpg"))[:4]
+    crops = [(f, f.parent.name) for f in files]
+    for generator, near_um in (("faithful", (0.5, 1.5)), ("pasted", (1.0, 2.0))):
+        s = compose(rng=np.random.default_rng(1), width=round(240 / mpp), height=round(160 / mpp), mpp=mpp, crops=crops,
+                    generator=generator, zones=(0.0, 1.0, 0.0), data_dir=data_dir)  # fmt: skip
+        assert len(s.cells) >= 6
+        masks = np.zeros(s.rgb.shape[:2], bool)
+        for c in s.cells:
+            xy = np.array(c.polygon) - 0.5  # outline in pixel-edge coordinates; fill by pixel centre
+            masks[fill_polygon(xy[:, 1], xy[:, 0], masks.shape)] = True
+        outside_um = ndi.distance_transform_edt(~masks) * mpp
+        changed = np.any(s.rgb != s.background, axis=-1)
+        assert not changed[outside_um > 2.0].any()
+        ring = (outside_um > near_um[0]) & (outside_um <= near_um[1])
+        from_crop = changed[ring].mean()
+        assert from_crop > 0.5 if generator == "faithful" else from_crop < 0.05
+        assert changed[masks].mean() > 0.95

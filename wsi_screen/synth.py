@@ -3,12 +3,15 @@ TIFFs with µm/px resolution tags (OpenSlide and tifffile both read them) and a 
 ground-truth GeoJSON. Along the long (x) axis: thick end (red cells overlap), monolayer band (side
 by side; leukocytes go here), feathered edge (sparse), empty glass. Cells are real (TXL-PBC red
 cells, PBC/DeepAPL leukocytes) when `data_dir` is given, drawn otherwise, so tests can always
-build their own fixtures. Placement is random, so cells straddle arbitrary tile seams."""
+build their own fixtures. Placement is random, so cells straddle arbitrary tile seams. Real
+leukocytes are "faithful" (the default: each keeps its own rim, stain and 2 µm of its own plasma on
+glass of the crops' own colour) or "pasted" (cut along the outline onto a fixed glass colour); see
+`synth_cells`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +26,8 @@ from .classes import CLASS_COLORS, class_index
 from .export.geojson import feature, write_features
 from .synth_cells import RBC_UM, Sprite, cut_leukocyte, drawn_leukocyte, drawn_rbc, real_leukocytes, real_rbcs
 
-GLASS_RGB = np.array([242.0, 232.0, 220.0], np.float32)
+GLASS_RGB = np.array([242.0, 232.0, 220.0], np.float32)  # drawn and pasted cells; faithful ones use their crops' glass
+GENERATORS = ("faithful", "pasted")
 ZONE_FRACTIONS = (0.2, 0.45, 0.2)  # thick end, monolayer, feathered edge; the rest of the width is glass
 THICK, MONO, FEATHER = 0, 1, 2
 RBC_COVERAGE = {THICK: 1.8, MONO: 0.55, FEATHER: 0.08}  # area covered by red cells / zone area
@@ -44,6 +48,17 @@ class PlacedCell:
 
 
 @dataclass(frozen=True, eq=False)
+class Smear:
+    """A composed smear in memory: `background` is `rgb` before the leukocytes were laid on it."""
+
+    rgb: np.ndarray
+    background: np.ndarray
+    mpp: float
+    cells: tuple[PlacedCell, ...]
+    band: Polygon
+
+
+@dataclass(frozen=True, eq=False)
 class SynthSlide:
     path: Path
     geojson: Path
@@ -54,9 +69,21 @@ class SynthSlide:
     band: Polygon  # true monolayer, level-0 px
 
 
-def make_slide(
-    out_path: str | Path,
+def make_slide(out_path: str | Path, *, seed: int = 0, tile: int = 256, quality: int = 85, **smear) -> SynthSlide:
+    """Write a `compose`d smear to `out_path` (TIFF) and its ground truth next to it (`<stem>.geojson`)."""
+    out_path = Path(out_path)
+    rng = np.random.default_rng(seed)
+    s = compose(rng=rng, **smear)
+    height, width = s.rgb.shape[:2]
+    write_pyramid(out_path, s.rgb, s.mpp, tile=tile, quality=quality)
+    geojson = out_path.with_suffix(".geojson")
+    write_ground_truth(geojson, s.cells, s.band, s.mpp, rng)
+    return SynthSlide(out_path, geojson, width, height, s.mpp, s.cells, s.band)
+
+
+def compose(
     *,
+    rng: np.random.Generator,
     width: int = 4000,
     height: int = 3000,
     mpp: float = 0.2,
@@ -65,33 +92,38 @@ def make_slide(
     sources: tuple[str, ...] = ("pbc",),
     data_dir: str | Path | None = None,
     only_files: Collection[str] | None = None,
-    seed: int = 0,
-    tile: int = 256,
-    quality: int = 85,
-) -> SynthSlide:
-    """Write a smear to `out_path` (TIFF) and its ground truth next to it (`<stem>.geojson`).
+    crops: Sequence[tuple[Path, str]] | None = None,
+    generator: str = "faithful",
+    zones: tuple[float, float, float] = ZONE_FRACTIONS,
+) -> Smear:
+    """A smear with `zones` (width fractions of thick end, monolayer, feathered edge; glass after).
     `class_mix` gives class proportions (exact counts by largest remainder, so a prevalence is
-    placed exactly); leukocyte crops come from `sources` ("pbc", "deepapl") under
-    `data_dir`/cells (only the manifest files in `only_files` when given), red cells from
-    `data_dir`/detection/txl_pbc; `data_dir=None` draws them.
-    Deterministic for a given seed."""
-    out_path = Path(out_path)
-    rng = np.random.default_rng(seed)
-    codes = _apportion(dict(class_mix or NORMAL_MIX), n_leukocytes, rng)
-    curves = _zone_curves(width, height, rng)
-    leukocytes = _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, rng)
+    placed exactly); leukocyte crops are drawn from `sources` ("pbc", "deepapl") under
+    `data_dir`/cells (only the manifest files in `only_files` when given), or are exactly `crops`
+    ((file, code) pairs; those that cannot be cut are left out); red cells from
+    `data_dir`/detection/txl_pbc; `data_dir=None` draws them. Deterministic for a given rng state."""
+    if generator not in GENERATORS:
+        raise ValueError(f"generator must be one of {GENERATORS}, not {generator!r}")
+    faithful = generator == "faithful"
+    codes = None if crops is not None else _apportion(dict(class_mix or NORMAL_MIX), n_leukocytes, rng)
+    curves = _zone_curves(width, height, zones, rng)
+    if crops is not None:
+        leukocytes = [s for s in (cut_leukocyte(Path(f), code, mpp, faithful) for f, code in crops) if s is not None]
+    else:
+        leukocytes = _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, faithful, rng)
     rbcs = real_rbcs(Path(data_dir) / "detection" / "txl_pbc", mpp, rng) if data_dir else [drawn_rbc(mpp, rng) for _ in range(60)]
+    own = [s.glass for s in leukocytes if s.glass is not None]
+    glass = np.median(own, axis=0).astype(np.float32) if own else GLASS_RGB
     od = np.zeros((height, width, 3), np.float32)
     placed = _place_leukocytes(leukocytes, curves, width, height, mpp, rng)
     _scatter_rbcs(od, rbcs, curves, placed, mpp, rng)
+    background = _rgb(od, glass)
     cells = tuple(_blend(od, sprite, x0, y0, mpp) for sprite, x0, y0 in placed)
-    rgb = np.rint(GLASS_RGB * np.exp(-od)).astype(np.uint8)
-    del od
-    write_pyramid(out_path, rgb, mpp, tile=tile, quality=quality)
-    band = _band_polygon(curves, width, height)
-    geojson = out_path.with_suffix(".geojson")
-    write_ground_truth(geojson, cells, band, mpp, rng)
-    return SynthSlide(out_path, geojson, width, height, mpp, cells, band)
+    return Smear(_rgb(od, glass), background, mpp, cells, _band_polygon(curves, width, height))
+
+
+def _rgb(od: np.ndarray, glass: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(glass * np.exp(-od)), 0, 255).astype(np.uint8)
 
 
 def write_pyramid(path: str | Path, rgb: np.ndarray, mpp: float, tile: int = 256, quality: int = 85) -> int:
@@ -151,9 +183,9 @@ def _apportion(mix: dict[str, float], n: int, rng: np.random.Generator) -> list[
     return [codes[i] for i in rng.permutation(len(codes))]
 
 
-def _zone_curves(width: int, height: int, rng: np.random.Generator) -> list:
+def _zone_curves(width: int, height: int, zones: tuple[float, float, float], rng: np.random.Generator) -> list:
     """The three zone boundaries x = f(y): gently wavy, as a real smear's are."""
-    edges = np.cumsum(ZONE_FRACTIONS) * width
+    edges = np.cumsum(zones) * width
     curves = []
     for edge in edges:
         amp, freq, phase = 0.02 * width, rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
@@ -172,14 +204,14 @@ def _band_polygon(curves, width: int, height: int) -> Polygon:
     return Polygon(ring).intersection(box(0, 0, width, height))
 
 
-def _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, rng) -> list[Sprite]:
+def _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, faithful, rng) -> list[Sprite]:
     if data_dir is None:
         return [drawn_leukocyte(code, mpp, rng) for code in codes]
     files = real_leukocytes(Path(data_dir) / "cells", set(codes), tuple(sources), only_files)
     sprites = []
     for code in codes:
         for _ in range(50):
-            sprite = cut_leukocyte(files[code][rng.integers(len(files[code]))], code, mpp)
+            sprite = cut_leukocyte(files[code][rng.integers(len(files[code]))], code, mpp, faithful)
             if sprite is not None:
                 break
         else:
@@ -193,7 +225,8 @@ def _orient(sprite: Sprite, rng: np.random.Generator) -> Sprite:
     def turn(a):
         a = np.rot90(a, k)
         return np.ascontiguousarray(a[:, ::-1] if flip else a)
-    return Sprite(turn(sprite.od), turn(sprite.alpha), sprite.code, sprite.source)
+    cell = None if sprite.cell is None else turn(sprite.cell)
+    return Sprite(turn(sprite.od), turn(sprite.alpha), sprite.code, sprite.source, cell, sprite.glass)
 
 
 def _place_leukocytes(sprites, curves, width, height, mpp, rng) -> list[tuple[Sprite, int, int]]:
@@ -203,7 +236,7 @@ def _place_leukocytes(sprites, curves, width, height, mpp, rng) -> list[tuple[Sp
     for sprite in sprites:
         sprite = _orient(sprite, rng)
         h, w = sprite.alpha.shape
-        ys, xs = np.nonzero(sprite.alpha > 0.05)
+        ys, xs = np.nonzero(sprite.alpha > 0)
         r = float(np.hypot(xs - w / 2, ys - h / 2).max()) + 1
         for _ in range(500):
             cx, cy = rng.uniform(w / 2 + 1, width - w / 2 - 1), rng.uniform(h / 2 + 1, height - h / 2 - 1)
@@ -271,12 +304,12 @@ def _stamp(od: np.ndarray, sprite: Sprite, cx: float, cy: float) -> None:
 
 
 def _blend(od: np.ndarray, sprite: Sprite, x0: int, y0: int, mpp: float) -> PlacedCell:
-    """Lay a leukocyte over whatever is beneath with its soft alpha; return its outline."""
+    """Lay a leukocyte over whatever is beneath with its soft alpha; return its outline (its mask's)."""
     h, w = sprite.alpha.shape
     a = sprite.alpha[..., None]
     region = od[y0 : y0 + h, x0 : x0 + w]
     region[:] = region * (1 - a) + sprite.od * a
-    contour = max(measure.find_contours(np.pad(sprite.alpha, 1), 0.5), key=len)
+    contour = max(measure.find_contours(np.pad(sprite.mask.astype(np.float32), 1), 0.5), key=len)
     outline = Polygon([(x0 + c - 0.5, y0 + r - 0.5) for r, c in contour]).buffer(0).simplify(0.5)
     if outline.geom_type != "Polygon":
         outline = max(outline.geoms, key=lambda g: g.area)

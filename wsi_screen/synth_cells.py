@@ -1,6 +1,12 @@
-"""Cell sprites for synthetic smears: real red cells cut from TXL-PBC fields, real leukocytes cut
-from single-cell crops, or drawn ones when no data is at hand. A sprite is optical density (OD,
-so overlapping red cells add up like stain does) plus a soft alpha, already at the slide's µm/px."""
+"""Cell sprites for synthetic smears: real red cells cut from TXL-PBC fields, real leukocytes from
+single-cell crops, or drawn ones when no data is at hand. A sprite is optical density (OD, so
+overlapping red cells add up like stain does) plus a soft alpha, already at the slide's µm/px.
+
+A real leukocyte comes two ways. "pasted": cut along its segmented outline with a 0.3 µm soft
+edge. "faithful": the whole crop around the cell, opaque to 0.5 µm outside the outline (the
+cytoplasm rim a segmentation misses), fading out linearly to nothing at 1.75 µm, so the cell keeps
+its own rim and plasma while no pixel beyond 2 µm of its recorded outline (traced from the mask to
+within a pixel, 0.25 µm at the coarsest slides) comes from its crop."""
 
 from __future__ import annotations
 
@@ -25,16 +31,26 @@ PBC_FIELD_SIZES = {(360, 363), (366, 369)}  # TXL-PBC fields that come from PBC 
 @dataclass(frozen=True, eq=False)
 class Sprite:
     od: np.ndarray  # H×W×3 float32 optical density (-ln transmittance) per RGB channel
-    alpha: np.ndarray  # H×W float32 in [0, 1]; > 0.5 is the cell
+    alpha: np.ndarray  # H×W float32 in [0, 1]
     code: str = "RBC"
     source: str = "drawn"
+    cell: np.ndarray | None = None  # H×W bool, the cell's own mask where alpha extends past it
+    glass: tuple[float, float, float] | None = None  # RGB of the crop's own glass (its OD's zero)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.alpha > 0.5 if self.cell is None else self.cell
+
+
+def _glass(rgb: np.ndarray) -> np.ndarray:
+    """The image's own glass: median of its brightest pixels."""
+    f = rgb.astype(np.float32)
+    return np.median(f[f[..., 1] >= np.percentile(f[..., 1], 95)], axis=0)
 
 
 def _od_of(rgb: np.ndarray) -> np.ndarray:
-    """OD relative to the image's own glass (median of its brightest pixels)."""
-    f = rgb.astype(np.float32)
-    glass = np.median(f[f[..., 1] >= np.percentile(f[..., 1], 95)], axis=0)
-    return -np.log(np.clip(f / glass, 1e-3, 1.0))
+    """OD relative to the image's own glass."""
+    return -np.log(np.clip(rgb.astype(np.float32) / _glass(rgb), 1e-3, 1.0))
 
 
 def _resized(sprite_od: np.ndarray, alpha: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
@@ -137,10 +153,12 @@ def real_leukocytes(cells_dir: Path, codes: set[str], sources: tuple[str, ...], 
     return files
 
 
-def cut_leukocyte(path: Path, code: str, mpp: float) -> Sprite | None:
-    """The leukocyte at the centre of a crop, cut out from its neighbouring red cells: nucleus by
-    red-channel density, the cell by a watershed of the foreground that gives each touching red
-    cell its own basin. None when the crop is unreadable or the cut looks implausible."""
+FULL_UM, MARGIN_UM = 0.5, 1.75  # faithful sprites: opaque to FULL_UM outside the cell, nothing of the crop past MARGIN_UM
+
+
+def cut_leukocyte(path: Path, code: str, mpp: float, faithful: bool = False) -> Sprite | None:
+    """The leukocyte at the centre of a crop at `mpp`, pasted or faithful (module docstring). None
+    when the crop is unreadable or the cut looks implausible."""
     try:
         with Image.open(path) as im:
             rgb = np.asarray(im.convert("RGB"))
@@ -148,6 +166,29 @@ def cut_leukocyte(path: Path, code: str, mpp: float) -> Sprite | None:
         warnings.warn(f"skipping unreadable crop {path}: {exc}", stacklevel=2)
         return None
     od = _od_of(rgb)
+    cell = _segment(od)
+    if cell is None:
+        return None
+    source = f"{path.parent.name}/{path.name}"
+    r0, c0, r1, c1 = measure.regionprops(cell.astype(np.uint8))[0].bbox
+    if not faithful:
+        pad = 4
+        sl = (slice(max(r0 - pad, 0), r1 + pad), slice(max(c0 - pad, 0), c1 + pad))
+        return Sprite(*_resized(od[sl], _soft(cell[sl], 0.3 / CROP_MPP), CROP_MPP / mpp), code=code, source=source)
+    pad = int(np.ceil(MARGIN_UM / CROP_MPP)) + 2  # reflect where the margin runs past the crop's edge
+    sl = (slice(r0, r1 + 2 * pad), slice(c0, c1 + 2 * pad))
+    od = np.pad(od, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")[sl]
+    od, inside = _resized(od, np.pad(cell, pad)[sl].astype(np.float32), CROP_MPP / mpp)
+    inside = inside > 0.5
+    outside_um = ndi.distance_transform_edt(~inside) * mpp
+    alpha = np.clip((MARGIN_UM - outside_um) / (MARGIN_UM - FULL_UM), 0, 1).astype(np.float32)
+    return Sprite(od, alpha, code, source, inside, tuple(float(g) for g in _glass(rgb)))
+
+
+def _segment(od: np.ndarray) -> np.ndarray | None:
+    """Mask of the leukocyte nearest the crop's centre, cut from its neighbouring red cells: nucleus
+    by red-channel density, the cell by a watershed of the foreground that gives each touching red
+    cell its own basin. None when implausible (area, solidity, touching the crop's edge)."""
     fg = ndi.binary_fill_holes(ndi.binary_opening(od.sum(-1) > 0.15, iterations=2))
     if fg.sum() < 100:
         return None
@@ -170,10 +211,6 @@ def cut_leukocyte(path: Path, code: str, mpp: float) -> Sprite | None:
     cell = cell == cell[tuple(np.argwhere(hull)[0])]
     region = measure.regionprops(cell.astype(np.uint8))[0]
     r0, c0, r1, c1 = region.bbox
-    area_um2 = region.area * CROP_MPP**2
-    if region.solidity < 0.85 or not 40 <= area_um2 <= 500 or r0 == 0 or c0 == 0 or r1 == h or c1 == w:
+    if region.solidity < 0.85 or not 40 <= region.area * CROP_MPP**2 <= 500 or r0 == 0 or c0 == 0 or r1 == h or c1 == w:
         return None
-    pad = 4
-    sl = (slice(max(r0 - pad, 0), r1 + pad), slice(max(c0 - pad, 0), c1 + pad))
-    alpha = _soft(cell[sl], 0.3 / CROP_MPP)
-    return Sprite(*_resized(od[sl], alpha, CROP_MPP / mpp), code=code, source=f"{path.parent.name}/{path.name}")
+    return cell

@@ -1,0 +1,146 @@
+"""Per-cell agreement (issue 12): the locked test cells (the 15 leukocyte codes) are laid on
+generated slides, each slide screened by `wsi-screen screen --aoi full`, and every placed cell's
+slide call (`cell_agreement.slide_calls`) is set beside the same crop file classified by
+`classify_files` at the crops' true scale, with the same model. One figure per generator and
+slide µm/px; written to docs/slide_agreement.json and .md. Slides are monolayer only (no thick
+end or glass to screen for nothing), `--cells-per-slide` cells on each.
+
+    PYTHONPATH=$PWD python pipelines/slide_agreement.py [--data-dir ../shared/data] [--work /tmp/agreement]
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+from shapely.geometry import Polygon, shape
+
+from wsi_screen.cell_agreement import paired_accuracy, slide_calls
+from wsi_screen.cell_images import CROP_MPP
+from wsi_screen.classes import CLASS_CODES, CLASS_NAMES
+from wsi_screen.classify import classify_files, resolve_device
+from wsi_screen.registry import for_inference, load_model, sha256
+from wsi_screen.synth import make_slide
+from wsi_screen.train.splits import LOCKED_TEST, read_locked
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE_OF = {name: code for code, name in CLASS_NAMES.items()}
+UM2_PER_CELL = 1400.0  # monolayer area per placed cell: room to place each with its 2 µm margin and gap
+
+
+def screened_calls(slide_path: Path, out: Path) -> list[tuple[float, float, str]]:
+    """Screen one slide through the CLI and return its detections as (x, y, code)."""
+    subprocess.run([sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full"], check=True, stdout=subprocess.DEVNULL)
+    run = out / slide_path.stem
+    path = next(p for p in (run / "detections.geojson", run / "detections.geojson.gz") if p.exists())
+    features = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())["features"]
+    calls = []
+    for f in features:
+        if f["properties"].get("objectType") == "detection":
+            c = shape(f["geometry"]).centroid
+            calls.append((c.x, c.y, CODE_OF[f["properties"]["classification"]["name"]]))
+    return calls
+
+
+def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: Path, work: Path, seed: int) -> dict[str, str | None]:
+    """Slide call per placed cell (keyed by its crop file) for one generator and µm/px."""
+    side_um = np.sqrt(per_slide * UM2_PER_CELL / 12)  # 4:3 slides
+    width, height = round(4 * side_um / mpp), round(3 * side_um / mpp)
+    calls: dict[str, str | None] = {}
+    for k, start in enumerate(range(0, len(cells), per_slide)):
+        chunk = cells[start : start + per_slide]
+        slide = make_slide(
+            work / f"{generator}_{mpp}_{k}.tiff", width=width, height=height, mpp=mpp, data_dir=data_dir, seed=seed + k,
+            crops=[(data_dir / "cells" / f, code) for f, code in chunk], generator=generator, zones=(0.0, 1.0, 0.0),
+        )  # fmt: skip
+        found = slide_calls([Polygon(c.polygon) for c in slide.cells], screened_calls(slide.path, work / "screens"))
+        calls.update({c.source: call for c, call in zip(slide.cells, found)})
+        click.echo(f"  {generator} {mpp} µm/px slide {k}: {len(slide.cells)}/{len(chunk)} placed")
+    return calls
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Per-cell agreement: generated slides vs the same crops",
+        "",
+        f"{result['n_locked_cells']} locked test cells of the 15 leukocyte codes ({result['model']}); those the generator",
+        "cannot cut out (not placed) are left out of both sides. Slide: every placed cell's call by",
+        "`wsi-screen screen --aoi full` (missed or found twice = wrong). Crops: the same cells'",
+        f"files by `classify_files` at {CROP_MPP} µm/px. Difference = slide − crops, 95 % paired-bootstrap CI;",
+        "McNemar exact p on the cells only one side gets right. Produced by `pipelines/slide_agreement.py`.",
+        "",
+        "| generator | slide µm/px | cells (not placed) | slide | crops | slide − crops [95 % CI] | missed or split | McNemar p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["conditions"]:
+        lo, hi = r["difference_ci95"]
+        lines.append(
+            f"| {r['generator']} | {r['mpp']} | {r['n_cells']} ({r['not_placed']}) | {100 * r['slide_accuracy']:.1f} % | {100 * r['crop_accuracy']:.1f} % | "
+            f"{100 * r['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {r['missed_or_split']} | {r['mcnemar_p']:.2g} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=ROOT.parent / "shared" / "data", show_default=True)
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/slide_agreement"), show_default=True)
+@click.option("--generator", "generators", multiple=True, default=("faithful", "pasted"), show_default=True)
+@click.option("--mpp", "mpps", multiple=True, type=float, default=(0.1, 0.25), show_default=True)
+@click.option("--cells-per-slide", default=300, show_default=True)
+@click.option("--limit", type=int, help="Use N of the locked cells (shuffled by --seed); default all.")
+@click.option("--seed", default=12, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "docs" / "slide_agreement.json", show_default=True)
+def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, limit: int | None, seed: int, out: Path) -> None:
+    locked = read_locked()
+    locked = locked[locked["class"].isin(CLASS_CODES)].sample(frac=1.0, random_state=seed)[:limit]
+    cells = list(zip(locked["file"], locked["class"]))
+    model, card = load_model()
+    device = resolve_device("auto")
+    t0 = time.time()
+    probs = classify_files(for_inference(model, device), card, [f for f, _ in cells], CROP_MPP, device=device, base=data_dir / "cells").probs
+    crop_call = dict(zip(locked["file"], np.asarray(CLASS_CODES)[probs.argmax(1)]))
+    click.echo(f"{len(cells)} crops classified in {time.time() - t0:.0f} s")
+    truth = dict(cells)
+    result = {
+        "n_locked_cells": len(cells),
+        "locked_list_sha256": sha256(LOCKED_TEST),
+        "model": f"shipped classifier (sha256 {sha256(ROOT / 'wsi_screen' / 'weights' / 'classifier.pt')[:12]})",
+        "crop_mpp": CROP_MPP,
+        "cells_per_slide": cells_per_slide,
+        "seed": seed,
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    for generator in generators:
+        for mpp in mpps:
+            t0 = time.time()
+            calls = run_condition(cells, generator, mpp, cells_per_slide, data_dir, work, seed)
+            files = [f for f, _ in cells if f in calls]
+            r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
+            done = {"generator": generator, "mpp": mpp, **r, "not_placed": len(cells) - len(files), "seconds": round(time.time() - t0)}
+            earlier = _earlier_conditions(out, result)  # read again: conditions may run in parallel processes
+            result["conditions"] = [c for c in earlier if (c["generator"], c["mpp"]) != (generator, mpp)] + [done]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=1) + "\n")  # after every condition: a long run leaves what it finished
+            out.with_suffix(".md").write_text(markdown(result))
+            click.echo(json.dumps(done))
+    click.echo(markdown(result))
+
+
+def _earlier_conditions(out: Path, result: dict) -> list[dict]:
+    """Conditions already in `out` from a run on the same cells and model (kept; a run adds or
+    replaces its own), or none."""
+    if not out.exists():
+        return []
+    earlier = json.loads(out.read_text())
+    same = all(earlier.get(k) == result[k] for k in ("n_locked_cells", "locked_list_sha256", "model", "crop_mpp", "cells_per_slide", "seed"))
+    return earlier["conditions"] if same else []
+
+
+if __name__ == "__main__":
+    main()

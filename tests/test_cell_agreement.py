@@ -1,0 +1,19 @@
+import pytest
+from shapely.geometry import Point
+
+from wsi_screen.cell_agreement import paired_accuracy, slide_calls
+
+
+def test_missed_and_doubly_found_cells_count_as_wrong():
+    """Four placed cells: one found once and right, one found once and wrong, one missed, one
+    found twice (both right); a detection outside every cell answers for none."""
+    outlines = [Point(x, 0).buffer(10) for x in (0, 100, 200, 300)]
+    truth = ["NGS", "LYT", "MON", "EOS"]
+    detections = [(1, 2, "NGS"), (99, -3, "MON"), (295, 0, "EOS"), (305, 1, "EOS"), (150, 0, "LYT")]
+    calls = slide_calls(outlines, detections)
+    assert calls == ["NGS", "MON", None, None]
+    r = paired_accuracy(truth, calls, crops=["NGS", "LYT", "MON", "EOS"], n_boot=2000)
+    assert r["slide_accuracy"] == 0.25 and r["crop_accuracy"] == 1.0 and r["difference"] == -0.75
+    assert r["missed_or_split"] == 2 and (r["only_slide_right"], r["only_crops_right"]) == (0, 3)
+    assert r["difference_ci95"][0] == -1.0 and r["difference_ci95"][1] <= -0.25
+    assert r["mcnemar_p"] == pytest.approx(0.25)  # 3 discordant, all one way: 2 × 0.5³

@@ -1,0 +1,50 @@
+"""Per-cell agreement between a screened slide and the same cells' crop files: the slide is judged
+on every cell placed on it, so a cell the detector missed or split counts as wrong there, as it
+would for a reader of the slide's report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import binomtest
+from shapely import STRtree, points
+from shapely.geometry import Polygon
+
+
+def slide_calls(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> list[str | None]:
+    """The slide's call for each placed cell: the class of the one detection (x, y, code) whose
+    centroid lies in its outline; None when none does (missed) or several do (found twice), so
+    each detection answers for at most one cell and each cell for at most one detection."""
+    found: list[list[str]] = [[] for _ in outlines]
+    if detections and outlines:
+        xy = np.array([(x, y) for x, y, _ in detections], float)
+        det, cell = STRtree(list(outlines)).query(points(xy), predicate="within")
+        for d, c in zip(det, cell):
+            found[c].append(detections[d][2])
+    return [calls[0] if len(calls) == 1 else None for calls in found]
+
+
+def paired_accuracy(truth: Sequence[str], slide: Sequence[str | None], crops: Sequence[str], n_boot: int = 10000, seed: int = 0) -> dict:
+    """Accuracy on the slide and on the crops over the same cells, slide − crops with its 95 %
+    paired-bootstrap CI (cells resampled together, so what both get right or wrong cancels), and
+    the exact McNemar p of the cells only one of them gets right."""
+    truth = np.asarray(truth, object)
+    on_slide = np.array([s == t for s, t in zip(slide, truth)], bool)
+    on_crops = np.asarray(crops, object) == truth
+    n = len(truth)
+    diff = on_slide.astype(float) - on_crops
+    boot = diff[np.random.default_rng(seed).integers(0, n, (n_boot, n))].mean(1)
+    only_slide, only_crops = int((on_slide & ~on_crops).sum()), int((on_crops & ~on_slide).sum())
+    discordant = only_slide + only_crops
+    return {
+        "n_cells": n,
+        "slide_accuracy": float(on_slide.mean()),
+        "crop_accuracy": float(on_crops.mean()),
+        "difference": float(diff.mean()),
+        "difference_ci95": [float(q) for q in np.quantile(boot, [0.025, 0.975])],
+        "only_slide_right": only_slide,
+        "only_crops_right": only_crops,
+        "mcnemar_p": float(binomtest(only_slide, discordant).pvalue) if discordant else 1.0,
+        "missed_or_split": int(sum(s is None for s in slide)),
+    }
