@@ -119,7 +119,7 @@ def _smears(probs, labels, normal, prevalence, seed):
 def _blast_records(card, smears):
     from wsi_screen.aggregate import blast_and_atypical
     from wsi_screen.config import AggregateConfig
-    from wsi_screen.screen import rates_from_card
+    from wsi_screen.summarize import rates_from_card
 
     rates, cfg = rates_from_card(card), AggregateConfig(bootstrap_samples=500)
     return [(blast_and_atypical(cells, rates, cfg)["blast"], truth) for cells, truth in smears]

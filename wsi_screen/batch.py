@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from . import __version__
 from .config import Config
 from .errors import WsiScreenError
+from .records import SlideSummary
 from .screen import ScreenOptions
 from .slide import FIELD_IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
 
@@ -80,13 +80,14 @@ class SlideRow:
     skipped: bool = False
 
     @classmethod
-    def from_report(cls, slide: str, report: dict, skipped: bool = False) -> "SlideRow":
-        b = report["blast"]
-        return cls(slide, "ok", "", report["n_leukocytes"], b["prevalence"], b["ci95"][0], b["ci95"][1], bool(report["flags"]), report["needs_review"], len(report["qc"]["warnings"]), report["runtime_s"], skipped)
+    def from_summary(cls, slide: str, s: SlideSummary, skipped: bool = False) -> "SlideRow":
+        b = s.blast
+        return cls(slide, "ok", "", s.n_leukocytes, b.prevalence, b.ci95[0], b.ci95[1], bool(s.flags), s.needs_review, len(s.qc.warnings), s.provenance.runtime_s, skipped)
 
 
 def screen_task(path: str, out: str, name: str, config: Config, options: ScreenOptions, record: dict) -> dict:
-    """One slide on a worker; every expected and unexpected failure becomes a failed row."""
+    """One slide on a worker; every expected and unexpected failure becomes a failed row. The
+    completion record is written last, once the slide's folder is whole."""
     from distributed import worker_client
 
     from .screen import screen_slide
@@ -94,9 +95,9 @@ def screen_task(path: str, out: str, name: str, config: Config, options: ScreenO
     t0 = time.perf_counter()
     try:
         with worker_client() as client:  # secedes: this task waits on its own tile tasks
-            summary = screen_slide(Path(path), Path(out), config, replace(options, completion=record, progress=False), client=client, out_name=name)
-        report = json.loads((summary.out_dir / "report.json").read_text())
-        return asdict(SlideRow.from_report(path, report))
+            result = screen_slide(Path(path), Path(out), config, replace(options, progress=False), client=client, out_name=name)
+        _atomic_write(result.out_dir / "completed.json", json.dumps(record, indent=1))
+        return asdict(SlideRow.from_summary(path, result.summary))
     except Exception as exc:  # noqa: BLE001 - one bad slide never stops the night
         message = str(exc) if isinstance(exc, WsiScreenError) else f"{exc.__class__.__name__}: {exc}"
         return asdict(SlideRow(path, "failed", message.splitlines()[0] if message else exc.__class__.__name__, runtime_s=time.perf_counter() - t0))
@@ -126,7 +127,7 @@ def run_batch(
         done = out / names[path] / "completed.json"
         failed = failed_dir / f"{names[path]}.json"
         if done.is_file() and json.loads(done.read_text()) == record:
-            rows[path] = SlideRow.from_report(str(path), json.loads((out / names[path] / "report.json").read_text()), skipped=True)
+            rows[path] = SlideRow.from_summary(str(path), SlideSummary.from_json((out / names[path] / "report.json").read_text()), skipped=True)
         elif failed.is_file() and not retry_failed and json.loads(failed.read_text()).get("record") == record:
             rows[path] = SlideRow(**{**json.loads(failed.read_text())["row"], "skipped": True})
         else:
@@ -179,10 +180,10 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
         f"<h1>Batch summary</h1><p>{len(done)} of {len(slides)} slides; flagged first.</p>{frame.to_html(index=False, na_rep='')}</body></html>"
     )
     _atomic_write(out / "summary.html", page)
-    from .screen import software_versions
+    from .provenance import software_versions
 
     run = {
-        "software": {"wsi_screen": __version__, **software_versions()},
+        "software": software_versions(),
         "config_sha256": config.sha256(),
         "models": _model_checksums(config),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
@@ -194,11 +195,8 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
 
 
 def _model_checksums(config: Config) -> dict:
+    from .provenance import detector_sha256
     from .registry import DEFAULT_WEIGHTS, sha256
-    from .segmenters import resolve_weights
 
     classifier = DEFAULT_WEIGHTS if config.classify.model == "default" else Path(config.classify.model)
-    out = {"classifier": sha256(classifier) if classifier.is_file() else None}
-    if config.detect.method == "unet":
-        out["detector"] = sha256(resolve_weights(config.detect.model))
-    return out
+    return {"classifier": sha256(classifier) if classifier.is_file() else None, "detector": detector_sha256(config)}

@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .classes import LEUKOCYTE, LEUKOCYTE_COLOR
 from .config import Config
 from .qc import summarize_qc
-from .records import AoiMask, Detection, SlideInfo
+from .records import AoiMask, Detection, SlideInfo, SlideQc
 
 PATCHES_PER_TASK = 16
 ALIGN_DETECTION_PX = 32  # tile origins on multiples of the U-Net's largest stride (2**5)
@@ -32,7 +32,7 @@ class SlideCells:
     aoi: AoiMask
     detections: tuple[Detection, ...]
     tile_errors: tuple[str, ...]
-    qc: dict
+    qc: SlideQc
 
     @property
     def aoi_area_mm2(self) -> float:
@@ -98,6 +98,15 @@ def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config:
     return SlideCells(Path(slide_path), mpp, info, mask, detections, tuple(errors), qc)
 
 
+def overview(cells: SlideCells, max_mpp: float, longest_px: int = 1600) -> tuple[np.ndarray, float]:
+    """The whole slide, at most `longest_px` on its longer side, and level-0 px per overview px."""
+    from .slide import open_slide
+
+    mpp = max(cells.info.width, cells.info.height) * cells.info.mpp / longest_px
+    with open_slide(cells.slide_path, mpp=cells.mpp_override, max_mpp=max_mpp) as slide:
+        return slide.thumbnail(mpp), mpp / cells.info.mpp
+
+
 def write_store(client, store: Path, cells: SlideCells, config: Config, model_input_px: int = 0) -> None:
     """cells.zarr: the cell table, the AOI, and every cell's patch (extracted in parallel); with
     `model_input_px`, every patch also at the classifier's input size (see export.store)."""
@@ -123,20 +132,11 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
         pass
 
 
-def leukocyte_features(cells: SlideCells) -> list[dict]:
-    from .export.geojson import cell_uuid, feature
-
-    return [
-        feature(d.polygon, LEUKOCYTE, LEUKOCYTE_COLOR, {"cell_id": i, "area_um2": d.area_um2, "score": d.score}, cell_uuid(cells.slide_key, i))
-        for i, d in enumerate(cells.detections)
-    ]
-
-
 def detect_slide(
     slide_path: Path, out_root: Path, config: Config, *, mpp: float | None = None, aoi: str = "auto", workers: int | None = None, scheduler: str | None = None, progress: bool = True
 ) -> DetectSummary:
     """`wsi-screen detect`: OUT/<stem>/{detections.geojson, cells.zarr, detect.json}, all or nothing."""
-    from .export.geojson import write_features
+    from .export.geojson import cell_features, write_features
     from .export.outdir import staged_dir
     from .parallel import dask_client
 
@@ -148,13 +148,13 @@ def detect_slide(
         cells = find_cells(client, slide_path, info, mask, config, mpp, progress)
         with staged_dir(out_dir) as tmp:
             write_store(client, tmp / "cells.zarr", cells, config)
-            write_features(leukocyte_features(cells), tmp / "detections.geojson")
+            write_features(cell_features(cells.detections, cells.slide_key), tmp / "detections.geojson")
             summary = {
                 "slide": str(slide_path),
                 "n_cells": len(cells.detections),
                 "aoi_area_mm2": cells.aoi_area_mm2,
                 "tile_errors": list(cells.tile_errors),
-                "qc": cells.qc,
+                "qc": asdict(cells.qc),
                 "config_sha256": config.sha256(),
                 "seconds": time.perf_counter() - t0,
             }

@@ -8,9 +8,13 @@ import gzip
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from shapely.geometry import Polygon, shape
+
+from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES, LEUKOCYTE, LEUKOCYTE_COLOR
+from ..records import Detection, Probabilities
 
 # Fixed namespace so the same cell on the same slide always gets the same id.
 _NAMESPACE = uuid.UUID("6f1c2d9e-3b7a-4c55-9a1e-5d2f0c7b8e41")
@@ -39,6 +43,25 @@ def feature(
             "measurements": {k: v if isinstance(v, int) and not isinstance(v, bool) else float(v) for k, v in measurements.items()},
         },
     }
+
+
+def cell_features(detections: Sequence[Detection], slide_key: str, calls: Probabilities | None = None) -> list[dict]:
+    """One Feature per cell with a UUID stable per slide and cell id: a "Leukocyte" with its area and
+    detector score; with the classifier's calls, its predicted class in that class's colour, with
+    P(blast), P(atypical) and every class probability."""
+    if calls is None:
+        return [
+            feature(d.polygon, LEUKOCYTE, LEUKOCYTE_COLOR, {"cell_id": i, "area_um2": d.area_um2, "score": d.score}, cell_uuid(slide_key, i))
+            for i, d in enumerate(detections)
+        ]
+    predicted, p_blast, p_atypical = calls.predicted, calls.p_blast, calls.p_atypical
+    feats = []
+    for i, d in enumerate(detections):
+        code = str(predicted[i])
+        measurements = {"cell_id": i, "p_blast": float(p_blast[i]), "p_atypical": float(p_atypical[i]), "area_um2": d.area_um2}
+        measurements.update({f"p_{c}": float(calls.probs[i, k]) for k, c in enumerate(CLASS_CODES)})
+        feats.append(feature(d.polygon, CLASS_NAMES[code], CLASS_COLORS[code], measurements, cell_uuid(slide_key, i)))
+    return feats
 
 
 def write_features(features: list[dict], path: Path, gz: bool = False) -> Path:

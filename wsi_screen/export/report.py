@@ -1,12 +1,15 @@
-"""report.html: one self-contained page per slide for the morning read (images embedded, no
-network). Shows the specimen id, never the slide label or macro image, which can carry names."""
+"""report.json and report.html of one slide, rendered from its SlideSummary and the records handed
+in; export never reads slides or runs models. The page is self-contained for the morning read
+(images embedded, no network) and shows the specimen id, never the slide label or macro image,
+which can carry names."""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +20,21 @@ import numpy as np  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
 from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES  # noqa: E402
+from ..records import Detection, Probabilities, SlideSummary  # noqa: E402
+
+
+@dataclass(frozen=True, eq=False)
+class ReportImages:
+    """What the page shows that export cannot make itself: the slide overview with the AOI outline
+    (level-0 polygons), and the patches of the summary's blast candidates (with their saliency)
+    and review cells, in the summary's order."""
+
+    thumbnail: np.ndarray
+    downsample: float  # level-0 px per thumbnail px
+    aoi_polygons: tuple
+    candidates: np.ndarray
+    candidate_saliency: np.ndarray
+    review: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -120,45 +138,45 @@ figure img{width:200px;height:200px;display:block}figcaption{font-size:.8em}
 """
 
 
-def render_html(report: dict, charts: Charts, galleries: list[Gallery], path: Path) -> None:
-    """Write the report page; `report` is the report.json content."""
+def render_html(summary: SlideSummary, charts: Charts, galleries: list[Gallery], path: Path) -> None:
+    """Write the report page."""
     e = html.escape
-    blast, atyp = report["blast"], report["atypical"]
-    raised = [r for r in (blast, atyp) if r["flag"]] or report["lab_flags"]
+    blast, atyp, diff = summary.blast, summary.atypical, summary.differential
     headline = []
-    if blast["flag"]:
-        headline.append(f"BLASTS SUSPECTED: {blast['rule']}.")
-    if atyp["flag"]:
-        headline.append(f"Atypical cells above normal: {atyp['rule']}.")
-    headline += [f.capitalize() + "." for f in report["lab_flags"]]
+    if blast.flag:
+        headline.append(f"BLASTS SUSPECTED: {blast.rule}.")
+    if atyp.flag:
+        headline.append(f"Atypical cells above normal: {atyp.rule}.")
+    headline += [f.capitalize() + "." for f in summary.lab_flags]
     flag_html = (
         f'<div class="flag raised">{"<br>".join(e(h) for h in headline)}</div>'
-        if raised
+        if summary.flags
         else '<div class="flag clear">No flag raised: no blast or atypical population detected above the configured thresholds.</div>'
     )
     rows = "".join(
-        f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{report['counts'][c]}</td><td>{report['differential'].get(c, float('nan')):.1f}</td></tr>"
-        if c in report["differential"]
-        else f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{report['counts'][c]}</td><td>{'NRBC ' + format(report['nrbc_per_100_wbc'], '.1f') + '/100 WBC' if c == 'EBO' else 'reported apart'}</td></tr>"
+        f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{diff.counts[c]}</td><td>{diff.percent[c]:.1f}</td></tr>"
+        if c in diff.percent
+        else f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{diff.counts[c]}</td><td>{'NRBC ' + format(diff.nrbc_per_100_wbc, '.1f') + '/100 WBC' if c == 'EBO' else 'reported apart'}</td></tr>"
         for c in CLASS_CODES
     )
 
     def prev_row(name, r):
-        lo, hi = r["ci95"]
+        lo, hi = r.ci95
         return (
-            f"<tr><td>{name}</td><td>{r['count']}</td><td>{r['raw_prevalence']:.2%}</td><td>{r['prevalence']:.2%}</td>"
-            f"<td>{lo:.2%} – {hi:.2%}</td><td>{r['expected_count']:.1f}</td><td>{r['specificity_on_this_slide']:.4f}</td><td>{'yes' if r['flag'] else 'no'}</td></tr>"
+            f"<tr><td>{name}</td><td>{r.count}</td><td>{r.raw_prevalence:.2%}</td><td>{r.prevalence:.2%}</td>"
+            f"<td>{lo:.2%} – {hi:.2%}</td><td>{r.expected_count:.1f}</td><td>{r.specificity:.4f}</td><td>{'yes' if r.flag else 'no'}</td></tr>"
         )
 
-    qc = report["qc"]
+    qc = asdict(summary.qc)
     qc_rows = "".join(f"<tr><td>{e(k)}</td><td>{'—' if v is None else (format(v, '.3g') if isinstance(v, float) else e(str(v)))}</td></tr>" for k, v in qc.items() if k != "warnings")
-    warnings = "".join(f'<li class="warn">{e(w)}</li>' for w in report["warnings"] + qc["warnings"]) or "<li>none</li>"
-    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>wsi_screen report — {e(str(report['specimen_id']))}</title>
+    warnings = "".join(f'<li class="warn">{e(w)}</li>' for w in summary.warnings + summary.qc.warnings) or "<li>none</li>"
+    p = summary.provenance
+    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>wsi_screen report — {e(summary.specimen_id)}</title>
 <style>{_CSS}</style></head><body>
 <div class="banner">RESEARCH USE ONLY — NOT FOR DIAGNOSIS. Automated screening; every flag needs review by a qualified morphologist.</div>
-<h1>Specimen {e(str(report['specimen_id']))}</h1>
+<h1>Specimen {e(summary.specimen_id)}</h1>
 {flag_html}
-<p>{report['n_leukocytes']} leukocytes classified in an AOI of {report['aoi_area_mm2']:.2f} mm²; {report['needs_review']} cells need review.</p>
+<p>{summary.n_leukocytes} leukocytes classified in an AOI of {summary.aoi_area_mm2:.2f} mm²; {summary.needs_review} cells need review.</p>
 <h2>Blast and atypical cells</h2>
 <table><tr><th>test</th><th>count</th><th>raw</th><th>corrected</th><th>95% CI</th><th>expected</th><th>specificity here</th><th>flag</th></tr>
 {prev_row('Blast (MYO+MOB)', blast)}{prev_row('Atypical', atyp)}</table>
@@ -169,54 +187,33 @@ def render_html(report: dict, charts: Charts, galleries: list[Gallery], path: Pa
 <h2>Slide map</h2><img src="{charts.slide_map}" alt="slide map" style="max-width:100%">
 {''.join(_gallery_html(g) for g in galleries)}
 <h2>Quality control</h2><table>{qc_rows}</table><ul>{warnings}</ul>
-<h2>Provenance</h2><pre>{e(str({k: report[k] for k in ('model', 'config_sha256', 'software', 'runtime_s')}))}</pre>
+<h2>Provenance</h2><pre>{e(str({'model': p.models, 'config_sha256': p.config_sha256, 'software': p.software, 'runtime_s': p.runtime_s}))}</pre>
 </body></html>"""
     Path(path).write_text(page, encoding="utf-8")
 
 
-def saliency_maps(model, card, patches: np.ndarray) -> np.ndarray:
-    """Simonyan gradient saliency of each patch, at patch size."""
-    import torch
-    import torch.nn.functional as F
-
-    from ..classify import patch_batch
-    from ..saliency import saliency_map
-
-    maps = []
-    for x in patch_batch(patches, card):
-        smap, _ = saliency_map(model, x)
-        maps.append(F.interpolate(torch.from_numpy(smap)[None, None], size=patches.shape[1:3], mode="bilinear")[0, 0].numpy())
-    return np.stack(maps) if maps else np.zeros((0,) + patches.shape[1:3], np.float32)
-
-
-def write_report_page(path: Path, report: dict, cells, probs, predicted, result, review, patches, model, card, config) -> None:
-    """Charts, galleries (top blast candidates with saliency; needs-review cells) and the page."""
-    from ..slide import open_slide
-
-    with open_slide(cells.slide_path, mpp=cells.mpp_override, max_mpp=config.slide.max_mpp) as slide:
-        thumb_mpp = max(cells.info.width, cells.info.height) * cells.info.mpp / 1600
-        thumbnail = slide.thumbnail(thumb_mpp)
-    downsample = thumb_mpp / cells.info.mpp
-    xs = [d.x for d in cells.detections]
-    ys = [d.y for d in cells.detections]
+def write_report(out_dir: Path, summary: SlideSummary, detections: Sequence[Detection], calls: Probabilities, images: ReportImages) -> None:
+    """report.json (the summary) and report.html: charts, the blast candidates with saliency and
+    the cells that need review."""
+    predicted, p_blast = calls.predicted, calls.p_blast
     charts = Charts(
-        slide_map(thumbnail, downsample, cells.aoi.polygons, xs, ys, predicted),
-        differential_chart(report["differential"]),
-        blast_histogram(result.p_blast, config.aggregate.blast_high_p),
+        slide_map(images.thumbnail, images.downsample, images.aoi_polygons, [d.x for d in detections], [d.y for d in detections], predicted),
+        differential_chart(summary.differential.percent),
+        blast_histogram(p_blast, summary.blast.high_p),
     )
-    n = config.export.gallery_size
-    top = np.argsort(-result.p_blast)[:n] if len(predicted) else np.zeros(0, int)
-    top_patches = np.stack([patches[int(i)] for i in top]) if len(top) else np.zeros((0, 8, 8, 3), np.uint8)
-    blast_gallery = Gallery(
-        f"Top {len(top)} blast candidates (highest P(blast)), with saliency",
-        top_patches,
-        tuple(f"cell {i}: P(blast) {result.p_blast[i]:.2f}, {predicted[i]}" for i in top),
-        saliency_maps(model, card, top_patches),
-    )
-    flagged = np.flatnonzero(review)[:n]
-    review_gallery = Gallery(
-        f"Cells that need review ({int(review.sum())}; first {len(flagged)} shown)",
-        np.stack([patches[int(i)] for i in flagged]) if len(flagged) else np.zeros((0, 8, 8, 3), np.uint8),
-        tuple(f"cell {i}: {predicted[i]} at {probs[i].max():.2f}" for i in flagged),
-    )
-    render_html(report, charts, [blast_gallery, review_gallery], path)
+    top, review = summary.blast_candidates, summary.review_cells
+    galleries = [
+        Gallery(
+            f"Top {len(top)} blast candidates (highest P(blast)), with saliency",
+            images.candidates,
+            tuple(f"cell {i}: P(blast) {p_blast[i]:.2f}, {predicted[i]}" for i in top),
+            images.candidate_saliency,
+        ),
+        Gallery(
+            f"Cells that need review ({summary.needs_review}; first {len(review)} shown)",
+            images.review,
+            tuple(f"cell {i}: {predicted[i]} at {calls.confidence[i]:.2f}" for i in review),
+        ),
+    ]
+    render_html(summary, charts, galleries, Path(out_dir) / "report.html")
+    (Path(out_dir) / "report.json").write_text(summary.to_json())

@@ -19,9 +19,10 @@ import zarr
 from imagecodecs.numcodecs import Jpeg, register_codecs
 from numcodecs import Blosc
 
+from ..classes import CLASS_CODES
 from ..config import PatchConfig
 from ..errors import StoreError
-from ..records import AoiMask, Detection
+from ..records import AoiMask, Detection, Probabilities
 
 register_codecs()  # readers of the store need the JPEG codec registered too
 
@@ -128,6 +129,24 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None
             cells[name][...] = values
     if attrs:
         zarr.open_group(str(path), mode="r+").attrs.update(attrs)
+
+
+def write_calls(path: Path, calls: Probabilities, review: np.ndarray, classifier_sha256: str) -> None:
+    """The classifier's per-cell columns: probabilities (CLASS_CODES order), P(blast), P(atypical),
+    the predicted code and its probability, P(reject) and the needs-review mark."""
+    write_columns(
+        path,
+        {
+            "probabilities": calls.probs.astype(np.float32).reshape(-1, len(CLASS_CODES)),
+            "p_blast": calls.p_blast.astype(np.float32),
+            "p_atypical": calls.p_atypical.astype(np.float32),
+            "predicted": calls.predicted.astype("U3"),
+            "confidence": calls.confidence.astype(np.float32),
+            "p_reject": calls.p_reject.astype(np.float32),
+            "needs_review": np.asarray(review, bool),
+        },
+        {"class_codes": list(CLASS_CODES), "classifier_sha256": classifier_sha256},
+    )
 
 
 def write_aoi(path: Path, aoi: AoiMask, slide_mpp: float, levels: int = 3) -> None:
