@@ -76,3 +76,16 @@ def test_report_json_without_the_newer_keys_still_loads():
         del r[test]["high_p"]
     old = SlideSummary.from_json(json.dumps(r))
     assert old.blast_candidates == () and old.blast.high_p is None and old.n_leukocytes == 10
+
+
+def test_report_page_escapes_what_a_user_or_slide_supplies():
+    from dataclasses import replace
+
+    from wsi_screen.export.report import Charts, gallery, render_html
+
+    s = replace(_summary(["NGS"] * 150 + ["MYO"] * 8), specimen_id="<script>alert(1)</script>")
+    cells = gallery("Top <b>", np.zeros((2, 8, 8, 3), np.uint8), ["cell 0 & co", "cell 1"], np.ones((2, 8, 8)))
+    page = render_html(s, Charts("data:image/png;base64,AA==", "data:image/png;base64,AB==", "data:image/png;base64,AC=="), [cells])
+    assert "<script>" not in page and "Specimen &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<h2>Top &lt;b&gt;</h2>" in page and "cell 0 &amp; co" in page and page.count('alt="saliency"') == 2
+    assert "BLASTS SUSPECTED: 95% CI lower bound" in page and '<img src="data:image/png;base64,AB==" alt="differential chart">' in page

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .config import Config
 from .errors import WsiScreenError
+from .export.html import render
 from .records import SlideSummary
 from .screen import ScreenOptions
 from .slide import FIELD_IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
@@ -174,12 +175,8 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
     if len(frame):
         frame = frame.assign(_order=(~frame["flag"].fillna(False).astype(bool)).astype(int) + 2 * (frame["status"] != "ok")).sort_values(["_order", "slide"], kind="stable").drop(columns="_order")
     _atomic_write(out / "summary.csv", frame.to_csv(index=False))
-    page = (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>wsi_screen batch summary</title></head><body>'
-        '<p style="background:#b00020;color:#fff;padding:.5em"><b>RESEARCH USE ONLY — NOT FOR DIAGNOSIS.</b></p>'
-        f"<h1>Batch summary</h1><p>{len(done)} of {len(slides)} slides; flagged first.</p>{frame.to_html(index=False, na_rep='')}</body></html>"
-    )
-    _atomic_write(out / "summary.html", page)
+    rows_shown = frame.astype(object).where(frame.notna(), "").to_dict("records")
+    _atomic_write(out / "summary.html", render("summary.html", done=len(done), total=len(slides), columns=SUMMARY_COLUMNS, rows=rows_shown))
     from .provenance import software_versions
 
     run = {

@@ -6,8 +6,8 @@ which can carry names."""
 from __future__ import annotations
 
 import base64
-import html
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from scipy import ndimage as ndi  # noqa: E402
 
 from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES  # noqa: E402
 from ..records import Detection, Probabilities, SlideSummary  # noqa: E402
+from .html import render  # noqa: E402
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,13 +39,18 @@ class ReportImages:
 
 
 @dataclass(frozen=True)
-class Gallery:
-    """Cell patches to show, with a caption each and optional saliency maps (same size)."""
+class Figure:
+    """One gallery cell as the page shows it: data-URI images and a caption."""
 
+    image: str
+    saliency: str | None
+    caption: str
+
+
+@dataclass(frozen=True)
+class Gallery:
     title: str
-    patches: np.ndarray
-    captions: tuple[str, ...]
-    saliency: np.ndarray | None = None
+    cells: tuple[Figure, ...]
 
 
 @dataclass(frozen=True)
@@ -109,87 +115,25 @@ def blast_histogram(p_blast: np.ndarray, threshold: float) -> str:
     return _png(fig)
 
 
-def _gallery_html(g: Gallery) -> str:
-    if not len(g.patches):
-        return f"<h2>{html.escape(g.title)}</h2><p>None.</p>"
+def gallery(title: str, patches: np.ndarray, captions: list[str], saliency: np.ndarray | None = None) -> Gallery:
+    """Patches as JPEGs, each beside its saliency overlay when given."""
     cells = []
-    for i, patch in enumerate(g.patches):
-        overlay = ""
-        if g.saliency is not None:
-            s = ndi.gaussian_filter(g.saliency[i].astype(np.float32), 3)  # gradients are speckle; show where they gather
+    for i, patch in enumerate(patches):
+        overlay = None
+        if saliency is not None:
+            s = ndi.gaussian_filter(saliency[i].astype(np.float32), 3)  # gradients are speckle; show where they gather
             s = np.clip(s / (np.percentile(s, 99) + 1e-9), 0, 1)
             heat = (plt.get_cmap("inferno")(s)[..., :3] * 255).astype(np.uint8)
-            overlay = f'<img src="{_img((0.55 * patch + 0.45 * heat).astype(np.uint8))}" alt="saliency">'
-        cells.append(f'<figure><img src="{_img(patch)}" alt="cell">{overlay}<figcaption>{html.escape(g.captions[i])}</figcaption></figure>')
-    return f'<h2>{html.escape(g.title)}</h2><div class="gallery">{"".join(cells)}</div>'
+            overlay = _img((0.55 * patch + 0.45 * heat).astype(np.uint8))
+        cells.append(Figure(_img(patch), overlay, captions[i]))
+    return Gallery(title, tuple(cells))
 
 
-_CSS = """
-body{font-family:sans-serif;margin:1.5em;max-width:1200px;color:#222}
-.banner{background:#b00020;color:#fff;padding:.6em 1em;font-weight:bold;border-radius:4px}
-.flag{font-size:1.3em;padding:.6em 1em;border-radius:4px;margin:1em 0}
-.flag.raised{background:#ffe0e0;border:2px solid #b00020}.flag.clear{background:#e6f4ea;border:2px solid #2e7d32}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}
-th:first-child,td:first-child{text-align:left}
-.row{display:flex;gap:2em;flex-wrap:wrap;align-items:flex-start}
-.gallery{display:flex;flex-wrap:wrap;gap:8px}figure{margin:0;width:200px}
-figure img{width:200px;height:200px;display:block}figcaption{font-size:.8em}
-.warn{color:#b00020}
-"""
-
-
-def render_html(summary: SlideSummary, charts: Charts, galleries: list[Gallery], path: Path) -> None:
-    """Write the report page."""
-    e = html.escape
-    blast, atyp, diff = summary.blast, summary.atypical, summary.differential
-    headline = []
-    if blast.flag:
-        headline.append(f"BLASTS SUSPECTED: {blast.rule}.")
-    if atyp.flag:
-        headline.append(f"Atypical cells above normal: {atyp.rule}.")
-    headline += [f.capitalize() + "." for f in summary.lab_flags]
-    flag_html = (
-        f'<div class="flag raised">{"<br>".join(e(h) for h in headline)}</div>'
-        if summary.flags
-        else '<div class="flag clear">No flag raised: no blast or atypical population detected above the configured thresholds.</div>'
-    )
-    rows = "".join(
-        f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{diff.counts[c]}</td><td>{diff.percent[c]:.1f}</td></tr>"
-        if c in diff.percent
-        else f"<tr><td>{e(CLASS_NAMES[c])} ({c})</td><td>{diff.counts[c]}</td><td>{'NRBC ' + format(diff.nrbc_per_100_wbc, '.1f') + '/100 WBC' if c == 'EBO' else 'reported apart'}</td></tr>"
-        for c in CLASS_CODES
-    )
-
-    def prev_row(name, r):
-        lo, hi = r.ci95
-        return (
-            f"<tr><td>{name}</td><td>{r.count}</td><td>{r.raw_prevalence:.2%}</td><td>{r.prevalence:.2%}</td>"
-            f"<td>{lo:.2%} – {hi:.2%}</td><td>{r.expected_count:.1f}</td><td>{r.specificity:.4f}</td><td>{'yes' if r.flag else 'no'}</td></tr>"
-        )
-
-    qc = asdict(summary.qc)
-    qc_rows = "".join(f"<tr><td>{e(k)}</td><td>{'—' if v is None else (format(v, '.3g') if isinstance(v, float) else e(str(v)))}</td></tr>" for k, v in qc.items() if k != "warnings")
-    warnings = "".join(f'<li class="warn">{e(w)}</li>' for w in summary.warnings + summary.qc.warnings) or "<li>none</li>"
+def render_html(summary: SlideSummary, charts: Charts, galleries: list[Gallery]) -> str:
     p = summary.provenance
-    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>wsi_screen report — {e(summary.specimen_id)}</title>
-<style>{_CSS}</style></head><body>
-<div class="banner">RESEARCH USE ONLY — NOT FOR DIAGNOSIS. Automated screening; every flag needs review by a qualified morphologist.</div>
-<h1>Specimen {e(summary.specimen_id)}</h1>
-{flag_html}
-<p>{summary.n_leukocytes} leukocytes classified in an AOI of {summary.aoi_area_mm2:.2f} mm²; {summary.needs_review} cells need review.</p>
-<h2>Blast and atypical cells</h2>
-<table><tr><th>test</th><th>count</th><th>raw</th><th>corrected</th><th>95% CI</th><th>expected</th><th>specificity here</th><th>flag</th></tr>
-{prev_row('Blast (MYO+MOB)', blast)}{prev_row('Atypical', atyp)}</table>
-<p>Corrected for the classifier's measured sensitivity and its specificity on this slide's own mix of cells (Rogan–Gladen; held-out confusion per class, composition by EM); interval from sampling and rate uncertainty; its upper end also holds if none of this slide's calls is false (labs and patients differ in false calls far more than the held-out rates say).</p>
-<div class="row"><div><h2>Differential</h2><table><tr><th>class</th><th>count</th><th>per 100 WBC</th></tr>{rows}</table></div>
-<div><img src="{charts.differential}" alt="differential chart"></div></div>
-<h2>P(blast) distribution</h2><img src="{charts.p_blast}" alt="P blast histogram">
-<h2>Slide map</h2><img src="{charts.slide_map}" alt="slide map" style="max-width:100%">
-{''.join(_gallery_html(g) for g in galleries)}
-<h2>Quality control</h2><table>{qc_rows}</table><ul>{warnings}</ul>
-<h2>Provenance</h2><pre>{e(str({'model': p.models, 'config_sha256': p.config_sha256, 'software': p.software, 'runtime_s': p.runtime_s}))}</pre>
-</body></html>"""
-    Path(path).write_text(page, encoding="utf-8")
+    provenance = json.dumps({"model": p.models, "config_sha256": p.config_sha256, "software": p.software, "runtime_s": p.runtime_s}, indent=1)
+    qc = {k: v for k, v in asdict(summary.qc).items() if k != "warnings"}
+    return render("report.html", s=summary, charts=charts, galleries=galleries, qc=qc, class_names=CLASS_NAMES, provenance=provenance)
 
 
 def write_report(out_dir: Path, summary: SlideSummary, detections: Sequence[Detection], calls: Probabilities, images: ReportImages) -> None:
@@ -203,17 +147,17 @@ def write_report(out_dir: Path, summary: SlideSummary, detections: Sequence[Dete
     )
     top, review = summary.blast_candidates, summary.review_cells
     galleries = [
-        Gallery(
+        gallery(
             f"Top {len(top)} blast candidates (highest P(blast)), with saliency",
             images.candidates,
-            tuple(f"cell {i}: P(blast) {p_blast[i]:.2f}, {predicted[i]}" for i in top),
+            [f"cell {i}: P(blast) {p_blast[i]:.2f}, {predicted[i]}" for i in top],
             images.candidate_saliency,
         ),
-        Gallery(
+        gallery(
             f"Cells that need review ({summary.needs_review}; first {len(review)} shown)",
             images.review,
-            tuple(f"cell {i}: {predicted[i]} at {calls.confidence[i]:.2f}" for i in review),
+            [f"cell {i}: {predicted[i]} at {calls.confidence[i]:.2f}" for i in review],
         ),
     ]
-    render_html(summary, charts, galleries, Path(out_dir) / "report.html")
+    (Path(out_dir) / "report.html").write_text(render_html(summary, charts, galleries), encoding="utf-8")
     (Path(out_dir) / "report.json").write_text(summary.to_json())
