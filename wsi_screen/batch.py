@@ -177,23 +177,15 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
     _atomic_write(out / "summary.csv", frame.to_csv(index=False))
     rows_shown = frame.astype(object).where(frame.notna(), "").to_dict("records")
     _atomic_write(out / "summary.html", render("summary.html", done=len(done), total=len(slides), columns=SUMMARY_COLUMNS, rows=rows_shown))
-    from .provenance import software_versions
+    from .provenance import model_checksums, software_versions
 
     run = {
         "software": software_versions(),
         "config_sha256": config.sha256(),
-        "models": _model_checksums(config),
+        "models": model_checksums(config),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "complete": len(rows) == len(slides),
         "slides": [{"slide": str(p), "status": rows[p].status if p in rows else "pending", "error": rows[p].error if p in rows else ""} for p in slides],
     }
     _atomic_write(out / "run.json", json.dumps(run, indent=1))
-
-
-def _model_checksums(config: Config) -> dict:
-    from .provenance import detector_sha256
-    from .registry import DEFAULT_WEIGHTS, sha256
-
-    classifier = DEFAULT_WEIGHTS if config.classify.model == "default" else Path(config.classify.model)
-    return {"classifier": sha256(classifier) if classifier.is_file() else None, "detector": detector_sha256(config)}

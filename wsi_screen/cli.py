@@ -46,7 +46,7 @@ def train(data, run_dir, config_path, folds, fold, arch, device):
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.option("-o", "--out", required=True, type=click.Path(), help="preds.csv to write.")
-@click.option("--model", "model_path", type=click.Path(), help="Weights file (default: the shipped classifier).")
+@click.option("--model", "model_path", type=click.Path(), help="Weights file or shipped name (default: the shipped classifier).")
 @click.option("--tta/--no-tta", default=None, help="Average over the 8 rotations/flips (default: classify.tta).")
 @click.option("--input-mpp", type=float, help="µm/px of the input images; default (classify.input_mpp 0): each image spans the model's 29 µm field.")
 @click.option("--config", "config_path", type=click.Path())
@@ -60,7 +60,7 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
 
     cfg = load_config(config_path).classify
     dev = resolve_device(device or cfg.device)
-    model, card = load_model(model_path or (None if cfg.model == "default" else cfg.model))
+    model, card = load_model(model_path or cfg.model)
     model = for_inference(model, dev)
     files = list_inputs(input_path)
     mpp = input_mpp if input_mpp is not None else (cfg.input_mpp or None)
@@ -105,7 +105,7 @@ def human_agreement_cmd(annotations, as_json):
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Directory for the PNGs.")
-@click.option("--model", "model_path", type=click.Path(), help="Weights file (default: the shipped classifier).")
+@click.option("--model", "model_path", type=click.Path(), help="Weights file or shipped name (default: the shipped classifier).")
 @click.option("--input-mpp", type=float, help="µm/px of the images; default: each image spans the 29 µm field.")
 def saliency(images, out_dir, model_path, input_mpp):
     """Gradient saliency maps (Simonyan et al. 2014) of the predicted class for IMAGES."""

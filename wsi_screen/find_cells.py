@@ -74,10 +74,11 @@ def prepare(slide_path: Path, config: Config, mpp: float | None, aoi: str) -> tu
 
 def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config: Config, mpp: float | None, progress: bool = True) -> SlideCells:
     """Detect every leukocyte of the AOI, exactly once, in a deterministic order."""
+    from .detect import detector_mpp
     from .parallel import bounded_map, in_flight, tile_task
     from .tiling import make_grid
 
-    align = max(1, round(ALIGN_DETECTION_PX * config.detect.mpp / info.mpp))
+    align = max(1, round(ALIGN_DETECTION_PX * detector_mpp(config.detect) / info.mpp))
     grid = make_grid(info.width, info.height, info.mpp, config.tiling, mask, align)
     by_tile: dict[int, tuple[Detection, ...]] = {}
     errors, qcs = [], {}

@@ -15,19 +15,21 @@ def software_versions() -> dict:
     return {"wsi_screen": __version__, "python": platform.python_version(), **{name: version(name) for name in packages}}
 
 
-def detector_sha256(config: Config) -> str | None:
-    """Checksum of the configured detector's weights; None for the classical (weightless) detector."""
-    from .registry import sha256
-    from .segmenters import resolve_weights
+def model_checksums(config: Config) -> dict:
+    """run.json's "models": the configured classifier's and detector's weights checksums (None: the
+    classical detector has none)."""
+    from .registry import resolve_model, sha256
 
-    return sha256(resolve_weights(config.detect.model)) if config.detect.method == "unet" else None
+    unet = config.detect.method == "unet"
+    return {"classifier": sha256(resolve_model(config.classify.model, "classifier")), "detector": sha256(resolve_model(config.detect.model, "detector")) if unet else None}
 
 
 def model_provenance(config: Config, classifier_path: Path, card) -> dict:
-    """report.json's "model": the detector and the classifier that made the result, by checksum."""
-    from .registry import sha256
+    """report.json's "model": the detector and the classifier that made the result, by name and checksum."""
+    from .registry import resolve_model, sha256
 
+    detector = resolve_model(config.detect.model, "detector") if config.detect.method == "unet" else None
     return {
-        "detector": {"name": config.detect.model, "method": config.detect.method, "sha256": detector_sha256(config)},
+        "detector": {"name": detector.stem if detector else "classical", "method": config.detect.method, "sha256": sha256(detector) if detector else None},
         "classifier": {"path": classifier_path.name, "arch": card.arch, "sha256": sha256(classifier_path), "temperature": card.temperature},
     }

@@ -47,11 +47,11 @@ class ScreenResult:
 
 
 def load_classifier(config: Config):
-    from .registry import DEFAULT_WEIGHTS, load_model
+    """The configured classifier, its card and its weights file."""
+    from .registry import load_model, resolve_model
 
-    path = DEFAULT_WEIGHTS if config.classify.model == "default" else Path(config.classify.model)
-    model, card = load_model(path)
-    return model, card, path
+    path = resolve_model(config.classify.model, "classifier")
+    return *load_model(path), path
 
 
 def screen_slide(
