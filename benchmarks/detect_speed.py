@@ -19,8 +19,8 @@ import click
 
 from benchmarks.common import PeakMemory, bench_slides, decode_seconds
 from wsi_screen.config import Config
-from wsi_screen.export.outdir import staged_dir
 from wsi_screen.export.geojson import cell_features, write_features
+from wsi_screen.export.outdir import staged_dir
 from wsi_screen.find_cells import find_cells, prepare, write_store
 from wsi_screen.parallel import dask_client
 
@@ -36,7 +36,14 @@ def run_detect(path: Path, out: Path, config: Config, workers: int) -> dict:
             write_store(client, tmp / "cells.zarr", cells, config)
             write_features(cell_features(cells.detections, cells.slide_key), tmp / "detections.geojson")
         detect_s = time.perf_counter() - t1
-    return {"startup_s": startup, "detect_s": detect_s, "cells": len(cells.detections), "aoi_mm2": cells.aoi_area_mm2, "peak_rss_gb": mem.peak / 1e9, "gigapixels": info.width * info.height / 1e9}
+    return {
+        "startup_s": startup,
+        "detect_s": detect_s,
+        "cells": len(cells.detections),
+        "aoi_mm2": cells.aoi_area_mm2,
+        "peak_rss_gb": mem.peak / 1e9,
+        "gigapixels": info.width * info.height / 1e9,
+    }
 
 
 @click.command()

@@ -134,7 +134,8 @@ def test_normal_background_is_not_over_corrected():
     codes = ["NGS"] * 170 + ["LYT"] * 90 + ["MON"] * 25 + ["MYO"] * 12 + ["NGS"] * 3  # 15 blasts, 12 called
     out = blast_and_atypical(_probs(codes), {"blast": rates, "atypical": rates}, AggregateConfig())["blast"]
     assert out.specificity > 0.995 and out.ci95[0] <= 0.05 <= out.ci95[1] and out.prevalence == pytest.approx(0.05, abs=0.01)
-    plain = blast_and_atypical(_probs(codes), {"blast": RATES.__class__(0.8, rates.specificity, 200, 2800), "atypical": RATES}, AggregateConfig())["blast"]
+    global_rates = {"blast": RATES.__class__(0.8, rates.specificity, 200, 2800), "atypical": RATES}
+    plain = blast_and_atypical(_probs(codes), global_rates, AggregateConfig())["blast"]
     assert plain.prevalence < 0.045  # what a single specificity does
 
 

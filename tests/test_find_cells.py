@@ -54,7 +54,10 @@ def test_demo_slide_every_leukocyte_found_exactly_once(client):
 
 
 def _crossing_share(detections, tile_px):
-    cross = [d for d in detections if d.bbox.x0 // tile_px != (d.bbox.x1 - 1) // tile_px or d.bbox.y0 // tile_px != (d.bbox.y1 - 1) // tile_px]
+    def crosses(d):
+        return d.bbox.x0 // tile_px != (d.bbox.x1 - 1) // tile_px or d.bbox.y0 // tile_px != (d.bbox.y1 - 1) // tile_px
+
+    cross = [d for d in detections if crosses(d)]
     return len(cross) / max(1, len(detections))
 
 

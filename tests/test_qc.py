@@ -50,9 +50,10 @@ def test_empty_glass_warns(tmp_path):
 
 
 def test_blurred_slide_warns_end_to_end(tmp_path, drawn_slide):
+    from distributed import Client, LocalCluster
+
     from wsi_screen.config import Config
     from wsi_screen.find_cells import find_cells, prepare
-    from distributed import Client, LocalCluster
 
     rgb = tifffile.imread(drawn_slide.path, level=0)
     path = tmp_path / "blurred.tiff"

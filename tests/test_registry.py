@@ -9,8 +9,18 @@ import torch
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.errors import ModelError
 from wsi_screen.registry import (
-    WEIGHTS_DIR, ClassifierCard, DetectorCard, ModelCard, create_model, default_input_px, list_models, load_card, load_model, model_task,
-    resolve_model, save_weights,
+    WEIGHTS_DIR,
+    ClassifierCard,
+    DetectorCard,
+    ModelCard,
+    create_model,
+    default_input_px,
+    list_models,
+    load_card,
+    load_model,
+    model_task,
+    resolve_model,
+    save_weights,
 )  # fmt: skip
 
 

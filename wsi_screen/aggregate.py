@@ -103,8 +103,8 @@ def corrected_interval(
 
 
 def prevalence(
-    is_member: np.ndarray, p_member: np.ndarray, rates: OperatingRates, threshold: float, high_p: float, min_cells: int, cfg: AggregateConfig,
-    predicted_counts: np.ndarray | None = None, members: list[int] | None = None,
+    is_member: np.ndarray, p_member: np.ndarray, rates: OperatingRates, threshold: float, high_p: float, min_cells: int,
+    cfg: AggregateConfig, predicted_counts: np.ndarray | None = None, members: list[int] | None = None,
 ) -> Prevalence:  # fmt: skip
     """Prevalence record for one clinical test with its flag rule: the CI's lower bound above
     `threshold`, or a rare population: more cells with P ≥ `high_p` than the model's own measured
@@ -124,7 +124,10 @@ def prevalence(
     if n and ci[0] > threshold:
         rule = f"95% CI lower bound {ci[0]:.2%} exceeds {threshold:.2%}"
     elif confident >= needed:
-        rule = f"{confident} cells with P >= {high_p:.2f} (at least {needed} needed; {expected_false:.1f} expected from the model's false-confident rate)"
+        rule = (
+            f"{confident} cells with P >= {high_p:.2f} "
+            f"(at least {needed} needed; {expected_false:.1f} expected from the model's false-confident rate)"
+        )
     corrected = float(rogan_gladen(raw, rates.sensitivity, sp)) if n else 0.0
     return Prevalence(count, raw, corrected, ci, float(p_member.sum()), rule is not None, rule, sp, high_p)
 

@@ -24,7 +24,10 @@ from .screen import ScreenOptions
 from .slide import FIELD_IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
 
 SLIDE_SUFFIXES = TIFF_SUFFIXES + OPENSLIDE_SUFFIXES + FIELD_IMAGE_SUFFIXES
-SUMMARY_COLUMNS = ["slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review", "qc_warnings", "runtime_s"]
+SUMMARY_COLUMNS = [
+    "slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review",
+    "qc_warnings", "runtime_s",
+]  # fmt: skip
 
 
 def collect_slides(inputs: list[Path]) -> list[Path]:
@@ -62,7 +65,13 @@ def fingerprint(path: Path, config: Config) -> dict:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
             digest.update(block)
-    return {"input": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest.hexdigest(), "config_sha256": config.sha256()}
+    return {
+        "input": str(path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "sha256": digest.hexdigest(),
+        "config_sha256": config.sha256(),
+    }
 
 
 @dataclass
@@ -83,7 +92,10 @@ class SlideRow:
     @classmethod
     def from_summary(cls, slide: str, s: SlideSummary, skipped: bool = False) -> "SlideRow":
         b = s.blast
-        return cls(slide, "ok", "", s.n_leukocytes, b.prevalence, b.ci95[0], b.ci95[1], bool(s.flags), s.needs_review, len(s.qc.warnings), s.provenance.runtime_s, skipped)
+        return cls(
+            slide, "ok", "", s.n_leukocytes, b.prevalence, b.ci95[0], b.ci95[1], bool(s.flags), s.needs_review, len(s.qc.warnings),
+            s.provenance.runtime_s, skipped,
+        )  # fmt: skip
 
 
 def screen_task(path: str, out: str, name: str, config: Config, options: ScreenOptions, record: dict) -> dict:
@@ -101,7 +113,8 @@ def screen_task(path: str, out: str, name: str, config: Config, options: ScreenO
         return asdict(SlideRow.from_summary(path, result.summary))
     except Exception as exc:  # noqa: BLE001 - one bad slide never stops the night
         message = str(exc) if isinstance(exc, WsiScreenError) else f"{exc.__class__.__name__}: {exc}"
-        return asdict(SlideRow(path, "failed", message.splitlines()[0] if message else exc.__class__.__name__, runtime_s=time.perf_counter() - t0))
+        first_line = message.splitlines()[0] if message else exc.__class__.__name__
+        return asdict(SlideRow(path, "failed", first_line, runtime_s=time.perf_counter() - t0))
 
 
 def run_batch(
@@ -128,7 +141,8 @@ def run_batch(
         done = out / names[path] / "completed.json"
         failed = failed_dir / f"{names[path]}.json"
         if done.is_file() and json.loads(done.read_text()) == record:
-            rows[path] = SlideRow.from_summary(str(path), SlideSummary.from_json((out / names[path] / "report.json").read_text()), skipped=True)
+            summary = SlideSummary.from_json((out / names[path] / "report.json").read_text())
+            rows[path] = SlideRow.from_summary(str(path), summary, skipped=True)
         elif failed.is_file() and not retry_failed and json.loads(failed.read_text()).get("record") == record:
             rows[path] = SlideRow(**{**json.loads(failed.read_text())["row"], "skipped": True})
         else:
@@ -140,7 +154,10 @@ def run_batch(
     from contextlib import nullcontext
 
     with nullcontext(client) if client is not None else dask_client(options.scheduler, config.dask, options.workers) as client:
-        futures = {client.submit(screen_task, str(p), str(out), names[p], config, options, rec, pure=False, key=f"screen-{names[p]}"): (p, rec) for p, rec in todo}
+        futures = {
+            client.submit(screen_task, str(p), str(out), names[p], config, options, rec, pure=False, key=f"screen-{names[p]}"): (p, rec)
+            for p, rec in todo
+        }
         bar = tqdm(total=len(slides), initial=len(rows), unit="slide", desc="screening", disable=not options.progress)
         cells, t0 = 0, time.perf_counter()
         for future in as_completed(futures):
@@ -155,7 +172,8 @@ def run_batch(
                 failed.unlink()
             cells += row.n_leukocytes or 0
             n_failed = sum(r.status == "failed" for r in rows.values())
-            bar.set_postfix(done=len(rows) - n_failed, failed=n_failed, remaining=len(slides) - len(rows), cells_per_s=f"{cells / (time.perf_counter() - t0):.1f}")
+            speed = f"{cells / (time.perf_counter() - t0):.1f}"
+            bar.set_postfix(done=len(rows) - n_failed, failed=n_failed, remaining=len(slides) - len(rows), cells_per_s=speed)
             bar.update(1)
             _write_summaries(out, slides, rows, config, started)
         bar.close()
@@ -173,7 +191,8 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
     done = [rows[p] for p in slides if p in rows]
     frame = pd.DataFrame([asdict(r) for r in done], columns=SUMMARY_COLUMNS + ["skipped"])[SUMMARY_COLUMNS]
     if len(frame):
-        frame = frame.assign(_order=(~frame["flag"].fillna(False).astype(bool)).astype(int) + 2 * (frame["status"] != "ok")).sort_values(["_order", "slide"], kind="stable").drop(columns="_order")
+        order = (~frame["flag"].fillna(False).astype(bool)).astype(int) + 2 * (frame["status"] != "ok")  # flagged, ok, failed
+        frame = frame.assign(_order=order).sort_values(["_order", "slide"], kind="stable").drop(columns="_order")
     _atomic_write(out / "summary.csv", frame.to_csv(index=False))
     rows_shown = frame.astype(object).where(frame.notna(), "").to_dict("records")
     _atomic_write(out / "summary.html", render("summary.html", done=len(done), total=len(slides), columns=SUMMARY_COLUMNS, rows=rows_shown))
@@ -186,6 +205,7 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "complete": len(rows) == len(slides),
-        "slides": [{"slide": str(p), "status": rows[p].status if p in rows else "pending", "error": rows[p].error if p in rows else ""} for p in slides],
+        "slides": [{"slide": str(p), "status": rows[p].status if p in rows else "pending", "error": rows[p].error if p in rows else ""}
+                   for p in slides],  # fmt: skip
     }
     _atomic_write(out / "run.json", json.dumps(run, indent=1))

@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 from .classes import CLASS_CODES
 from .errors import DatasetError
+from .preprocess import EvalTransform, normalise_uint8
 from .records import Probabilities
 from .registry import ModelCard
-from .preprocess import EvalTransform, normalise_uint8
-from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 
 log = logging.getLogger(__name__)
 

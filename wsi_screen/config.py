@@ -120,7 +120,8 @@ class QcConfig:
 
     def __post_init__(self):
         _check(self.min_focus >= 0, "qc.min_focus must be >= 0")
-        _check(len(self.stain_reference) == 3 and min(self.stain_reference) >= 0 and max(self.stain_reference) > 0, "qc.stain_reference must be 3 non-negative numbers")
+        ref = self.stain_reference
+        _check(len(ref) == 3 and min(ref) >= 0 and max(ref) > 0, "qc.stain_reference must be 3 non-negative numbers")
         _check(0 < self.max_stain_angle_deg <= 90, "qc.max_stain_angle_deg must be in (0, 90]")
         _check(0 <= self.min_coverage < self.max_coverage <= 1, "qc coverage bounds must satisfy 0 <= min < max <= 1")
 

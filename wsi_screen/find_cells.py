@@ -72,7 +72,9 @@ def prepare(slide_path: Path, config: Config, mpp: float | None, aoi: str) -> tu
         return info, resolve_aoi(aoi, slide, config.aoi)
 
 
-def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config: Config, mpp: float | None, progress: bool = True) -> SlideCells:
+def find_cells(
+    client, slide_path: Path, info: SlideInfo, mask: AoiMask, config: Config, mpp: float | None, progress: bool = True
+) -> SlideCells:
     """Detect every leukocyte of the AOI, exactly once, in a deterministic order."""
     from .detect import detector_mpp
     from .parallel import bounded_map, in_flight, tile_task
@@ -82,7 +84,8 @@ def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config:
     grid = make_grid(info.width, info.height, info.mpp, config.tiling, mask, align)
     by_tile: dict[int, tuple[Detection, ...]] = {}
     errors, qcs = [], {}
-    results = bounded_map(client, tile_task, grid.tiles, in_flight(client), slide_path=str(slide_path), mpp=mpp, max_mpp=config.slide.max_mpp, cfg=config.detect)
+    reading = {"slide_path": str(slide_path), "mpp": mpp, "max_mpp": config.slide.max_mpp}
+    results = bounded_map(client, tile_task, grid.tiles, in_flight(client), **reading, cfg=config.detect)
     for result in tqdm(results, total=len(grid.tiles), desc="detecting", unit="tile", disable=not progress):
         if result.error:
             warnings.warn(f"skipped corrupt tile {result.tile.index} at {result.tile.core}: {result.error}", stacklevel=2)
@@ -127,15 +130,16 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
     d = cells.detections
     jobs = [(i, tuple((c.x, c.y) for c in d[i : i + PATCHES_PER_TASK])) for i in range(0, len(d), PATCHES_PER_TASK)]
     for _ in bounded_map(
-        client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp, store=str(store.resolve()), cfg=config.patches,
-        model_input_px=model_input_px,
+        client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp,
+        store=str(store.resolve()), cfg=config.patches, model_input_px=model_input_px,
     ):
         pass
 
 
 def detect_slide(
-    slide_path: Path, out_root: Path, config: Config, *, mpp: float | None = None, aoi: str = "auto", workers: int | None = None, scheduler: str | None = None, progress: bool = True
-) -> DetectSummary:
+    slide_path: Path, out_root: Path, config: Config, *, mpp: float | None = None, aoi: str = "auto", workers: int | None = None,
+    scheduler: str | None = None, progress: bool = True,
+) -> DetectSummary:  # fmt: skip
     """`wsi-screen detect`: OUT/<stem>/{detections.geojson, cells.zarr, detect.json}, all or nothing."""
     from .export.geojson import cell_features, write_features
     from .export.outdir import staged_dir
@@ -160,4 +164,5 @@ def detect_slide(
                 "seconds": time.perf_counter() - t0,
             }
             (tmp / "detect.json").write_text(json.dumps(summary, indent=1))
-    return DetectSummary(str(slide_path), out_dir, len(cells.detections), cells.aoi_area_mm2, time.perf_counter() - t0, startup, cells.tile_errors)
+    seconds = time.perf_counter() - t0
+    return DetectSummary(str(slide_path), out_dir, len(cells.detections), cells.aoi_area_mm2, seconds, startup, cells.tile_errors)

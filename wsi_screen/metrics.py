@@ -28,7 +28,8 @@ def ece(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
     correct = pred == targets
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    return float(sum(abs(correct[which == b].mean() - conf[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any()))
+    gaps = (abs(correct[which == b].mean() - conf[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any())
+    return float(sum(gaps))
 
 
 def per_class(y_true: np.ndarray, y_pred: np.ndarray, codes=CLASS_CODES) -> dict:

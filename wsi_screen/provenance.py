@@ -20,16 +20,19 @@ def model_checksums(config: Config) -> dict:
     classical detector has none)."""
     from .registry import resolve_model, sha256
 
-    unet = config.detect.method == "unet"
-    return {"classifier": sha256(resolve_model(config.classify.model, "classifier")), "detector": sha256(resolve_model(config.detect.model, "detector")) if unet else None}
+    detector = sha256(resolve_model(config.detect.model, "detector")) if config.detect.method == "unet" else None
+    return {"classifier": sha256(resolve_model(config.classify.model, "classifier")), "detector": detector}
 
 
 def model_provenance(config: Config, classifier_path: Path, card) -> dict:
     """report.json's "model": the detector and the classifier that made the result, by name and checksum."""
     from .registry import resolve_model, sha256
 
-    detector = resolve_model(config.detect.model, "detector") if config.detect.method == "unet" else None
+    detector = {"name": "classical", "method": "classical", "sha256": None}
+    if config.detect.method == "unet":
+        path = resolve_model(config.detect.model, "detector")
+        detector = {"name": path.stem, "method": "unet", "sha256": sha256(path)}
     return {
-        "detector": {"name": detector.stem if detector else "classical", "method": config.detect.method, "sha256": sha256(detector) if detector else None},
+        "detector": detector,
         "classifier": {"path": classifier_path.name, "arch": card.arch, "sha256": sha256(classifier_path), "temperature": card.temperature},
     }

@@ -317,6 +317,5 @@ def _prevalence_from_json(d: dict) -> Prevalence:
 
 
 def _rates_from_json(d: dict) -> OperatingRates:
-    return OperatingRates(
-        **{**d, "confident_negatives": tuple(tuple(t) for t in d["confident_negatives"]), "confusion": tuple(tuple(r) for r in d["confusion"])}
-    )
+    confident, confusion = (tuple(tuple(row) for row in d[k]) for k in ("confident_negatives", "confusion"))
+    return OperatingRates(**{**d, "confident_negatives": confident, "confusion": confusion})

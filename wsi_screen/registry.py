@@ -224,7 +224,9 @@ def load_card(name_or_path: str | Path | None, task: str = "classifier") -> Card
     return _read(resolve_model(name_or_path, task), task)[0]
 
 
-def load_model(name_or_path: str | Path | None = None, device: str | torch.device = "cpu", task: str = "classifier") -> tuple[nn.Module, Card]:
+def load_model(
+    name_or_path: str | Path | None = None, device: str | torch.device = "cpu", task: str = "classifier"
+) -> tuple[nn.Module, Card]:
     """Model in eval mode and its card; every way a file can be unusable is a ModelError naming it."""
     path = resolve_model(name_or_path, task)
     card, state = _read(path, task)

@@ -14,10 +14,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .classes import CLASS_CODES  # noqa: E402
-from .registry import ModelCard  # noqa: E402
-from .preprocess import EvalTransform  # noqa: E402
 from .cell_images import load_canvas  # noqa: E402
+from .classes import CLASS_CODES  # noqa: E402
+from .preprocess import EvalTransform  # noqa: E402
+from .registry import ModelCard  # noqa: E402
 
 
 def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:

@@ -86,7 +86,8 @@ def screen_slide(
             t_classify = time.perf_counter() - t_classify
             drop_model_input(store)
             write_calls(store, calls, calls.needs_review(config.classify.review_below), sha256(model_path))
-            provenance = Provenance(model_provenance(config, model_path, card), config.sha256(), software_versions(), time.perf_counter() - t0)
+            runtime = time.perf_counter() - t0
+            provenance = Provenance(model_provenance(config, model_path, card), config.sha256(), software_versions(), runtime)
             summary = summarize_slide(cells, calls, rates, config, options.specimen_id, provenance)
             gz = options.gzip or len(cells.detections) > config.export.gzip_above_cells
             write_features(cell_features(cells.detections, cells.slide_key, calls), tmp / "detections.geojson", gz=gz)
@@ -129,4 +130,5 @@ def _report_images(store: Path, cells: SlideCells, summary: SlideSummary, model,
 
     candidates = pick(summary.blast_candidates)
     thumbnail, downsample = overview(cells, config.slide.max_mpp)
-    return ReportImages(thumbnail, downsample, cells.aoi.polygons, candidates, patch_saliency(model, card, candidates), pick(summary.review_cells))
+    saliency = patch_saliency(model, card, candidates)
+    return ReportImages(thumbnail, downsample, cells.aoi.polygons, candidates, saliency, pick(summary.review_cells))

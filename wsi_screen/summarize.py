@@ -39,15 +39,17 @@ def rates_from_card(card) -> dict[str, OperatingRates]:
 
 
 def summarize_slide(
-    cells: SlideCells, calls: Probabilities, rates: dict[str, OperatingRates], config: Config, specimen_id: str | None, provenance: Provenance
-) -> SlideSummary:
+    cells: SlideCells, calls: Probabilities, rates: dict[str, OperatingRates], config: Config, specimen_id: str | None,
+    provenance: Provenance,
+) -> SlideSummary:  # fmt: skip
     """The slide's summary; the galleries hold the `export.gallery_size` cells of highest P(blast)
     and the first as many that need review."""
     n = len(calls.probs)
     review = calls.needs_review(config.classify.review_below)
     diff = differential(calls.predicted)
     tests = blast_and_atypical(calls.probs, rates, config.aggregate)
-    notes = [f"only {n} leukocytes classified (< {config.aggregate.min_leukocytes}): the differential is unreliable"] if n < config.aggregate.min_leukocytes else []
+    few = n < config.aggregate.min_leukocytes
+    notes = [f"only {n} leukocytes classified (< {config.aggregate.min_leukocytes}): the differential is unreliable"] if few else []
     notes += [f"corrupt tile skipped: {e}" for e in cells.tile_errors]
     shown = config.export.gallery_size
     return SlideSummary(

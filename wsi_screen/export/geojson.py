@@ -51,7 +51,9 @@ def cell_features(detections: Sequence[Detection], slide_key: str, calls: Probab
     P(blast), P(atypical) and every class probability."""
     if calls is None:
         return [
-            feature(d.polygon, LEUKOCYTE, LEUKOCYTE_COLOR, {"cell_id": i, "area_um2": d.area_um2, "score": d.score}, cell_uuid(slide_key, i))
+            feature(
+                d.polygon, LEUKOCYTE, LEUKOCYTE_COLOR, {"cell_id": i, "area_um2": d.area_um2, "score": d.score}, cell_uuid(slide_key, i)
+            )
             for i, d in enumerate(detections)
         ]
     predicted, p_blast, p_atypical = calls.predicted, calls.p_blast, calls.p_atypical
@@ -98,7 +100,8 @@ def validate_qupath(features: list[dict]) -> list[str]:
         cls = props.get("classification")
         if cls is not None:
             color = cls.get("color")
-            if not cls.get("name") or not (isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
+            rgb = isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
+            if not cls.get("name") or not rgb:
                 problems.append(f"{where}: classification needs a name and an RGB color")
         for key, value in (props.get("measurements") or {}).items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):

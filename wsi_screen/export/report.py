@@ -88,7 +88,9 @@ def slide_map(thumbnail: np.ndarray, downsample: float, aoi_polygons, xs, ys, pr
     for code in CLASS_CODES:
         sel = predicted == code
         if sel.any():
-            ax.scatter(np.asarray(xs)[sel] / downsample, np.asarray(ys)[sel] / downsample, s=10, color=np.array(CLASS_COLORS[code]) / 255, label=code, edgecolors="black", linewidths=0.3)
+            colour = np.array(CLASS_COLORS[code]) / 255
+            x, y = np.asarray(xs)[sel] / downsample, np.asarray(ys)[sel] / downsample
+            ax.scatter(x, y, s=10, color=colour, label=code, edgecolors="black", linewidths=0.3)
     if len(predicted):
         ax.legend(loc="upper right", fontsize=7, ncol=2, markerscale=1.5)
     ax.set_axis_off()
@@ -131,17 +133,19 @@ def gallery(title: str, patches: np.ndarray, captions: list[str], saliency: np.n
 
 def render_html(summary: SlideSummary, charts: Charts, galleries: list[Gallery]) -> str:
     p = summary.provenance
-    provenance = json.dumps({"model": p.models, "config_sha256": p.config_sha256, "software": p.software, "runtime_s": p.runtime_s}, indent=1)
+    provenance = {"model": p.models, "config_sha256": p.config_sha256, "software": p.software, "runtime_s": p.runtime_s}
     qc = {k: v for k, v in asdict(summary.qc).items() if k != "warnings"}
-    return render("report.html", s=summary, charts=charts, galleries=galleries, qc=qc, class_names=CLASS_NAMES, provenance=provenance)
+    context = {"s": summary, "charts": charts, "galleries": galleries, "qc": qc, "class_names": CLASS_NAMES}
+    return render("report.html", **context, provenance=json.dumps(provenance, indent=1))
 
 
 def write_report(out_dir: Path, summary: SlideSummary, detections: Sequence[Detection], calls: Probabilities, images: ReportImages) -> None:
     """report.json (the summary) and report.html: charts, the blast candidates with saliency and
     the cells that need review."""
     predicted, p_blast = calls.predicted, calls.p_blast
+    xs, ys = [d.x for d in detections], [d.y for d in detections]
     charts = Charts(
-        slide_map(images.thumbnail, images.downsample, images.aoi_polygons, [d.x for d in detections], [d.y for d in detections], predicted),
+        slide_map(images.thumbnail, images.downsample, images.aoi_polygons, xs, ys, predicted),
         differential_chart(summary.differential.percent),
         blast_histogram(p_blast, summary.blast.high_p),
     )

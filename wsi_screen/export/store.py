@@ -56,7 +56,9 @@ def detections_table(detections: list[Detection]) -> pd.DataFrame:
     return pd.DataFrame({k: np.asarray(v, dtype=CELL_COLUMNS[k]) for k, v in rows.items()})
 
 
-def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: dict, model_input_px: int = 0, cells_per_writer: int = 1) -> None:
+def create_store(
+    path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: dict, model_input_px: int = 0, cells_per_writer: int = 1
+) -> None:
     """Write the cell table and an empty patch array sized for it; patches are filled by
     `write_patches`, possibly from many workers at once. With `model_input_px`, also an empty
     `model_input` array chunked by `cells_per_writer` cells, so that writers of aligned runs of
@@ -124,7 +126,8 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None
     cells = zarr.open_group(str(Path(path) / "cells"), mode="r+")
     for name, values in columns.items():
         values = np.asarray(values)
-        cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),) + values.shape[1:], overwrite=True)
+        chunks = (max(1, min(len(values), 65536)),) + values.shape[1:]
+        cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=chunks, overwrite=True)
         if len(values):
             cells[name][...] = values
     if attrs:
@@ -157,7 +160,8 @@ def write_aoi(path: Path, aoi: AoiMask, slide_mpp: float, levels: int = 3) -> No
     for level in range(levels):
         factor = 2**level
         data = mask[::factor, ::factor]
-        group.create_array(str(level), shape=data.shape, dtype="u1", chunks=(min(1024, max(1, data.shape[0])), min(1024, max(1, data.shape[1]))))
+        chunks = (min(1024, max(1, data.shape[0])), min(1024, max(1, data.shape[1])))
+        group.create_array(str(level), shape=data.shape, dtype="u1", chunks=chunks)
         group[str(level)][...] = data
         scale = aoi.downsample * slide_mpp * factor
         datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}]})
