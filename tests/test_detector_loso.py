@@ -9,7 +9,7 @@ import pytest
 
 from wsi_screen.config import load_dataclass
 from wsi_screen.errors import ConfigError
-from wsi_screen.registry import DetectorCard
+from wsi_screen.registry import DetectorCard, default_input_px, load_card
 from wsi_screen.train.detector import DetectorTrainConfig
 from wsi_screen.train.fields import load_fields, source_of
 from wsi_screen.train.loso import LosoConfig, run_one, summarize_loso
@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_loso_config_file_is_the_reduced_budget():
     cfg = load_dataclass(LosoConfig, REPO / "configs" / "detector_loso.yaml")
-    assert cfg.train.epochs == 12 and cfg.train.threads == 2 and cfg.train.crop_px == 128 and cfg.fields_per_source == 0
+    assert cfg.train.epochs == 12 and cfg.train.threads == 2 and cfg.fields_per_source == 0
+    assert cfg.train.crop_px == 0 and default_input_px(load_card("default", "detector").arch) == 128  # the shipped U-Net's crop
 
 
 def test_loso_config_rejects_unknown_keys(tmp_path):
