@@ -19,9 +19,9 @@ import click
 
 from benchmarks.common import PeakMemory, bench_slides, decode_seconds
 from wsi_screen.config import Config
+from wsi_screen.export.geojson import cell_features, write_features
 from wsi_screen.export.outdir import staged_dir
-from wsi_screen.export.geojson import write_features
-from wsi_screen.find_cells import find_cells, leukocyte_features, prepare, write_store
+from wsi_screen.find_cells import find_cells, prepare, write_store
 from wsi_screen.parallel import dask_client
 
 
@@ -34,9 +34,16 @@ def run_detect(path: Path, out: Path, config: Config, workers: int) -> dict:
         cells = find_cells(client, path, info, mask, config, None, progress=False)
         with staged_dir(out / path.stem) as tmp:
             nuclei = write_store(client, tmp / "cells.zarr", cells, config)
-            write_features(leukocyte_features(cells, nuclei), tmp / "detections.geojson")
+            write_features(cell_features(cells.detections, cells.slide_key, nuclei=nuclei), tmp / "detections.geojson")
         detect_s = time.perf_counter() - t1
-    return {"startup_s": startup, "detect_s": detect_s, "cells": len(cells.detections), "aoi_mm2": cells.aoi_area_mm2, "peak_rss_gb": mem.peak / 1e9, "gigapixels": info.width * info.height / 1e9}
+    return {
+        "startup_s": startup,
+        "detect_s": detect_s,
+        "cells": len(cells.detections),
+        "aoi_mm2": cells.aoi_area_mm2,
+        "peak_rss_gb": mem.peak / 1e9,
+        "gigapixels": info.width * info.height / 1e9,
+    }
 
 
 @click.command()

@@ -76,15 +76,16 @@ def main(workdir: Path | None, reps: int, workers: int) -> None:
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         t0 = time.perf_counter()
         options = ScreenOptions(workers=workers, progress=False)
-        summary = screen_slide(slide, slide.parent / f"screen_{device}", config.replace("classify", device=device), options)
-        screen_s = time.perf_counter() - t0 - summary.startup_seconds
-        pipe, raw = steady_state(for_inference(model, device), card, summary.out_dir / "cells.zarr", batch, device)  # as screen prepares it
+        result = screen_slide(slide, slide.parent / f"screen_{device}", config.replace("classify", device=device), options)
+        screen_s = time.perf_counter() - t0 - result.startup_seconds
+        pipe, raw = steady_state(for_inference(model, device), card, result.out_dir / "cells.zarr", batch, device)  # as screen prepares it
+        n = result.summary.n_leukocytes
         report |= {
-            f"{device}_screen_startup_s": summary.startup_seconds,
+            f"{device}_screen_startup_s": result.startup_seconds,
             f"{device}_screen_s": screen_s,
             f"{device}_screen_over_decode": screen_s / decode_s,
-            "cells": summary.n_leukocytes,
-            f"{device}_classify_in_screen_cells_per_s": summary.n_leukocytes / summary.classify_seconds,
+            "cells": n,
+            f"{device}_classify_in_screen_cells_per_s": n / result.classify_seconds,
             f"{device}_classify_cells_per_s": pipe,
             f"{device}_raw_forward_cells_per_s": raw,
             f"{device}_classify_over_raw": pipe / raw,

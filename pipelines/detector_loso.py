@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from wsi_screen.config import load_dataclass
-from wsi_screen.segmenters import UnetSegmenter
+from wsi_screen.registry import load_card
 from wsi_screen.train.loso import SOURCES, LosoConfig, run_one, summarize_loso
 
 
@@ -24,7 +24,7 @@ from wsi_screen.train.loso import SOURCES, LosoConfig, run_one, summarize_loso
 @click.option("--source", "sources", multiple=True, type=click.Choice(SOURCES), help="Left-out source(s); default: all four.")
 def main(data: Path, out: Path, config_path: Path | None, sources: tuple[str, ...]) -> None:
     cfg = load_dataclass(LosoConfig, config_path) if config_path else LosoConfig()
-    card = UnetSegmenter("unet-wbc", "cpu").card  # the shipped architecture, trained afresh per run
+    card = load_card("default", "detector")  # the shipped architecture and µm/px, trained afresh per run
     results = [run_one(data, s, out / s, card, cfg) for s in sources or SOURCES]
     summary = summarize_loso(results)
     (out / "loso.json").write_text(json.dumps({"runs": results, **summary}, indent=1, default=float))

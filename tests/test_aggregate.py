@@ -37,10 +37,10 @@ def test_interval_covers_the_truth_over_simulated_slides(true_prev):
 def test_differential_keeps_nrbc_and_smudge_cells_outside_the_denominator():
     predicted = ["NGS"] * 60 + ["LYT"] * 30 + ["EOS"] * 10 + ["EBO"] * 5 + ["KSC"] * 7
     d = differential(predicted)
-    assert d["differential_denominator"] == 100
-    assert d["differential"]["NGS"] == 60.0 and d["differential"]["EOS"] == 10.0
-    assert "EBO" not in d["differential"] and d["nrbc_per_100_wbc"] == 5.0 and d["smudge_cells"] == 7
-    assert sum(d["counts"].values()) == 112
+    assert d.denominator == 100
+    assert d.percent["NGS"] == 60.0 and d.percent["EOS"] == 10.0
+    assert "EBO" not in d.percent and d.nrbc_per_100_wbc == 5.0 and d.smudge_cells == 7
+    assert sum(d.counts.values()) == 112
     flags = lab_flags(d, AggregateConfig())
     assert len(flags) == 1 and flags[0].startswith("eosinophilia")
 
@@ -68,7 +68,7 @@ def test_rare_blast_population_flags_and_normal_smear_does_not():
 def test_empty_smear_gives_zero_counts():
     out = blast_and_atypical(np.zeros((0, 15)), {"blast": RATES, "atypical": RATES}, AggregateConfig())
     assert out["blast"].count == 0 and not out["blast"].flag and out["blast"].ci95 == (0.0, 1.0)
-    assert differential([])["differential_denominator"] == 0
+    assert differential([]).denominator == 0
 
 
 def test_rare_population_rule_scales_with_the_slide_and_the_model_false_confident_rate():
@@ -134,7 +134,8 @@ def test_normal_background_is_not_over_corrected():
     codes = ["NGS"] * 170 + ["LYT"] * 90 + ["MON"] * 25 + ["MYO"] * 12 + ["NGS"] * 3  # 15 blasts, 12 called
     out = blast_and_atypical(_probs(codes), {"blast": rates, "atypical": rates}, AggregateConfig())["blast"]
     assert out.specificity > 0.995 and out.ci95[0] <= 0.05 <= out.ci95[1] and out.prevalence == pytest.approx(0.05, abs=0.01)
-    plain = blast_and_atypical(_probs(codes), {"blast": RATES.__class__(0.8, rates.specificity, 200, 2800), "atypical": RATES}, AggregateConfig())["blast"]
+    global_rates = {"blast": RATES.__class__(0.8, rates.specificity, 200, 2800), "atypical": RATES}
+    plain = blast_and_atypical(_probs(codes), global_rates, AggregateConfig())["blast"]
     assert plain.prevalence < 0.045  # what a single specificity does
 
 

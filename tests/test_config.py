@@ -43,6 +43,7 @@ def test_hash_ignores_the_cluster_and_training_but_not_results(tmp_path):
         ("detect:\n  threshold: 1.5\n", "detect.threshold"),
         ("detect:\n  threshold: high\n", "detect.threshold"),
         ("tiling:\n  halo_um: 10\n", "halo_um"),
+        ("detect:\n  mpp: 0.5\n", "detect.mpp"),  # the detector's µm/px is its card's
         ("detect: [1, 2]\n", "must be a mapping"),
         ("a: [\n", "not valid YAML"),
     ],

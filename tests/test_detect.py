@@ -3,8 +3,8 @@ import pytest
 
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import detect_image, instances, to_detections
-from wsi_screen.registry import fold_batchnorm
-from wsi_screen.segmenters import ClassicalSegmenter, SegmenterCard, build_unet
+from wsi_screen.registry import create_model, fold_batchnorm
+from wsi_screen.segmenters import ClassicalSegmenter
 
 
 def _disc(shape, cx, cy, r):
@@ -47,9 +47,8 @@ def test_a_cell_cut_by_the_image_edge_keeps_a_smaller_minimum_area():
 def test_folding_batchnorm_keeps_the_unet_output():
     import torch
 
-    card = SegmenterCard(name="t", encoder="tu-mobilenetv2_050", encoder_depth=4, decoder_channels=(32, 24, 16, 8), mpp=0.5)
     torch.manual_seed(0)
-    model = build_unet(card)
+    model = create_model("unet_mobilenetv2_050", 2)
     model.train()
     with torch.no_grad():  # non-trivial running statistics
         for _ in range(3):
@@ -90,7 +89,7 @@ def _smear(shape, nuclei, rng):
 def test_classical_baseline_finds_drawn_leukocytes():
     nuclei = [(30, 30), (100, 40), (60, 110), (150, 130)]
     img = _smear((180, 200), nuclei, np.random.default_rng(1))
-    dets = detect_image(img, ClassicalSegmenter(mpp=0.5, nucleus_threshold=0.7), DetectConfig(method="classical"))
+    dets = detect_image(img, ClassicalSegmenter(nucleus_threshold=0.7), DetectConfig(method="classical"))
     found = sorted((round(d.x), round(d.y)) for d in dets)
     assert len(found) == 4
     for (x, y), (cx, cy) in zip(found, sorted(nuclei)):

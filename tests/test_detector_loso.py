@@ -9,7 +9,7 @@ import pytest
 
 from wsi_screen.config import load_dataclass
 from wsi_screen.errors import ConfigError
-from wsi_screen.segmenters import SegmenterCard
+from wsi_screen.registry import DetectorCard, default_input_px, load_card
 from wsi_screen.train.detector import DetectorTrainConfig
 from wsi_screen.train.fields import load_fields, source_of
 from wsi_screen.train.loso import LosoConfig, run_one, summarize_loso
@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_loso_config_file_is_the_reduced_budget():
     cfg = load_dataclass(LosoConfig, REPO / "configs" / "detector_loso.yaml")
-    assert cfg.train.epochs == 12 and cfg.train.threads == 2 and cfg.train.crop_px == 128 and cfg.fields_per_source == 0
+    assert cfg.train.epochs == 12 and cfg.train.threads == 2 and cfg.fields_per_source == 0
+    assert cfg.train.crop_px == 0 and default_input_px(load_card("default", "detector").arch) == 128  # the shipped U-Net's crop
 
 
 def test_loso_config_rejects_unknown_keys(tmp_path):
@@ -37,7 +38,7 @@ def test_leave_one_source_out_on_tiny_data(tmp_path):
         for i in range(3):
             _field(data, split, f"p{split}{i}", rng, shape=(363, 360))  # PBC's field size
             _field(data, split, f"b{split}{i}", rng, shape=(416, 416))  # BCD's
-    card = SegmenterCard(name="unet-test", encoder="tu-mobilenetv2_050", encoder_depth=4, decoder_channels=(32, 24, 16, 8), mpp=0.5)
+    card = DetectorCard(arch="unet_mobilenetv2_050", mpp=0.5)
     cfg = LosoConfig(train=DetectorTrainConfig(crop_px=64, epochs=1, batch_size=2), thresholds=(0.4, 0.5), fields_per_source=2)
     result = run_one(data, "pbc", tmp_path / "pbc", card, cfg)
     assert (result["train_fields"], result["val_fields"], result["test_fields"]) == (2, 2, 4)

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import REPO, shared
 from wsi_screen.classes import BLAST
 from wsi_screen.config import Config
 from wsi_screen.screen import ScreenOptions, screen_slide
 from wsi_screen.synth import NORMAL_MIX, make_slide
+
+from .conftest import REPO, shared
 
 N_CELLS = 300
 
@@ -93,7 +94,7 @@ def locked_probabilities(locked_cells):
 def _blast_records(card, probs, labels, normal, prevalence, seed):
     from wsi_screen.aggregate import blast_and_atypical
     from wsi_screen.config import AggregateConfig
-    from wsi_screen.screen import rates_from_card
+    from wsi_screen.summarize import rates_from_card
     from wsi_screen.train.smears import SMEAR_CELLS, smears
 
     rates, cfg = rates_from_card(card), AggregateConfig(bootstrap_samples=500)
@@ -107,7 +108,7 @@ def test_flag_rate_on_smears_of_locked_cells(locked_probabilities):
     DeepAPL blasts), aggregated as `screen` does (train/smears.py). A 5 % population must flag; where
     the card carries its own seeded flag rates they must reproduce exactly, and each flag target
     the card says is met (0 %: at most 5 % of smears; 0.5 %: at least 80 %) must hold here too."""
-    from wsi_screen.screen import rates_from_card
+    from wsi_screen.summarize import rates_from_card
     from wsi_screen.train.smears import flag_rates
 
     card, probs, labels, _ = locked_probabilities

@@ -27,32 +27,33 @@ def _summary(rgb):
 
 def test_good_field_has_no_warnings(field):
     qc = _summary(field)
-    assert qc["warnings"] == [] and qc["focus"] > 0.3 and qc["stain_angle_deg"] < 15
+    assert qc.warnings == () and qc.focus > 0.3 and qc.stain_angle_deg < 15
 
 
 def test_blurred_field_is_out_of_focus(field):
     blurred = np.asarray(Image.fromarray(field).filter(ImageFilter.GaussianBlur(2.0)))
     qc = _summary(blurred)
-    assert qc["focus"] < _summary(field)["focus"] / 2
-    assert any(w.startswith("out of focus") for w in qc["warnings"])
+    assert qc.focus < _summary(field).focus / 2
+    assert any(w.startswith("out of focus") for w in qc.warnings)
 
 
 def test_colour_shifted_field_warns_about_stain(field):
     shifted = field[..., [2, 1, 0]]  # a blue-cast scan: red and blue swapped
     qc = _summary(shifted)
-    assert any(w.startswith("unusual stain colour") for w in qc["warnings"])
-    assert qc["stain_angle_deg"] > 15
+    assert any(w.startswith("unusual stain colour") for w in qc.warnings)
+    assert qc.stain_angle_deg > 15
 
 
 def test_empty_glass_warns(tmp_path):
     qc = _summary(np.full((512, 512, 3), 240, np.uint8))
-    assert qc["focus"] is None and "no stained cells" in qc["warnings"][0]
+    assert qc.focus is None and "no stained cells" in qc.warnings[0]
 
 
 def test_blurred_slide_warns_end_to_end(tmp_path, drawn_slide):
+    from distributed import Client, LocalCluster
+
     from wsi_screen.config import Config
     from wsi_screen.find_cells import find_cells, prepare
-    from distributed import Client, LocalCluster
 
     rgb = tifffile.imread(drawn_slide.path, level=0)
     path = tmp_path / "blurred.tiff"
@@ -61,4 +62,4 @@ def test_blurred_slide_warns_end_to_end(tmp_path, drawn_slide):
     info, mask = prepare(path, config, None, str(drawn_slide.geojson))
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         cells = find_cells(client, path, info, mask, config, None, progress=False)
-    assert any(w.startswith("out of focus") for w in cells.qc["warnings"])
+    assert any(w.startswith("out of focus") for w in cells.qc.warnings)

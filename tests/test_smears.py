@@ -4,7 +4,7 @@ smear without blasts and always flags one with a 0.5 % or 5 % blast population."
 import numpy as np
 
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.screen import rates_from_metrics
+from wsi_screen.summarize import rates_from_metrics
 from wsi_screen.synth import NORMAL_MIX
 from wsi_screen.train.smears import SMEAR_CELLS, flag_rates, smears
 

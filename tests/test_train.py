@@ -94,7 +94,7 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     assert len(m["shift_robustness"]) == 8 and "RESEARCH USE ONLY" in card["provenance"]["data"]["deepapl"]
     # the smear flag rate reproduces from the shipped card's own rates and the model's outputs
     from wsi_screen.classify import classify_files
-    from wsi_screen.screen import rates_from_card
+    from wsi_screen.summarize import rates_from_card
     from wsi_screen.train.smears import flag_rates
 
     model, loaded = load_model(shipped)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wsi_screen.segmenters import SegmenterCard, UnetSegmenter
+from wsi_screen.registry import DetectorCard
+from wsi_screen.segmenters import UnetSegmenter
 from wsi_screen.train.detector import DetectorTrainConfig, train_detector
 from wsi_screen.train.fields import estimate_mpp, load_fields, wbc_targets
 
@@ -49,10 +50,12 @@ def test_train_detector_writes_loadable_weights_with_val_metrics(tmp_path):
     for i in range(4):
         _field(tmp_path / "data", "train", f"t{i}", rng)
     _field(tmp_path / "data", "val", "v0", rng)
-    card = SegmenterCard(name="unet-test", encoder="tu-mobilenetv2_050", encoder_depth=4, decoder_channels=(32, 24, 16, 8), mpp=0.5)
-    top = train_detector(tmp_path / "data", tmp_path / "out", card, DetectorTrainConfig(crop_px=64, epochs=2, batch_size=2))
+    card = DetectorCard(arch="unet_mobilenetv2_050", mpp=0.5)
+    top = train_detector(tmp_path / "data", tmp_path / "out", "unet-test", card, DetectorTrainConfig(crop_px=64, epochs=2, batch_size=2))
     assert set(top) >= {"epoch", "precision", "recall", "f1"} and 1 <= top["epoch"] <= 2
     seg = UnetSegmenter(str(tmp_path / "out" / "unet-test.pt"), "cpu")  # loads into a fresh U-Net
     assert seg.card.provenance["val_metrics"] == top and seg.mpp == 0.5
+    assert json.loads((tmp_path / "out" / "unet-test.json").read_text())["task"] == "detector"
+    assert not (tmp_path / "out" / "last.pt").exists()
     assert len(json.loads((tmp_path / "out" / "history.json").read_text())["history"]) == 2
     assert seg(np.full((64, 96, 3), 230, np.uint8)).shape == (2, 64, 96)

@@ -11,49 +11,14 @@ composition estimated by EM from its predicted counts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy import stats
 
-from .classes import ATYPICAL, BLAST, CLASS_CODES
+from .classes import ATYPICAL, BLAST, CLASS_CODES, member_probability
 from .config import AggregateConfig
+from .records import Differential, OperatingRates, Prevalence
 
 NON_LEUKOCYTE_DENOMINATOR = ("EBO", "KSC")  # NRBC per 100 WBC and smudge cells are reported apart
-
-
-@dataclass(frozen=True)
-class OperatingRates:
-    """Operating characteristics of a binary test (argmax in a class set), from validation data."""
-
-    sensitivity: float
-    specificity: float
-    n_positive: int
-    n_negative: int
-    source: str = ""
-    confident_negatives: tuple[tuple[float, int], ...] = ()  # (threshold, held-out non-members with P ≥ it)
-    confusion: tuple[tuple[int, ...], ...] = ()  # held-out counts, true class (rows) × predicted, CLASS_CODES order
-
-    def false_confident_rate(self, threshold: float) -> float | None:
-        """Upper 95 % bound (Jeffreys) of the rate at which non-members reach P ≥ `threshold`,
-        measured at the largest threshold ≤ it (conservative); None where nothing was measured."""
-        measured = [(t, k) for t, k in self.confident_negatives if t <= threshold + 1e-9]
-        if not measured or not self.n_negative:
-            return None
-        k = max(measured)[1]
-        return float(stats.beta.ppf(0.975, k + 0.5, self.n_negative - k + 0.5))
-
-
-@dataclass(frozen=True)
-class Prevalence:
-    count: int
-    raw_prevalence: float
-    prevalence: float
-    ci95: tuple[float, float]
-    expected_count: float
-    flag: bool
-    rule: str | None
-    specificity: float  # of the test on this slide's own mix of non-member cells (see slide_specificity)
 
 
 def rogan_gladen(raw: np.ndarray | float, se: np.ndarray | float, sp: np.ndarray | float) -> np.ndarray:
@@ -138,8 +103,8 @@ def corrected_interval(
 
 
 def prevalence(
-    is_member: np.ndarray, p_member: np.ndarray, rates: OperatingRates, threshold: float, high_p: float, min_cells: int, cfg: AggregateConfig,
-    predicted_counts: np.ndarray | None = None, members: list[int] | None = None,
+    is_member: np.ndarray, p_member: np.ndarray, rates: OperatingRates, threshold: float, high_p: float, min_cells: int,
+    cfg: AggregateConfig, predicted_counts: np.ndarray | None = None, members: list[int] | None = None,
 ) -> Prevalence:  # fmt: skip
     """Prevalence record for one clinical test with its flag rule: the CI's lower bound above
     `threshold`, or a rare population: more cells with P ≥ `high_p` than the model's own measured
@@ -159,25 +124,22 @@ def prevalence(
     if n and ci[0] > threshold:
         rule = f"95% CI lower bound {ci[0]:.2%} exceeds {threshold:.2%}"
     elif confident >= needed:
-        rule = f"{confident} cells with P >= {high_p:.2f} (at least {needed} needed; {expected_false:.1f} expected from the model's false-confident rate)"
+        rule = (
+            f"{confident} cells with P >= {high_p:.2f} "
+            f"(at least {needed} needed; {expected_false:.1f} expected from the model's false-confident rate)"
+        )
     corrected = float(rogan_gladen(raw, rates.sensitivity, sp)) if n else 0.0
-    return Prevalence(count, raw, corrected, ci, float(p_member.sum()), rule is not None, rule, sp)
+    return Prevalence(count, raw, corrected, ci, float(p_member.sum()), rule is not None, rule, sp, high_p)
 
 
-def differential(predicted: list[str] | np.ndarray) -> dict:
+def differential(predicted: list[str] | np.ndarray) -> Differential:
     """Counts per class code, per-100-leukocyte differential (EBO and KSC outside the denominator),
     NRBC per 100 WBC and smudge cells apart."""
     predicted = np.asarray(predicted)
     counts = {c: int((predicted == c).sum()) for c in CLASS_CODES}
     wbc = sum(v for c, v in counts.items() if c not in NON_LEUKOCYTE_DENOMINATOR)
-    diff = {c: (100.0 * counts[c] / wbc if wbc else 0.0) for c in CLASS_CODES if c not in NON_LEUKOCYTE_DENOMINATOR}
-    return {
-        "counts": counts,
-        "differential": diff,
-        "differential_denominator": wbc,
-        "nrbc_per_100_wbc": 100.0 * counts["EBO"] / wbc if wbc else 0.0,
-        "smudge_cells": counts["KSC"],
-    }
+    percent = {c: (100.0 * counts[c] / wbc if wbc else 0.0) for c in CLASS_CODES if c not in NON_LEUKOCYTE_DENOMINATOR}
+    return Differential(counts, percent, wbc, 100.0 * counts["EBO"] / wbc if wbc else 0.0, counts["KSC"])
 
 
 def blast_and_atypical(probs: np.ndarray, rates: dict[str, OperatingRates], cfg: AggregateConfig) -> dict[str, Prevalence]:
@@ -191,15 +153,15 @@ def blast_and_atypical(probs: np.ndarray, rates: dict[str, OperatingRates], cfg:
         ("atypical", ATYPICAL, cfg.atypical_threshold, cfg.atypical_high_p, cfg.atypical_min_cells),
     ):
         idx = [CLASS_CODES.index(c) for c in members]
-        out[name] = prevalence(np.isin(predicted, members), probs[:, idx].sum(1), rates[name], thr, high, k, cfg, counts, idx)
+        out[name] = prevalence(np.isin(predicted, members), member_probability(probs, members), rates[name], thr, high, k, cfg, counts, idx)
     return out
 
 
-def lab_flags(diff: dict, cfg: AggregateConfig) -> list[str]:
+def lab_flags(diff: Differential, cfg: AggregateConfig) -> list[str]:
     """Further flags a lab expects, from the differential (percent of leukocytes)."""
-    d = diff["differential"]
+    d = diff.percent
     flags = []
-    if diff["differential_denominator"] == 0:
+    if diff.denominator == 0:
         return flags
     if d["EOS"] > cfg.eosinophilia_pct:
         flags.append(f"eosinophilia: {d['EOS']:.1f}% eosinophils (> {cfg.eosinophilia_pct:g}%)")

@@ -21,16 +21,20 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from . import __version__
 from .config import Config
 from .errors import WsiScreenError
+from .export.html import render
+from .records import SlideSummary
 from .resume import file_record, sha256_file, still_valid
 from .screen import ScreenOptions
 from .slide import FIELD_IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
 from .specimens import SlideSpec, slide_specs
 
 SLIDE_SUFFIXES = TIFF_SUFFIXES + OPENSLIDE_SUFFIXES + FIELD_IMAGE_SUFFIXES
-SUMMARY_COLUMNS = ["slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review", "qc_warnings", "runtime_s"]
+SUMMARY_COLUMNS = [
+    "slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review",
+    "qc_warnings", "runtime_s",
+]  # fmt: skip
 
 
 def collect_slides(inputs: list[Path]) -> list[Path]:
@@ -64,7 +68,8 @@ def output_names(slides: list[Path]) -> dict[Path, str]:
 def settings(config: Config, spec: SlideSpec) -> dict:
     """Everything besides the slide file that a result depends on (an AOI file by its content)."""
     aoi = Path(spec.aoi)
-    return {"config_sha256": config.sha256(), "specimen_id": spec.specimen_id, "aoi": spec.aoi, "aoi_sha256": sha256_file(aoi) if aoi.is_file() else None}
+    aoi_sha256 = sha256_file(aoi) if aoi.is_file() else None
+    return {"config_sha256": config.sha256(), "specimen_id": spec.specimen_id, "aoi": spec.aoi, "aoi_sha256": aoi_sha256}
 
 
 def default_slides_in_flight(client) -> int:
@@ -94,14 +99,18 @@ class SlideRow:
     error_file: str = ""
 
     @classmethod
-    def from_report(cls, slide: str, report: dict, skipped: bool = False) -> "SlideRow":
-        b = report["blast"]
-        return cls(slide, "ok", "", report["n_leukocytes"], b["prevalence"], b["ci95"][0], b["ci95"][1], bool(report["flags"]), report["needs_review"], len(report["qc"]["warnings"]), report["runtime_s"], skipped)
+    def from_summary(cls, slide: str, s: SlideSummary, skipped: bool = False) -> "SlideRow":
+        b = s.blast
+        return cls(
+            slide, "ok", "", s.n_leukocytes, b.prevalence, b.ci95[0], b.ci95[1], bool(s.flags), s.needs_review, len(s.qc.warnings),
+            s.provenance.runtime_s, skipped,
+        )  # fmt: skip
 
 
 def screen_task(path: str, out: str, name: str, config: Config, options: ScreenOptions, wanted: dict) -> dict:
     """One slide on a worker; every expected and unexpected failure becomes a failed row, with
-    the full traceback in OUT/<name>.error.txt."""
+    the full traceback in OUT/<name>.error.txt. The completion record (the slide file as it was
+    when the task started, and `wanted`) is written last, once the slide's folder is whole."""
     from distributed import worker_client
 
     from .screen import screen_slide
@@ -110,15 +119,16 @@ def screen_task(path: str, out: str, name: str, config: Config, options: ScreenO
     try:
         record = file_record(Path(path), wanted)
         with worker_client() as client:  # secedes: this task waits on its own tile tasks
-            summary = screen_slide(Path(path), Path(out), config, replace(options, completion=record, progress=False), client=client, out_name=name)
-        report = json.loads((summary.out_dir / "report.json").read_text())
-        return asdict(replace(SlideRow.from_report(path, report), started=started, ended=time.time()))
+            result = screen_slide(Path(path), Path(out), config, replace(options, progress=False), client=client, out_name=name)
+        _atomic_write(result.out_dir / "completed.json", json.dumps(record, indent=1))
+        return asdict(replace(SlideRow.from_summary(path, result.summary), started=started, ended=time.time()))
     except Exception as exc:  # noqa: BLE001 - one bad slide never stops the night
         message = str(exc) if isinstance(exc, WsiScreenError) else f"{exc.__class__.__name__}: {exc}"
         error_file = Path(out) / f"{name}.error.txt"
         _atomic_write(error_file, traceback.format_exc())
         first = message.splitlines()[0] if message else exc.__class__.__name__
-        return asdict(SlideRow(path, "failed", first, runtime_s=time.perf_counter() - t0, started=started, ended=time.time(), error_file=error_file.name))
+        row = SlideRow(path, "failed", first, runtime_s=time.perf_counter() - t0, started=started, ended=time.time(), error_file=error_file.name)
+        return asdict(row)
 
 
 def run_batch(
@@ -148,7 +158,8 @@ def run_batch(
         done = out / names[path] / "completed.json"
         failed = failed_dir / f"{names[path]}.json"
         if done.is_file() and still_valid(json.loads(done.read_text()), path, wanted):
-            rows[path] = SlideRow.from_report(str(path), json.loads((out / names[path] / "report.json").read_text()), skipped=True)
+            summary = SlideSummary.from_json((out / names[path] / "report.json").read_text())
+            rows[path] = SlideRow.from_summary(str(path), summary, skipped=True)
         elif failed.is_file() and not retry_failed and still_valid(json.loads(failed.read_text()).get("record"), path, wanted):
             rows[path] = SlideRow(**{**json.loads(failed.read_text())["row"], "skipped": True})
         else:
@@ -225,20 +236,17 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
     done = [rows[p] for p in slides if p in rows]
     frame = pd.DataFrame([asdict(r) for r in done], columns=SUMMARY_COLUMNS + ["skipped"])[SUMMARY_COLUMNS]
     if len(frame):
-        frame = frame.assign(_order=(~frame["flag"].fillna(False).astype(bool)).astype(int) + 2 * (frame["status"] != "ok")).sort_values(["_order", "slide"], kind="stable").drop(columns="_order")
+        order = (~frame["flag"].fillna(False).astype(bool)).astype(int) + 2 * (frame["status"] != "ok")  # flagged, ok, failed
+        frame = frame.assign(_order=order).sort_values(["_order", "slide"], kind="stable").drop(columns="_order")
     _atomic_write(out / "summary.csv", frame.to_csv(index=False))
-    page = (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>wsi_screen batch summary</title></head><body>'
-        '<p style="background:#b00020;color:#fff;padding:.5em"><b>RESEARCH USE ONLY — NOT FOR DIAGNOSIS.</b></p>'
-        f"<h1>Batch summary</h1><p>{len(done)} of {len(slides)} slides; flagged first.</p>{frame.to_html(index=False, na_rep='')}</body></html>"
-    )
-    _atomic_write(out / "summary.html", page)
-    from .screen import software_versions
+    rows_shown = frame.astype(object).where(frame.notna(), "").to_dict("records")
+    _atomic_write(out / "summary.html", render("summary.html", done=len(done), total=len(slides), columns=SUMMARY_COLUMNS, rows=rows_shown))
+    from .provenance import model_checksums, software_versions
 
     run = {
-        "software": {"wsi_screen": __version__, **software_versions()},
+        "software": software_versions(),
         "config_sha256": config.sha256(),
-        "models": _model_checksums(config),
+        "models": model_checksums(config),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "complete": len(rows) == len(slides),
@@ -253,13 +261,3 @@ def _run_entry(path: Path, row: SlideRow | None) -> dict:
     entry = {"slide": str(path), "status": row.status, "error": row.error, "skipped": row.skipped, "started": row.started, "ended": row.ended}
     return entry | ({"error_file": row.error_file} if row.error_file else {})
 
-
-def _model_checksums(config: Config) -> dict:
-    from .registry import DEFAULT_WEIGHTS, sha256
-    from .segmenters import resolve_weights
-
-    classifier = DEFAULT_WEIGHTS if config.classify.model == "default" else Path(config.classify.model)
-    out = {"classifier": sha256(classifier) if classifier.is_file() else None}
-    if config.detect.method == "unet":
-        out["detector"] = sha256(resolve_weights(config.detect.model))
-    return out

@@ -61,3 +61,8 @@ def blast_called(probs: np.ndarray) -> np.ndarray:
     """Per cell (rows of probabilities in CLASS_CODES order): is its argmax a blast class? The
     call that blast counts, false-blast rates and sensitivities are all made of."""
     return np.isin(np.asarray(CLASS_CODES)[np.asarray(probs).argmax(1)], BLAST)
+
+
+def member_probability(probs: np.ndarray, members: tuple[str, ...]) -> np.ndarray:
+    """P(a class set) per cell: the summed probabilities of its members (e.g. P(blast) = P(MYO) + P(MOB))."""
+    return np.asarray(probs)[:, [CLASS_CODES.index(c) for c in members]].sum(1)

@@ -8,7 +8,6 @@ reject outputs (PLT) are dropped and the 15 leukocyte probabilities renormalised
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -18,33 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .classes import ATYPICAL, BLAST, CLASS_CODES
-from .errors import DatasetError
-from .registry import ModelCard
-from .preprocess import EvalTransform, normalise_uint8
 from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
+from .classes import CLASS_CODES
+from .errors import DatasetError
+from .preprocess import EvalTransform, normalise_uint8
+from .records import Probabilities
+from .registry import ModelCard
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class Probabilities:
-    """N×15 leukocyte class probabilities (rows sum to 1) and N reject (non-leukocyte) probabilities."""
-
-    probs: np.ndarray
-    p_reject: np.ndarray
-
-    @property
-    def p_blast(self) -> np.ndarray:
-        return self.probs[:, [CLASS_CODES.index(c) for c in BLAST]].sum(1)
-
-    @property
-    def p_atypical(self) -> np.ndarray:
-        return self.probs[:, [CLASS_CODES.index(c) for c in ATYPICAL]].sum(1)
-
-    def needs_review(self, min_confidence: float) -> np.ndarray:
-        """Abstain: the top class is below `min_confidence`, or the input is more likely not a leukocyte."""
-        return (self.probs.max(1, initial=0) < min_confidence) | (self.p_reject > 0.5)
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -173,7 +153,7 @@ def predictions_frame(files: list[str], result: Probabilities, review_below: flo
     frame.insert(0, "file", files)
     frame["p_blast"] = result.p_blast
     frame["p_atypical"] = result.p_atypical
-    frame["predicted"] = np.array(CLASS_CODES)[result.probs.argmax(1)] if len(files) else []
+    frame["predicted"] = result.predicted
     frame["p_reject"] = result.p_reject
     frame["needs_review"] = result.needs_review(review_below)
     return frame

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 from pathlib import Path
-
-import logging
 
 import click
 
@@ -49,9 +48,11 @@ def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_le
 @cli.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.option("-o", "--out", required=True, type=click.Path(), help="preds.csv to write.")
-@click.option("--model", "model_path", type=click.Path(), help="Weights file (default: the shipped classifier).")
+@click.option("--model", "model_path", type=click.Path(), help="Weights file or shipped name (default: the shipped classifier).")
 @click.option("--tta/--no-tta", default=None, help="Average over the 8 rotations/flips (default: classify.tta).")
-@click.option("--input-mpp", type=float, help="µm/px of the input images; default (classify.input_mpp 0): each image spans the model's 29 µm field.")
+@click.option(
+    "--input-mpp", type=float, help="µm/px of the input images; default (classify.input_mpp 0): each image spans the model's 29 µm field."
+)
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: classify.device.")
 def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
@@ -63,7 +64,7 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
 
     cfg = load_config(config_path).classify
     dev = resolve_device(device or cfg.device)
-    model, card = load_model(model_path or (None if cfg.model == "default" else cfg.model))
+    model, card = load_model(model_path or cfg.model)
     model = for_inference(model, dev)
     files = list_inputs(input_path)
     mpp = input_mpp if input_mpp is not None else (cfg.input_mpp or None)
@@ -80,7 +81,9 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
 @click.argument("labels", type=click.Path(exists=True))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Report directory.")
 @click.option("--threshold", default=0.5, show_default=True, help="Operating threshold of the blast/atypical tests.")
-@click.option("--annotations", type=click.Path(exists=True, dir_okay=False), help="Matek annotations.dat: draw the re-annotators' operating points.")
+@click.option(
+    "--annotations", type=click.Path(exists=True, dir_okay=False), help="Matek annotations.dat: draw the re-annotators' operating points."
+)
 def evaluate_cmd(preds, labels, out_dir, threshold, annotations):
     """Score one or more PREDS csv files (e.g. CV folds) against LABELS (csv with file, class[, source])."""
     from .evaluate import evaluate
@@ -108,7 +111,7 @@ def human_agreement_cmd(annotations, as_json):
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(), help="Directory for the PNGs.")
-@click.option("--model", "model_path", type=click.Path(), help="Weights file (default: the shipped classifier).")
+@click.option("--model", "model_path", type=click.Path(), help="Weights file or shipped name (default: the shipped classifier).")
 @click.option("--input-mpp", type=float, help="µm/px of the images; default: each image spans the 29 µm field.")
 def saliency(images, out_dir, model_path, input_mpp):
     """Gradient saliency maps (Simonyan et al. 2014) of the predicted class for IMAGES."""
@@ -123,7 +126,10 @@ def saliency(images, out_dir, model_path, input_mpp):
 def _slide_options(fn):
     """Options shared by every command that reads a slide."""
     options = [
-        click.option("-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder; results go to OUT/<slide stem>/."),
+        click.option(
+            "-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+            help="Output folder; results go to OUT/<slide stem>/.",
+        ),  # fmt: skip
         click.option("--mpp", type=click.FloatRange(min=0, min_open=True), help="µm per level-0 pixel; overrides the file's own value."),
         click.option("--aoi", default="auto", show_default=True, help="auto | full | FILE.geojson (e.g. drawn in QuPath)."),
         click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config (partial files are fine)."),
@@ -138,7 +144,9 @@ def _slide_options(fn):
 @cli.command()
 @click.argument("slide", type=click.Path(path_type=Path))
 @_slide_options
-def detect(slide: Path, out: Path, mpp: float | None, aoi: str, config_path: Path | None, workers: int | None, scheduler: str | None) -> None:
+def detect(
+    slide: Path, out: Path, mpp: float | None, aoi: str, config_path: Path | None, workers: int | None, scheduler: str | None
+) -> None:
     """Find every leukocyte in SLIDE: QuPath GeoJSON, cells.zarr with 400×400 patches."""
     from .config import load_config
     from .find_cells import detect_slide
@@ -182,8 +190,8 @@ def screen(slide: Path, out: Path, mpp, aoi, config_path, workers, scheduler, de
     from .screen import ScreenOptions, screen_slide
 
     options = ScreenOptions(mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler, specimen_id=specimen_id, gzip=gz)
-    summary = screen_slide(slide, out, screen_config(config_path, device, tta), options)
-    click.echo(summary.line())
+    result = screen_slide(slide, out, screen_config(config_path, device, tta), options)
+    click.echo(result.line())
 
 
 @cli.command()

@@ -69,8 +69,7 @@ class TilingConfig:
 @dataclass(frozen=True)
 class DetectConfig:
     method: str = "unet"  # "unet" (shipped weights) or "classical" (stain threshold baseline)
-    model: str = "unet-wbc"  # registered detector name, or a path to a weights file
-    mpp: float = 0.5  # detection resolution
+    model: str = "default"  # "default" (the shipped U-Net), a shipped detector's name, or a path to a weights file; its card sets the µm/px
     threshold: float = 0.5  # foreground probability
     min_area_um2: float = 40.0
     edge_min_area_um2: float = 4.0  # a cell cut by the image edge (the slide's border) shows less
@@ -83,7 +82,6 @@ class DetectConfig:
 
     def __post_init__(self):
         _check(self.method in ("unet", "classical"), "detect.method must be 'unet' or 'classical'")
-        _check(0.1 <= self.mpp <= 2.0, "detect.mpp must be in [0.1, 2]")
         _check(0 < self.threshold < 1, "detect.threshold must be in (0, 1)")
         _check(0 <= self.min_area_um2 < self.max_area_um2, "detect area bounds must satisfy 0 <= min < max")
         _check(0 <= self.edge_min_area_um2 <= self.min_area_um2, "detect.edge_min_area_um2 must be in [0, min_area_um2]")
@@ -118,7 +116,8 @@ class QcConfig:
 
     def __post_init__(self):
         _check(self.min_focus >= 0, "qc.min_focus must be >= 0")
-        _check(len(self.stain_reference) == 3 and min(self.stain_reference) >= 0 and max(self.stain_reference) > 0, "qc.stain_reference must be 3 non-negative numbers")
+        ref = self.stain_reference
+        _check(len(ref) == 3 and min(ref) >= 0 and max(ref) > 0, "qc.stain_reference must be 3 non-negative numbers")
         _check(0 < self.max_stain_angle_deg <= 90, "qc.max_stain_angle_deg must be in (0, 90]")
         _check(0 <= self.min_coverage < self.max_coverage <= 1, "qc coverage bounds must satisfy 0 <= min < max <= 1")
 
@@ -152,7 +151,7 @@ class AggregateConfig:
 
 @dataclass(frozen=True)
 class ClassifyConfig:
-    model: str = "default"  # "default" (shipped weights in wsi_screen/weights/) or a path to a .pt file
+    model: str = "default"  # "default" (the shipped classifier), a shipped classifier's name, or a path to a weights file
     batch_size: int = 64
     device: str = "auto"
     tta: bool = False  # average over the 8 rotations/flips of the dihedral group

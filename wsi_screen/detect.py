@@ -26,13 +26,19 @@ def make_segmenter(cfg: DetectConfig):
     from .segmenters import ClassicalSegmenter, UnetSegmenter
 
     if cfg.method == "classical":
-        return ClassicalSegmenter(cfg.mpp, cfg.classical_nucleus_threshold)
-    seg = UnetSegmenter(cfg.model, cfg.device)
-    if abs(seg.mpp - cfg.mpp) > 1e-6:
-        from .errors import ModelError
+        return ClassicalSegmenter(cfg.classical_nucleus_threshold)
+    return UnetSegmenter(cfg.model, cfg.device)
 
-        raise ModelError(f"detector was trained at {seg.mpp} µm/px but detect.mpp is {cfg.mpp}", seg.path)
-    return seg
+
+def detector_mpp(cfg: DetectConfig) -> float:
+    """µm/px the configured detector reads the slide at: its card's, or the classical baseline's."""
+    from .segmenters import CLASSICAL_MPP
+
+    if cfg.method == "classical":
+        return CLASSICAL_MPP
+    from .registry import load_card
+
+    return load_card(cfg.model, "detector").mpp
 
 
 def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -83,7 +89,8 @@ def _relabel(seeds: np.ndarray) -> np.ndarray:
 
 
 def to_detections(
-    labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float, keep: Callable[[float, float], bool] | None = None
+    labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float,
+    keep: Callable[[float, float], bool] | None = None,
 ) -> list[Detection]:  # fmt: skip
     """Instances of an image whose pixel (row, col) covers level-0 [x0 + col·scale, …) →
     Detections in level-0 px. `mpp` is the image's µm/px (for areas); `keep(x, y)`, if given,

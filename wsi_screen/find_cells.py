@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from . import __version__
-from .classes import LEUKOCYTE, LEUKOCYTE_COLOR
 from .config import Config
 from .qc import summarize_qc
-from .records import AoiMask, Detection, Nucleus, SlideInfo
+from .records import AoiMask, Detection, Nucleus, SlideInfo, SlideQc
 
 PATCHES_PER_TASK = 16
 ALIGN_DETECTION_PX = 32  # tile origins on multiples of the U-Net's largest stride (2**5)
@@ -33,7 +32,7 @@ class SlideCells:
     aoi: AoiMask
     detections: tuple[Detection, ...]
     tile_errors: tuple[str, ...]
-    qc: dict
+    qc: SlideQc
 
     @property
     def aoi_area_mm2(self) -> float:
@@ -73,16 +72,20 @@ def prepare(slide_path: Path, config: Config, mpp: float | None, aoi: str) -> tu
         return info, resolve_aoi(aoi, slide, config.aoi)
 
 
-def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config: Config, mpp: float | None, progress: bool = True) -> SlideCells:
+def find_cells(
+    client, slide_path: Path, info: SlideInfo, mask: AoiMask, config: Config, mpp: float | None, progress: bool = True
+) -> SlideCells:
     """Detect every leukocyte of the AOI, exactly once, in a deterministic order."""
+    from .detect import detector_mpp
     from .parallel import bounded_map, in_flight, tile_task
     from .tiling import make_grid
 
-    align = max(1, round(ALIGN_DETECTION_PX * config.detect.mpp / info.mpp))
+    align = max(1, round(ALIGN_DETECTION_PX * detector_mpp(config.detect) / info.mpp))
     grid = make_grid(info.width, info.height, info.mpp, config.tiling, mask, align)
     by_tile: dict[int, tuple[Detection, ...]] = {}
     errors, qcs = [], {}
-    results = bounded_map(client, tile_task, grid.tiles, in_flight(client), slide_path=str(slide_path), mpp=mpp, max_mpp=config.slide.max_mpp, cfg=config.detect)
+    reading = {"slide_path": str(slide_path), "mpp": mpp, "max_mpp": config.slide.max_mpp}
+    results = bounded_map(client, tile_task, grid.tiles, in_flight(client), **reading, cfg=config.detect)
     for result in tqdm(results, total=len(grid.tiles), desc="detecting", unit="tile", disable=not progress):
         if result.error:
             warnings.warn(f"skipped corrupt tile {result.tile.index} at {result.tile.core}: {result.error}", stacklevel=2)
@@ -97,6 +100,15 @@ def find_cells(client, slide_path: Path, info: SlideInfo, mask: AoiMask, config:
         warnings.warn(f"{slide_path}: no leukocytes found in the AOI", stacklevel=2)
     qc = summarize_qc([qcs[i] for i in sorted(qcs)], len(detections), mask.area_mm2(info.mpp), config.qc)
     return SlideCells(Path(slide_path), mpp, info, mask, detections, tuple(errors), qc)
+
+
+def overview(cells: SlideCells, max_mpp: float, longest_px: int = 1600) -> tuple[np.ndarray, float]:
+    """The whole slide, at most `longest_px` on its longer side, and level-0 px per overview px."""
+    from .slide import open_slide
+
+    mpp = max(cells.info.width, cells.info.height) * cells.info.mpp / longest_px
+    with open_slide(cells.slide_path, mpp=cells.mpp_override, max_mpp=max_mpp) as slide:
+        return slide.thumbnail(mpp), mpp / cells.info.mpp
 
 
 def write_store(client, store: Path, cells: SlideCells, config: Config, model_input_px: int = 0) -> tuple[Nucleus, ...]:
@@ -120,8 +132,8 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
     jobs = [(i, tuple((c.x, c.y, c.polygon) for c in d[i : i + PATCHES_PER_TASK])) for i in range(0, len(d), PATCHES_PER_TASK)]
     nuclei: list = [None] * len(d)
     for start, found in bounded_map(
-        client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp, store=str(store.resolve()), cfg=config.patches,
-        model_input_px=model_input_px,
+        client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp,
+        store=str(store.resolve()), cfg=config.patches, model_input_px=model_input_px,
     ):
         nuclei[start : start + len(found)] = found
     write_columns(
@@ -134,28 +146,12 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
     return tuple(nuclei)
 
 
-def cell_measurements(detection: Detection, nucleus: Nucleus) -> dict[str, float]:
-    """What QuPath shows for each leukocyte besides its class: sizes a haematologist reads in a blast."""
-    return {"area_um2": detection.area_um2, "nucleus_area_um2": nucleus.area_um2, "nucleus_cell_ratio": nucleus.cell_fraction}
-
-
-def leukocyte_features(cells: SlideCells, nuclei: tuple[Nucleus, ...]) -> list[dict]:
-    from .export.geojson import cell_uuid, feature
-
-    return [
-        feature(
-            d.polygon, LEUKOCYTE, LEUKOCYTE_COLOR, {"cell_id": i, **cell_measurements(d, n), "score": d.score}, cell_uuid(cells.slide_key, i),
-            object_type="cell", nucleus=n.lobes,
-        )
-        for i, (d, n) in enumerate(zip(cells.detections, nuclei))
-    ]  # fmt: skip
-
-
 def detect_slide(
-    slide_path: Path, out_root: Path, config: Config, *, mpp: float | None = None, aoi: str = "auto", workers: int | None = None, scheduler: str | None = None, progress: bool = True
-) -> DetectSummary:
+    slide_path: Path, out_root: Path, config: Config, *, mpp: float | None = None, aoi: str = "auto", workers: int | None = None,
+    scheduler: str | None = None, progress: bool = True,
+) -> DetectSummary:  # fmt: skip
     """`wsi-screen detect`: OUT/<stem>/{detections.geojson, cells.zarr, detect.json}, all or nothing."""
-    from .export.geojson import write_features
+    from .export.geojson import cell_features, write_features
     from .export.outdir import staged_dir
     from .parallel import dask_client
 
@@ -167,15 +163,16 @@ def detect_slide(
         cells = find_cells(client, slide_path, info, mask, config, mpp, progress)
         with staged_dir(out_dir) as tmp:
             nuclei = write_store(client, tmp / "cells.zarr", cells, config)
-            write_features(leukocyte_features(cells, nuclei), tmp / "detections.geojson")
+            write_features(cell_features(cells.detections, cells.slide_key, nuclei=nuclei), tmp / "detections.geojson")
             summary = {
                 "slide": str(slide_path),
                 "n_cells": len(cells.detections),
                 "aoi_area_mm2": cells.aoi_area_mm2,
                 "tile_errors": list(cells.tile_errors),
-                "qc": cells.qc,
+                "qc": asdict(cells.qc),
                 "config_sha256": config.sha256(),
                 "seconds": time.perf_counter() - t0,
             }
             (tmp / "detect.json").write_text(json.dumps(summary, indent=1))
-    return DetectSummary(str(slide_path), out_dir, len(cells.detections), cells.aoi_area_mm2, time.perf_counter() - t0, startup, cells.tile_errors)
+    seconds = time.perf_counter() - t0
+    return DetectSummary(str(slide_path), out_dir, len(cells.detections), cells.aoi_area_mm2, seconds, startup, cells.tile_errors)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
-from .classes import ATYPICAL, BLAST, CLASS_CODES
+from .classes import ATYPICAL, BLAST, CLASS_CODES, member_probability
 
 
 def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
@@ -28,7 +28,8 @@ def ece(probs: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
     correct = pred == targets
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    return float(sum(abs(correct[which == b].mean() - conf[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any()))
+    gaps = (abs(correct[which == b].mean() - conf[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any())
+    return float(sum(gaps))
 
 
 def per_class(y_true: np.ndarray, y_pred: np.ndarray, codes=CLASS_CODES) -> dict:
@@ -64,8 +65,8 @@ def summarise(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> 
     codes = np.array(CLASS_CODES)
     pred = codes[probs.argmax(1)]
     present = [c for c in CLASS_CODES if (labels == c).any()]
-    blast = probs[:, [CLASS_CODES.index(c) for c in BLAST]].sum(1)
-    atyp = probs[:, [CLASS_CODES.index(c) for c in ATYPICAL]].sum(1)
+    blast = member_probability(probs, BLAST)
+    atyp = member_probability(probs, ATYPICAL)
     classes = per_class(labels, pred)
     return {
         "n_images": int(len(labels)),

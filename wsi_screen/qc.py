@@ -11,7 +11,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .config import QcConfig
-from .records import TileQc
+from .records import SlideQc, TileQc
 
 STAINED_OD = 0.3  # summed optical density above which a pixel belongs to a cell
 
@@ -27,12 +27,12 @@ def tile_qc(rgb: np.ndarray) -> TileQc:
     return TileQc(focus, tuple(float(v) for v in vec), float(stained.mean()), int(stained.size))
 
 
-def summarize_qc(tiles: list[TileQc], n_cells: int, aoi_area_mm2: float, cfg: QcConfig) -> dict:
+def summarize_qc(tiles: list[TileQc], n_cells: int, aoi_area_mm2: float, cfg: QcConfig) -> SlideQc:
     """Medians over tiles with cells in them, and warnings in plain words."""
     warnings = []
     useful = [t for t in tiles if t.coverage > 0.02]
     if not useful:
-        return {"focus": None, "stain_angle_deg": None, "coverage": None, "leukocytes_per_mm2": 0.0, "warnings": ["no stained cells in the AOI: empty or unreadable area"]}
+        return SlideQc(None, None, None, 0.0, ("no stained cells in the AOI: empty or unreadable area",))
     focus = float(np.median([t.focus for t in useful]))
     weights = np.array([t.coverage * t.n_pixels for t in useful])
     vec = (np.array([t.od_vector for t in useful]) * weights[:, None]).sum(0) / weights.sum()
@@ -47,4 +47,4 @@ def summarize_qc(tiles: list[TileQc], n_cells: int, aoi_area_mm2: float, cfg: Qc
         warnings.append(f"unusual stain colour: {angle:.0f}° from a Romanowsky stain (limit {cfg.max_stain_angle_deg:.0f}°)")
     if not cfg.min_coverage <= coverage <= cfg.max_coverage:
         warnings.append(f"red-cell coverage {coverage:.0%} outside the monolayer range {cfg.min_coverage:.0%}–{cfg.max_coverage:.0%}")
-    return {"focus": focus, "stain_angle_deg": angle, "coverage": coverage, "leukocytes_per_mm2": density, "warnings": warnings}
+    return SlideQc(focus, angle, coverage, density, tuple(warnings))

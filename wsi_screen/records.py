@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .classes import ATYPICAL, BLAST, CLASS_CODES, member_probability
 
 
 @dataclass(frozen=True)
@@ -134,3 +137,195 @@ class TileResult:
     detections: tuple[Detection, ...]
     qc: TileQc | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class SlideQc:
+    """Slide quality over the AOI's tiles (medians), with warnings in plain words; None where no
+    tile held stained cells."""
+
+    focus: float | None
+    stain_angle_deg: float | None
+    coverage: float | None
+    leukocytes_per_mm2: float
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Probabilities:
+    """N×15 leukocyte class probabilities (rows sum to 1, CLASS_CODES order) and N reject
+    (non-leukocyte) probabilities."""
+
+    probs: np.ndarray
+    p_reject: np.ndarray
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return np.asarray(CLASS_CODES)[self.probs.argmax(1)] if len(self.probs) else np.asarray([], "U3")
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probs.max(1, initial=0)
+
+    @property
+    def p_blast(self) -> np.ndarray:
+        return member_probability(self.probs, BLAST)
+
+    @property
+    def p_atypical(self) -> np.ndarray:
+        return member_probability(self.probs, ATYPICAL)
+
+    def needs_review(self, min_confidence: float) -> np.ndarray:
+        """Abstain: the top class is below `min_confidence`, or the input is more likely not a leukocyte."""
+        return (self.confidence < min_confidence) | (self.p_reject > 0.5)
+
+
+@dataclass(frozen=True)
+class OperatingRates:
+    """Operating characteristics of a binary test (argmax in a class set), from validation data."""
+
+    sensitivity: float
+    specificity: float
+    n_positive: int
+    n_negative: int
+    source: str = ""
+    confident_negatives: tuple[tuple[float, int], ...] = ()  # (threshold, held-out non-members with P ≥ it)
+    confusion: tuple[tuple[int, ...], ...] = ()  # held-out counts, true class (rows) × predicted, CLASS_CODES order
+
+    def false_confident_rate(self, threshold: float) -> float | None:
+        """Upper 95 % bound (Jeffreys) of the rate at which non-members reach P ≥ `threshold`,
+        measured at the largest threshold ≤ it (conservative); None where nothing was measured."""
+        from scipy import stats
+
+        measured = [(t, k) for t, k in self.confident_negatives if t <= threshold + 1e-9]
+        if not measured or not self.n_negative:
+            return None
+        k = max(measured)[1]
+        return float(stats.beta.ppf(0.975, k + 0.5, self.n_negative - k + 0.5))
+
+
+@dataclass(frozen=True)
+class Prevalence:
+    """One clinical test on one slide: argmax count, raw and error-corrected prevalence with its
+    95 % interval, expected count (summed probabilities) and the flag with the rule that raised it."""
+
+    count: int
+    raw_prevalence: float
+    prevalence: float
+    ci95: tuple[float, float]
+    expected_count: float
+    flag: bool
+    rule: str | None
+    specificity: float  # of the test on this slide's own mix of non-member cells (aggregate.slide_specificity)
+    high_p: float | None = None  # P of a "confident" call in the rare-population rule (None: older report.json)
+
+
+@dataclass(frozen=True)
+class Differential:
+    """Counts per class code; per-100-leukocyte differential over `denominator` cells (NRBC and
+    smudge cells outside it, reported apart)."""
+
+    counts: dict[str, int]
+    percent: dict[str, float]
+    denominator: int
+    nrbc_per_100_wbc: float
+    smudge_cells: int
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a slide's result came from: models (name, checksum, …), config hash, software, runtime."""
+
+    models: dict
+    config_sha256: str
+    software: dict
+    runtime_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SlideSummary:
+    """Everything a slide's report says, computed once by aggregation (summarize.py) and only
+    rendered by export. `to_json`/`from_json` are report.json, which batch resume reads back."""
+
+    slide: str
+    specimen_id: str
+    aoi_area_mm2: float
+    n_leukocytes: int
+    differential: Differential
+    blast: Prevalence
+    atypical: Prevalence
+    needs_review: int
+    lab_flags: tuple[str, ...]
+    warnings: tuple[str, ...]
+    qc: SlideQc
+    error_rates: dict[str, OperatingRates]
+    provenance: Provenance
+    blast_candidates: tuple[int, ...] = ()  # cell ids of the highest P(blast), for the report's gallery
+    review_cells: tuple[int, ...] = ()  # first cell ids that need review
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        tests = [f"{name}: {p.rule}" for name, p in (("blasts", self.blast), ("atypical cells", self.atypical)) if p.flag]
+        return tuple(tests) + self.lab_flags
+
+    def to_json(self) -> str:
+        """report.json: the flat layout of earlier versions (keys kept), strict JSON."""
+        d = self.differential
+        out = {
+            "slide": self.slide,
+            "specimen_id": self.specimen_id,
+            "aoi_area_mm2": self.aoi_area_mm2,
+            "n_leukocytes": self.n_leukocytes,
+            "counts": d.counts,
+            "differential": d.percent,
+            "differential_denominator": d.denominator,
+            "nrbc_per_100_wbc": d.nrbc_per_100_wbc,
+            "smudge_cells": d.smudge_cells,
+            "blast": _prevalence_json(self.blast),
+            "atypical": _prevalence_json(self.atypical),
+            "needs_review": self.needs_review,
+            "flags": list(self.flags),
+            "lab_flags": list(self.lab_flags),
+            "warnings": list(self.warnings),
+            "qc": asdict(self.qc),
+            "error_rates": {k: asdict(v) for k, v in self.error_rates.items()},
+            "model": self.provenance.models,
+            "config_sha256": self.provenance.config_sha256,
+            "software": self.provenance.software,
+            "runtime_s": self.provenance.runtime_s,
+            "blast_candidates": list(self.blast_candidates),
+            "review_cells": list(self.review_cells),
+        }
+        return json.dumps(out, indent=1, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "SlideSummary":
+        r = json.loads(text)
+        return cls(
+            r["slide"], r["specimen_id"], r["aoi_area_mm2"], r["n_leukocytes"],
+            Differential(r["counts"], r["differential"], r["differential_denominator"], r["nrbc_per_100_wbc"], r["smudge_cells"]),
+            _prevalence_from_json(r["blast"]), _prevalence_from_json(r["atypical"]), r["needs_review"],
+            tuple(r["lab_flags"]), tuple(r["warnings"]), SlideQc(**{**r["qc"], "warnings": tuple(r["qc"]["warnings"])}),
+            {k: _rates_from_json(v) for k, v in r["error_rates"].items()},
+            Provenance(r["model"], r["config_sha256"], r["software"], r["runtime_s"]),
+            tuple(r.get("blast_candidates", ())), tuple(r.get("review_cells", ())),
+        )  # fmt: skip
+
+
+def _prevalence_json(p: Prevalence) -> dict:
+    out = asdict(p)
+    out["ci95"] = list(p.ci95)
+    out["specificity_on_this_slide"] = out.pop("specificity")
+    return out
+
+
+def _prevalence_from_json(d: dict) -> Prevalence:
+    d = dict(d)
+    d["specificity"] = d.pop("specificity_on_this_slide")
+    d["ci95"] = tuple(d["ci95"])
+    return Prevalence(**d)
+
+
+def _rates_from_json(d: dict) -> OperatingRates:
+    confident, confusion = (tuple(tuple(row) for row in d[k]) for k in ("confident_negatives", "confusion"))
+    return OperatingRates(**{**d, "confident_negatives": confident, "confusion": confusion})

@@ -1,6 +1,7 @@
-"""Classifier builders registered by name, the model card that travels with every weights file,
-and weights loading. Preprocessing (field, input size, mean/std) is read from the card, never
-hard-coded by callers, so a model trained at 128 px and one at 400 px see the same 29 µm field."""
+"""One registry for every model: builders registered by name and task (timm's `@register_model` /
+`create_model`), the card that travels with every weights file (as JSON beside it, and inside it),
+`resolve_model` for "default", a shipped name or a path, and weights loading. Preprocessing
+(field or µm/px, input size, mean/std) is read from the card, never repeated by callers or configs."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -18,14 +19,34 @@ from torchvision.models import resnet
 from .classes import CLASS_CODES
 from .errors import ModelError
 
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "classifier.pt"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODELS = {"classifier": "classifier", "detector": "unet-wbc"}  # shipped weights per task
+DEFAULT_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_MODELS['classifier']}.pt"
 
 
 @dataclass(frozen=True)
-class ModelCard:
-    """Everything needed to preprocess inputs and interpret outputs of a classifier."""
+class Card:
+    """What every card names: the registered architecture its weights fit."""
 
     arch: str
+    task: ClassVar[str]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict) -> "Card":
+        """The card of `data`'s task (cards written before the task was recorded are classifiers)."""
+        cls = {c.task: c for c in (ClassifierCard, DetectorCard)}[data.get("task", "classifier")]
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ClassifierCard(Card):
+    """Everything needed to preprocess inputs and interpret outputs of a cell classifier."""
+
+    task: ClassVar[str] = "classifier"
     input_px: int
     field_um: float = 29.0
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
@@ -44,37 +65,53 @@ class ModelCard:
     def num_outputs(self) -> int:
         return len(self.class_codes) + len(self.reject_codes)
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "ModelCard":
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-        return cls(**values)
+@dataclass(frozen=True)
+class DetectorCard(Card):
+    """A leukocyte segmenter: per-pixel maps (`channels`) of an RGB image at `mpp` µm/px."""
+
+    task: ClassVar[str] = "detector"
+    mpp: float
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    channels: tuple[str, ...] = ("cell", "core")
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.channels)
+
+
+ModelCard = ClassifierCard  # the classifier's card under its first name
 
 
 @dataclass(frozen=True)
 class _Entry:
     build: Callable[[int], nn.Module]
     input_px: int
+    task: str
 
 
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(name: str, input_px: int):
-    """Decorator: register `build(num_outputs) -> nn.Module` under `name` with its default input size."""
+def register_model(name: str, input_px: int, task: str = "classifier"):
+    """Decorator: register `build(num_outputs) -> nn.Module` under `name` for `task`, with its default
+    input size (classifiers: px of the 29 µm field; detectors: px of a training crop side)."""
 
     def wrap(build):
-        _REGISTRY[name] = _Entry(build, input_px)
+        _REGISTRY[name] = _Entry(build, input_px, task)
         return build
 
     return wrap
 
 
-def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+def list_models(task: str | None = None) -> list[str]:
+    return sorted(name for name, e in _REGISTRY.items() if task in (None, e.task))
+
+
+def model_task(name: str) -> str:
+    return _entry(name).task
 
 
 def default_input_px(name: str) -> int:
@@ -82,7 +119,7 @@ def default_input_px(name: str) -> int:
 
 
 def create_model(name: str, num_outputs: int = len(CLASS_CODES)) -> nn.Module:
-    """A randomly initialised classifier (no pretrained weights exist offline)."""
+    """A randomly initialised model (no pretrained weights exist offline)."""
     return _entry(name).build(num_outputs)
 
 
@@ -156,30 +193,62 @@ def resnet18d(num_outputs: int) -> nn.Module:
     return _timm("resnet18d", num_outputs)
 
 
-def save_weights(model: nn.Module, card: ModelCard, path: str | Path, half: bool = True) -> Path:
+@register_model("unet_mobilenetv2_050", input_px=128, task="detector")
+def unet_mobilenetv2_050(num_outputs: int) -> nn.Module:
+    """The shipped detector: a small smp U-Net (MobileNetV2-0.5 encoder, depth 4). No squeeze-
+    excitation, so a pixel's output depends only on its neighbourhood and tiling cannot change it."""
+    import segmentation_models_pytorch as smp
+
+    return smp.Unet("tu-mobilenetv2_050", encoder_weights=None, encoder_depth=4, decoder_channels=(32, 24, 16, 8), classes=num_outputs)
+
+
+def save_weights(model: nn.Module, card: Card, path: str | Path, half: bool = True) -> Path:
     """One file holding the card and the state dict (fp16 by default), plus the card as JSON beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if half and v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
-    card_json = json.dumps(card.to_dict(), indent=2)
+    card_json = json.dumps({"task": card.task, **card.to_dict()}, indent=2)
     torch.save({"card": json.loads(card_json), "state_dict": state}, path)  # plain types: loads with weights_only
     path.with_suffix(".json").write_text(card_json + "\n")
     return path
 
 
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
-    """Model in eval mode and its card; every way a file can be unusable is a ModelError naming it."""
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS
+def resolve_model(name_or_path: str | Path | None, task: str) -> Path:
+    """The weights file of "default" (or None: the shipped model of `task`), of a shipped name
+    (wsi_screen/weights/<name>.pt) or of a path; a ModelError naming the file when there is none."""
+    spec = DEFAULT_MODELS[task] if name_or_path is None or str(name_or_path) == "default" else str(name_or_path)
+    path = Path(spec)
+    if path.suffix != ".pt" and path.parent == Path("."):
+        path = WEIGHTS_DIR / f"{spec}.pt"
     if not path.is_file():
         raise ModelError("model file not found", path)
+    return path
+
+
+def _read(path: Path, task: str) -> tuple[Card, dict]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        card = ModelCard.from_dict(blob["card"])
-        state = blob["state_dict"]
+        card, state = Card.from_dict(blob["card"]), blob["state_dict"]
     except Exception as exc:  # torch raises many types for corrupt files
-        raise ModelError(f"not a wsi_screen classifier file ({exc.__class__.__name__})", path) from None
-    if tuple(card.class_codes) != CLASS_CODES:
+        raise ModelError(f"not a wsi_screen {task} file ({exc.__class__.__name__})", path) from None
+    if card.task != task:
+        raise ModelError(f"holds a {card.task}, not a {task}", path)
+    if task == "classifier" and tuple(card.class_codes) != CLASS_CODES:
         raise ModelError(f"model has {len(card.class_codes)} classes {card.class_codes}; expected the 15 codes {CLASS_CODES}", path)
+    return card, state
+
+
+def load_card(name_or_path: str | Path | None, task: str = "classifier") -> Card:
+    """The card of a model (see resolve_model), without building it."""
+    return _read(resolve_model(name_or_path, task), task)[0]
+
+
+def load_model(
+    name_or_path: str | Path | None = None, device: str | torch.device = "cpu", task: str = "classifier"
+) -> tuple[nn.Module, Card]:
+    """Model in eval mode and its card; every way a file can be unusable is a ModelError naming it."""
+    path = resolve_model(name_or_path, task)
+    card, state = _read(path, task)
     model = create_model(card.arch, card.num_outputs)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -1,5 +1,6 @@
 """Simonyan et al. (2014) gradient saliency: |∂ logit of the predicted class / ∂ input|, maximum over
-colour channels, to check that the classifier looks at the cell and not at the background."""
+colour channels, to check that the classifier looks at the cell and not at the background: for
+the report's gallery cells (`patch_saliency`) and for image files (`save_saliency`, the CLI)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .classes import CLASS_CODES  # noqa: E402
-from .registry import ModelCard  # noqa: E402
-from .preprocess import EvalTransform  # noqa: E402
 from .cell_images import load_canvas  # noqa: E402
+from .classes import CLASS_CODES  # noqa: E402
+from .preprocess import EvalTransform  # noqa: E402
+from .registry import ModelCard  # noqa: E402
 
 
 def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
@@ -28,6 +29,19 @@ def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
     logits[0, k].backward()
     grad = x.grad[0].abs().amax(0).numpy()
     return grad / max(float(grad.max()), 1e-12), k
+
+
+def patch_saliency(model: nn.Module, card: ModelCard, patches: np.ndarray) -> np.ndarray:
+    """Saliency of each N×S×S×3 patch of the card's field, at patch size (N×S×S float32)."""
+    import torch.nn.functional as F
+
+    from .classify import patch_batch
+
+    maps = []
+    for x in patch_batch(patches, card):
+        smap, _ = saliency_map(model, x)
+        maps.append(F.interpolate(torch.from_numpy(smap)[None, None], size=patches.shape[1:3], mode="bilinear")[0, 0].numpy())
+    return np.stack(maps) if maps else np.zeros((0,) + patches.shape[1:3], np.float32)
 
 
 def save_saliency(model: nn.Module, card: ModelCard, image_path: str | Path, out_dir: str | Path, input_mpp: float | None = None) -> Path:

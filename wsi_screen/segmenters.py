@@ -4,85 +4,28 @@ segmenters: the shipped U-Net and a classical stain-threshold baseline."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
 import numpy as np
 from scipy import ndimage as ndi
 
-from .errors import ModelError
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-
-
-@dataclass(frozen=True)
-class SegmenterCard:
-    """What a U-Net expects and how it was made; preprocessing is derived from it."""
-
-    name: str
-    encoder: str
-    encoder_depth: int
-    decoder_channels: tuple[int, ...]
-    mpp: float
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-    channels: tuple[str, ...] = ("cell", "core")
-    provenance: dict = field(default_factory=dict)
-
-
-def build_unet(card: SegmenterCard):
-    import segmentation_models_pytorch as smp
-
-    return smp.Unet(
-        card.encoder,
-        encoder_weights=None,  # nothing is downloadable: weights are ours, trained here
-        encoder_depth=card.encoder_depth,
-        decoder_channels=card.decoder_channels,
-        classes=len(card.channels),
-    )
-
-
-def save_unet(model, card: SegmenterCard, path: Path) -> None:
-    import torch
-
-    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
-    torch.save({"card": asdict(card), "state_dict": state}, path)
-
-
-def resolve_weights(name_or_path: str) -> Path:
-    path = Path(name_or_path)
-    if path.suffix != ".pt":
-        path = WEIGHTS_DIR / f"{name_or_path}.pt"
-    if not path.is_file():
-        raise ModelError("detector weights not found", path)
-    return path
+CLASSICAL_MPP = 0.5  # the baseline's resolution: its stain threshold was set on fields at 0.5 µm/px
 
 
 class UnetSegmenter:
-    """The shipped detector: a small smp U-Net (MobileNetV2 encoder, no squeeze-excitation, so a
-    pixel's output depends only on its neighbourhood and tiling cannot change it)."""
+    """A registered detector (default: the shipped U-Net) with its card: preprocessing and the
+    µm/px it reads the slide at come from the card."""
 
     def __init__(self, name_or_path: str, device: str = "auto"):
         import torch
 
-        self.path = resolve_weights(name_or_path)
-        try:
-            blob = torch.load(self.path, map_location="cpu", weights_only=True)
-            card = dict(blob["card"])
-            card["decoder_channels"] = tuple(card["decoder_channels"])
-            self.card = SegmenterCard(**{k: tuple(v) if isinstance(v, list) else v for k, v in card.items()})
-            model = build_unet(self.card)
-            model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
-        except ModelError:
-            raise
-        except Exception as exc:
-            raise ModelError(f"not a valid detector weights file ({exc.__class__.__name__}: {exc})", self.path) from None
+        from .registry import for_inference, load_model, resolve_model, sha256
+
+        self.path = resolve_model(name_or_path, "detector")
+        model, self.card = load_model(self.path, task="detector")
+        self.mpp = self.card.mpp
+        self.stride = model.encoder.output_stride  # inputs are padded to a multiple of it
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.mpp = self.card.mpp
-        from .registry import for_inference, sha256
-
         self.model = for_inference(model, self.device)
         self.checksum = sha256(self.path)
 
@@ -94,8 +37,7 @@ class UnetSegmenter:
         import torch
 
         n, h, w, _ = rgbs.shape
-        stride = 2**self.card.encoder_depth
-        ph, pw = -h % stride, -w % stride
+        ph, pw = -h % self.stride, -w % self.stride
         x = np.pad(rgbs, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else rgbs
         x = (x.astype(np.float32) / 255.0 - np.float32(self.card.mean)) / np.float32(self.card.std)
         with torch.inference_mode():
@@ -120,7 +62,7 @@ class ClassicalSegmenter:
     smear. Threshold a nucleus-stain measure, close the gaps between lobes of segmented nuclei,
     grow by a rim of cytoplasm, and seed each cell at the far end of its distance transform."""
 
-    def __init__(self, mpp: float, nucleus_threshold: float, lobe_gap_um: float = 2.0, rim_um: float = 2.5):
+    def __init__(self, nucleus_threshold: float, mpp: float = CLASSICAL_MPP, lobe_gap_um: float = 2.0, rim_um: float = 2.5):
         self.mpp = mpp
         self.nucleus_threshold = nucleus_threshold
         self.lobe_gap_px = max(1, int(round(lobe_gap_um / mpp)))

@@ -15,10 +15,14 @@ import gzip
 import json
 import math
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from shapely.ops import unary_union
+
+from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES, LEUKOCYTE, LEUKOCYTE_COLOR
+from ..records import Detection, Nucleus, Probabilities
 
 # Fixed namespace so the same cell on the same slide always gets the same id.
 _NAMESPACE = uuid.UUID("6f1c2d9e-3b7a-4c55-9a1e-5d2f0c7b8e41")
@@ -65,6 +69,42 @@ def aoi_features(slide_key: str, polygons) -> list[dict]:
     ]
 
 
+def cell_measurements(detection: Detection, nucleus: Nucleus | None = None) -> dict[str, float]:
+    """What QuPath shows for each leukocyte besides its class: sizes a haematologist reads in a blast."""
+    if nucleus is None:
+        return {"area_um2": detection.area_um2}
+    return {"area_um2": detection.area_um2, "nucleus_area_um2": nucleus.area_um2, "nucleus_cell_ratio": nucleus.cell_fraction}
+
+
+def cell_features(
+    detections: Sequence[Detection], slide_key: str, calls: Probabilities | None = None, nuclei: Sequence[Nucleus] | None = None
+) -> list[dict]:
+    """One Feature per cell with a UUID stable per slide and cell id: a "Leukocyte" with its area and
+    detector score; with the classifier's calls, its predicted class in that class's colour (or
+    "Rejected" when the reject output calls it no leukocyte), with P(blast), P(atypical), every
+    class probability and P(reject). With `nuclei` (in cell order), each is a QuPath cell object
+    with its nucleus as nucleusGeometry and the nucleus's area and share of the cell."""
+    if nuclei is not None and len(nuclei) != len(detections):
+        raise ValueError(f"{len(nuclei)} nuclei for {len(detections)} cells")
+    object_type = "detection" if nuclei is None else "cell"
+    if calls is not None:  # the properties compute over every cell: once, not per cell
+        predicted, p_blast, p_atypical, probs, p_reject = calls.predicted, calls.p_blast, calls.p_atypical, calls.probs, calls.p_reject
+    feats = []
+    for i, d in enumerate(detections):
+        n = None if nuclei is None else nuclei[i]
+        lobes = None if n is None else n.lobes
+        if calls is None:
+            measurements = {"cell_id": i, **cell_measurements(d, n), "score": d.score}
+            name, color = LEUKOCYTE, LEUKOCYTE_COLOR
+        else:
+            code = str(predicted[i])
+            measurements = {"cell_id": i, "p_blast": float(p_blast[i]), "p_atypical": float(p_atypical[i]), **cell_measurements(d, n)}
+            measurements.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(CLASS_CODES)} | {"p_reject": float(p_reject[i])})
+            name, color = (REJECTED, REJECTED_COLOR) if p_reject[i] > 0.5 else (CLASS_NAMES[code], CLASS_COLORS[code])
+        feats.append(feature(d.polygon, name, color, measurements, cell_uuid(slide_key, i), object_type=object_type, nucleus=lobes))
+    return feats
+
+
 def write_features(features: list[dict], path: Path, gz: bool = False) -> Path:
     """Write a FeatureCollection (gzip-compressed when `gz`); returns the written path."""
     path = Path(path)
@@ -99,7 +139,8 @@ def validate_qupath(features: list[dict]) -> list[str]:
         cls = props.get("classification")
         if cls is not None:
             color = cls.get("color")
-            if not cls.get("name") or not (isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)):
+            rgb = isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
+            if not cls.get("name") or not rgb:
                 problems.append(f"{where}: classification needs a name and an RGB color")
         for key, value in (props.get("measurements") or {}).items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):

@@ -23,9 +23,10 @@ import zarr
 from imagecodecs.numcodecs import Jpeg, register_codecs
 from numcodecs import Blosc
 
+from ..classes import CLASS_CODES
 from ..config import PatchConfig
 from ..errors import StoreError
-from ..records import AoiMask, Detection
+from ..records import AoiMask, Detection, Probabilities
 
 register_codecs()  # readers of the store need the JPEG codec registered too
 
@@ -60,7 +61,9 @@ def detections_table(detections: list[Detection]) -> pd.DataFrame:
     return pd.DataFrame({k: np.asarray(v, dtype=CELL_COLUMNS[k]) for k, v in rows.items()})
 
 
-def create_store(path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: dict, model_input_px: int = 0, cells_per_writer: int = 1) -> None:
+def create_store(
+    path: Path, table: pd.DataFrame, patches: PatchConfig, attrs: dict, model_input_px: int = 0, cells_per_writer: int = 1
+) -> None:
     """Write the cell table and an empty patch array sized for it; patches are filled by
     `write_patches`, possibly from many workers at once. With `model_input_px`, also an empty
     `model_input` array chunked by `cells_per_writer` cells, so that writers of aligned runs of
@@ -130,13 +133,30 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None
     cells = zarr.open_group(str(Path(path) / "cells"), mode="r+")
     for name, values in columns.items():
         values = np.asarray(values)
-        cells.create_array(
-            name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),) + values.shape[1:], overwrite=True, chunk_key_encoding=SLASH_KEYS
-        )
+        chunks = (max(1, min(len(values), 65536)),) + values.shape[1:]
+        cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=chunks, overwrite=True, chunk_key_encoding=SLASH_KEYS)
         if len(values):
             cells[name][...] = values
     if attrs:
         zarr.open_group(str(path), mode="r+").attrs.update(attrs)
+
+
+def write_calls(path: Path, calls: Probabilities, review: np.ndarray, classifier_sha256: str) -> None:
+    """The classifier's per-cell columns: probabilities (CLASS_CODES order), P(blast), P(atypical),
+    the predicted code and its probability, P(reject) and the needs-review mark."""
+    write_columns(
+        path,
+        {
+            "probabilities": calls.probs.astype(np.float32).reshape(-1, len(CLASS_CODES)),
+            "p_blast": calls.p_blast.astype(np.float32),
+            "p_atypical": calls.p_atypical.astype(np.float32),
+            "predicted": calls.predicted.astype("U3"),
+            "confidence": calls.confidence.astype(np.float32),
+            "p_reject": calls.p_reject.astype(np.float32),
+            "needs_review": np.asarray(review, bool),
+        },
+        {"class_codes": list(CLASS_CODES), "classifier_sha256": classifier_sha256},
+    )
 
 
 def write_aoi(path: Path, aoi: AoiMask, slide_mpp: float, levels: int = 3) -> None:

@@ -18,15 +18,14 @@ from tqdm import tqdm
 from ..config import DetectConfig
 from ..detect import detect_image
 from ..records import Detection
-from ..segmenters import SegmenterCard, build_unet, save_unet
+from ..registry import DetectorCard, create_model, default_input_px, save_weights
 from .detection_metrics import DetectionScore, match, merge_duplicates
 from .fields import Field, estimate_mpp, load_fields, read_rgb, wbc_targets
 
 
 @dataclass(frozen=True)
 class DetectorTrainConfig:
-    mpp: float = 0.5
-    crop_px: int = 128
+    crop_px: int = 0  # 0: the architecture's default input
     epochs: int = 20
     batch_size: int = 16
     lr: float = 2e-3
@@ -57,8 +56,8 @@ def _stain_jitter(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class FieldSamples:
     """Fields held at native resolution with their targets; each draw is a new augmented crop."""
 
-    def __init__(self, fields: list[Field], mpps: list[float], cfg: DetectorTrainConfig):
-        self.cfg = cfg
+    def __init__(self, fields: list[Field], mpps: list[float], mpp: float, crop_px: int, cfg: DetectorTrainConfig):
+        self.cfg, self.mpp, self.crop_px = cfg, mpp, crop_px
         self.items = []
         for f, m in tqdm(list(zip(fields, mpps)), desc="preparing fields", leave=False):
             rgb = read_rgb(f.image)
@@ -66,14 +65,14 @@ class FieldSamples:
 
     def draw(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         rgb, targets, field_mpp = self.items[index]
-        factor = field_mpp / self.cfg.mpp * rng.uniform(1 - self.cfg.scale_jitter, 1 + self.cfg.scale_jitter)
+        factor = field_mpp / self.mpp * rng.uniform(1 - self.cfg.scale_jitter, 1 + self.cfg.scale_jitter)
         img = _resize(rgb, factor, Image.BILINEAR)
         tgt = np.stack([_resize(t, factor, Image.BILINEAR) for t in targets]) > 127
         k = rng.integers(4)
         img, tgt = np.rot90(img, k), np.rot90(tgt, k, axes=(1, 2))
         if rng.random() < 0.5:
             img, tgt = img[:, ::-1], tgt[:, :, ::-1]
-        c = self.cfg.crop_px
+        c = self.crop_px
         h, w = img.shape[:2]
         ph, pw = max(0, c - h), max(0, c - w)
         pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2))
@@ -86,13 +85,14 @@ class FieldSamples:
 
 
 def detect_field(segmenter, field: Field, mpp: float, detect_cfg: DetectConfig) -> list[Detection]:
-    """Detections of one camera field taken to be at `mpp` µm/px, in the field's own pixels."""
-    factor = mpp / detect_cfg.mpp
+    """Detections of one camera field taken to be at `mpp` µm/px, in the field's own pixels
+    (the field is resampled to the segmenter's µm/px, read from its card)."""
+    factor = mpp / segmenter.mpp
     return detect_image(_resize(read_rgb(field.image), factor, Image.BILINEAR), segmenter, detect_cfg, scale=1 / factor)
 
 
 def evaluate(segmenter, fields: list[Field], mpps: list[float], detect_cfg: DetectConfig, sliver_um: float = 0.0) -> DetectionScore:
-    """Centroid-in-box precision/recall over whole fields resampled to the detector µm/px,
+    """Centroid-in-box precision/recall over whole fields resampled to the segmenter's µm/px,
     duplicate boxes merged.
 
     With `sliver_um` > 0, boxes that touch the field border and are narrower than that (a cell
@@ -109,8 +109,9 @@ def evaluate(segmenter, fields: list[Field], mpps: list[float], detect_cfg: Dete
     return total
 
 
-def train_detector(data: Path, out: Path, card: SegmenterCard, cfg: DetectorTrainConfig) -> dict:
-    """Train on data's train split, keep the epoch with the best val F1, write weights + card."""
+def train_detector(data: Path, out: Path, name: str, card: DetectorCard, cfg: DetectorTrainConfig) -> dict:
+    """Train `card.arch` at `card.mpp` on data's train split, keep the epoch with the best val F1,
+    write OUT/<name>.pt with its card (and the card as JSON beside it)."""
     import torch
 
     from ..segmenters import UnetSegmenter
@@ -120,15 +121,15 @@ def train_detector(data: Path, out: Path, card: SegmenterCard, cfg: DetectorTrai
     rng = np.random.default_rng(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
     train_fields, val_fields = load_fields(data, "train"), load_fields(data, "val")
-    samples = FieldSamples(train_fields, estimate_mpp(train_fields), cfg)
+    samples = FieldSamples(train_fields, estimate_mpp(train_fields), card.mpp, cfg.crop_px or default_input_px(card.arch), cfg)
     val_mpps = estimate_mpp(val_fields)
-    model = build_unet(card)
+    model = create_model(card.arch, card.num_outputs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps = cfg.epochs * (len(samples.items) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     mean, std = np.float32(card.mean), np.float32(card.std)
-    detect_cfg = DetectConfig(mpp=cfg.mpp)
-    best, history, weights = -1.0, [], out / f"{card.name}.pt"
+    detect_cfg = DetectConfig()
+    best, history, weights = -1.0, [], out / f"{name}.pt"
     for epoch in range(cfg.epochs):
         model.train()
         order = rng.permutation(len(samples.items))
@@ -146,16 +147,17 @@ def train_detector(data: Path, out: Path, card: SegmenterCard, cfg: DetectorTrai
             opt.step()
             sched.step()
             losses.append(loss.item())
-        save_unet(model, card, out / "last.pt")
+        save_weights(model, card, out / "last.pt")
         score = evaluate(UnetSegmenter(str(out / "last.pt"), "cpu"), val_fields, val_mpps, detect_cfg)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": time.time() - t0, **score.as_dict()})
         print(json.dumps(history[-1]), flush=True)
         if score.f1 > best:
             best = score.f1
-            (out / "last.pt").replace(weights)
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    (out / "last.pt").unlink()
+    (out / "last.json").unlink()
     (out / "history.json").write_text(json.dumps({"config": asdict(cfg), "history": history}, indent=1))
     top = max(history, key=lambda h: h["f1"])
-    blob = torch.load(weights, weights_only=True)  # the best epoch's training-form weights
-    blob["card"] = asdict(replace(card, provenance={**card.provenance, "val_metrics": top}))
-    torch.save(blob, weights)
+    model.load_state_dict(best_state)
+    save_weights(model, replace(card, provenance={**card.provenance, "val_metrics": top}), weights)
     return top

@@ -20,7 +20,7 @@ from ..cell_images import load_table
 from ..evaluate import full_summary, joined, json_safe, read_labels
 from ..registry import ModelCard, load_model, save_weights, sha256
 from .run import pooled_labels
-from ..screen import rates_from_metrics
+from ..summarize import rates_from_metrics
 from .shifts import lab_statistics, shift_robustness, stain_transfer_change
 from .smears import SMEAR_CELLS, SMEARS, flag_rates
 from .splits import LOCKED_TEST, read_locked

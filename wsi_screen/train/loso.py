@@ -64,7 +64,7 @@ def choose_threshold(segmenter, fields: list[Field], thresholds: tuple[float, ..
 
 
 def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig) -> dict:
-    """Train without `left_out`, choose the threshold on the others' val fields, test on all of
+    """Train `card` (a DetectorCard: architecture and µm/px) afresh without `left_out`, choose the threshold on the others' val fields, test on all of
     `left_out`'s fields; writes out/result.json and out/gallery/."""
     from ..segmenters import UnetSegmenter
 
@@ -80,10 +80,11 @@ def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig) -> dict
 
     test = [f for f in train + val if source_of(f) == left_out]
     view = write_view(out / "data", {"train": keep(train), "val": keep(val)}, data)
-    run_card = replace(card, name=f"unet-loso-{left_out}", provenance={"data": f"TXL-PBC train split without {left_out}", "train_config": asdict(cfg.train)})
-    best_epoch = train_detector(view, out / "model", run_card, cfg.train)
+    name = f"unet-loso-{left_out}"
+    run_card = replace(card, provenance={"data": f"TXL-PBC train split without {left_out}", "train_config": asdict(cfg.train)})
+    best_epoch = train_detector(view, out / "model", name, run_card, cfg.train)
     t_train = time.time() - t0
-    segmenter = UnetSegmenter(str(out / "model" / f"{run_card.name}.pt"), "cpu")
+    segmenter = UnetSegmenter(str(out / "model" / f"{name}.pt"), "cpu")
     threshold, f1 = choose_threshold(segmenter, keep(val), cfg.thresholds)
     detect_cfg = DetectConfig(threshold=threshold)
     evals = evaluate_sources(test, source_mpp(test), segmenter, detect_cfg)

@@ -1,0 +1,76 @@
+"""Aggregation of one screened slide: what detection found and what the classifier called →
+one SlideSummary (counts, differential, blast/atypical prevalence and flags, QC, the cells a
+reviewer should see first). Pure: no files, no models; export only renders its result."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .aggregate import blast_and_atypical, differential, lab_flags
+from .classes import ATYPICAL, BLAST, CLASS_CODES
+from .config import Config
+from .errors import ModelError
+from .find_cells import SlideCells
+from .records import OperatingRates, Probabilities, Provenance, SlideSummary
+
+
+def rates_from_card(card) -> dict[str, OperatingRates]:
+    """Sensitivity/specificity of each clinical test as the counts define it (argmax in the class
+    set), from the out-of-fold confusion matrix in the model card, and how often out-of-fold
+    non-members reached each high probability (for the rare-population flag)."""
+    return rates_from_metrics(card.metrics or {})
+
+
+def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
+    """`rates_from_card` of a card's metrics (`test`: a full_summary with its confusion;
+    `confident_negatives`)."""
+    confusion = np.asarray(metrics.get("test", {}).get("confusion", []), float)
+    if confusion.shape != (len(CLASS_CODES), len(CLASS_CODES)):
+        raise ModelError("model card has no held-out confusion matrix: cannot correct prevalence for its error rates")
+    rates = {}
+    for name, members in (("blast", BLAST), ("atypical", ATYPICAL)):
+        idx = [CLASS_CODES.index(c) for c in members]
+        pos, neg = confusion[idx], np.delete(confusion, idx, axis=0)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        se = pos[:, idx].sum() / n_pos if n_pos else 0.5
+        sp = 1 - neg[:, idx].sum() / n_neg if n_neg else 0.5
+        confident = metrics.get("confident_negatives", {}).get(name, {})
+        rates[name] = OperatingRates(
+            float(se), float(sp), int(n_pos), int(n_neg), "model card: out-of-fold confusion matrix (argmax rule)",
+            tuple(zip(confident.get("thresholds", []), confident.get("counts", []))),
+            tuple(tuple(int(v) for v in row) for row in confusion),
+        )  # fmt: skip
+    return rates
+
+
+def summarize_slide(
+    cells: SlideCells, calls: Probabilities, rates: dict[str, OperatingRates], config: Config, specimen_id: str | None,
+    provenance: Provenance,
+) -> SlideSummary:  # fmt: skip
+    """The slide's summary; the galleries hold the `export.gallery_size` cells of highest P(blast)
+    and the first as many that need review."""
+    n = len(calls.probs)
+    review = calls.needs_review(config.classify.review_below)
+    diff = differential(calls.predicted)
+    tests = blast_and_atypical(calls.probs, rates, config.aggregate)
+    few = n < config.aggregate.min_leukocytes
+    notes = [f"only {n} leukocytes classified (< {config.aggregate.min_leukocytes}): the differential is unreliable"] if few else []
+    notes += [f"corrupt tile skipped: {e}" for e in cells.tile_errors]
+    shown = config.export.gallery_size
+    return SlideSummary(
+        slide=cells.slide_path.name,
+        specimen_id=specimen_id or cells.slide_path.stem,
+        aoi_area_mm2=cells.aoi_area_mm2,
+        n_leukocytes=n,
+        differential=diff,
+        blast=tests["blast"],
+        atypical=tests["atypical"],
+        needs_review=int(review.sum()),
+        lab_flags=tuple(lab_flags(diff, config.aggregate)),
+        warnings=tuple(notes),
+        qc=cells.qc,
+        error_rates=rates,
+        provenance=provenance,
+        blast_candidates=tuple(int(i) for i in np.argsort(-calls.p_blast, kind="stable")[:shown]),
+        review_cells=tuple(int(i) for i in np.flatnonzero(review)[:shown]),
+    )
