@@ -139,6 +139,7 @@ def test_normal_background_is_not_over_corrected():
     assert plain.prevalence < 0.045  # what a single specificity does
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("true_prev", [0.0, 0.005, 0.05])
 def test_slide_specific_interval_covers_the_truth_over_simulated_slides(true_prev):
     """60 simulated smears of 2000 cells (normal background, MYO blasts), each cell's call drawn

@@ -18,6 +18,8 @@ import zarr
 from wsi_screen.batch import collect_slides, output_names
 from wsi_screen.synth import make_slide
 
+pytestmark = pytest.mark.slow  # a real cluster screening several slides, kill -9 and resume
+
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):

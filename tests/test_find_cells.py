@@ -61,6 +61,7 @@ def _crossing_share(detections, tile_px):
     return len(cross) / max(1, len(detections))
 
 
+@pytest.mark.slow
 def test_tiled_equals_untiled_for_two_tile_sizes(client, tmp_path):
     synth = make_slide(tmp_path / "s.tiff", width=3000, height=2400, n_leukocytes=40, seed=11)
     base = Config()
@@ -109,6 +110,7 @@ def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "wsi_screen.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_detect_writes_matching_geojson_and_zarr(tmp_path, drawn_slide):
     out = tmp_path / "out"
     run = _cli("detect", drawn_slide.path, "-o", out, "--workers", "1", "--aoi", drawn_slide.geojson)

@@ -16,6 +16,8 @@ from wsi_screen.synth import NORMAL_MIX, make_slide
 
 from .conftest import REPO, shared
 
+pytestmark = pytest.mark.slow  # slides of 300 real cells screened end to end, smears of model outputs
+
 N_CELLS = 300
 
 

@@ -21,6 +21,8 @@ from wsi_screen.cli import main
 from wsi_screen.export.geojson import read_features
 from wsi_screen.registry import DEFAULT_WEIGHTS, sha256
 
+pytestmark = pytest.mark.slow  # screens the demo slide
+
 CODE_OF = {name: code for code, name in CLASS_NAMES.items()} | {"Rejected": "REJ"}
 EDITS = ["Myeloblast", "Monoblast", "MYO", "Rejected", "Rejected", "Lymphocyte (typical)", "Monocyte", "Eosinophil", "Basophil", "Erythroblast"]
 

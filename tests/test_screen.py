@@ -19,6 +19,8 @@ from wsi_screen.classify import batch_logits, patch_batch, to_probabilities
 from wsi_screen.export.store import open_patches, read_table
 from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
 
+pytestmark = pytest.mark.slow  # screens the demo slide
+
 DEMO = Path(__file__).resolve().parents[1] / "wsi_screen" / "demo" / "demo_smear.tiff"
 
 

@@ -2,11 +2,14 @@
 smear without blasts and always flags one with a 0.5 % or 5 % blast population."""
 
 import numpy as np
+import pytest
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.summarize import rates_from_metrics
 from wsi_screen.synth import NORMAL_MIX
 from wsi_screen.train.smears import SMEAR_CELLS, flag_rates, smears
+
+pytestmark = pytest.mark.slow  # aggregates 120 smears of 2000 cells
 
 
 def _confident(labels, p=0.96):

@@ -47,6 +47,7 @@ def test_train_resume_classify_evaluate(folder_tree, tiny_config, tmp_path):
     assert (tmp_path / "report" / "confusion.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_config, tmp_path):
     """A manifest of two sources (PBC without patients, DeepAPL with), a locked list never trained
     on, 2-fold CV and the final run: the card's out-of-fold and locked figures are those of the
@@ -115,6 +116,7 @@ def test_one_fold_of_cv(lmu_tree, tiny_config, tmp_path):
     assert not (run / "fold_0").exists()
 
 
+@pytest.mark.slow
 def test_cross_validation_pipeline(lmu_tree, tiny_config, tmp_path):
     """Every fold trained, each image held out exactly once, Table 1 and the AUCs as mean ± SD."""
     import subprocess
