@@ -23,7 +23,7 @@ from .run import pooled_labels
 from ..summarize import rates_from_metrics
 from .shifts import lab_statistics, shift_robustness, stain_transfer_change
 from .smears import SMEAR_CELLS, SMEARS, flag_rates
-from .splits import LOCKED_TEST, read_locked
+from .splits import LOCKED_TEST, is_locked, read_locked
 
 DATA_TERMS = {
     "pbc": "Acevedo et al., Data in Brief 30 (2020), Mendeley Data: CC BY 4.0 (attribution required)",
@@ -94,8 +94,7 @@ def locked_rows(data: str | Path, locked: str | Path) -> pd.DataFrame:
     data = Path(data).resolve()
     table = load_table(data)
     root = data if data.is_dir() else data.parent
-    keep = set(read_locked(locked)["file"])
-    rows = table[[Path(f).resolve().relative_to(root).as_posix() in keep for f in table["file"]]]
+    rows = table[is_locked(table, set(read_locked(locked)["file"]), root)]
     return rows[rows["label"].isin(CLASS_CODES)].rename(columns={"label": "class"}).reset_index(drop=True)
 
 

@@ -112,11 +112,8 @@ def lab_statistics(files: list[str], mpp: list[float], card: ModelCard) -> tuple
 
     from ..cell_images import load_canvas
 
-    stats = np.array([
-        (lambda lab: np.concatenate([lab.mean(0), lab.std(0)]))(color.rgb2lab(load_canvas(f, m, card.mpp, card.input_px, card.field_um)).reshape(-1, 3))
-        for f, m in zip(files, mpp)
-    ])  # fmt: skip
-    return stats[:, :3].mean(0), stats[:, 3:].mean(0)
+    labs = [color.rgb2lab(load_canvas(f, m, card.mpp, card.input_px, card.field_um)).reshape(-1, 3) for f, m in zip(files, mpp)]
+    return np.mean([lab.mean(0) for lab in labs], axis=0), np.mean([lab.std(0) for lab in labs], axis=0)
 
 
 def stain_transfer_change(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, target: tuple[np.ndarray, np.ndarray]) -> dict:

@@ -108,11 +108,16 @@ def lock_test_set(table: pd.DataFrame, n_patients: int, image_frac: float, seed:
     return holdout(table, (n_patients - 0.49) / n_all, seed, trials=2000, image_frac=image_frac, each_on_both_sides=BLAST)
 
 
-def without_locked(table: pd.DataFrame, locked_files: set[str], root: str | Path) -> pd.DataFrame:
-    """`table` less the rows whose path relative to `root` is in `locked_files`."""
+def is_locked(table: pd.DataFrame, locked_files: set[str], root: str | Path) -> np.ndarray:
+    """Per row: is its path relative to `root` in `locked_files` (the locked list's file names)?"""
     root = Path(root).resolve()
     rel = [Path(f).resolve().relative_to(root).as_posix() if Path(f).resolve().is_relative_to(root) else f for f in table["file"]]
-    return table[[r not in locked_files for r in rel]].reset_index(drop=True)
+    return np.array([r in locked_files for r in rel], bool)
+
+
+def without_locked(table: pd.DataFrame, locked_files: set[str], root: str | Path) -> pd.DataFrame:
+    """`table` less the rows whose path relative to `root` is in `locked_files`."""
+    return table[~is_locked(table, locked_files, root)].reset_index(drop=True)
 
 
 def read_locked(path: str | Path = LOCKED_TEST) -> pd.DataFrame:
