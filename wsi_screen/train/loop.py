@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..classes import CLASS_CODES
-from ..classify import batch_logits, predictions_frame, to_probabilities
+from ..classify import batch_logits, native_bf16, predictions_frame, to_probabilities
 from ..config import TrainConfig
 from ..errors import DatasetError
 from ..registry import ModelCard, create_model, default_input_px, save_weights
@@ -76,16 +76,14 @@ def fit(
     if cfg.init_weights:
         model.load_state_dict(_initial_state(cfg.init_weights))
     model = model.to(device)
-    cuda = device.type == "cuda"
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_present = len(np.unique(train_set.targets[train_idx]))
     steps = math.ceil(n_present * cfg.per_class_per_epoch / cfg.batch_size)  # per epoch; warm-up lasts one epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / (steps * cfg.epochs))))
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True) if cfg.ema_decay else None
     scored = ema.module if ema is not None else model  # the weights validated, kept and exported
     state = {"epoch": 0, "best_loss": math.inf, "bad_epochs": 0, "history": []}
@@ -151,16 +149,17 @@ def _initial_state(path: str) -> dict:
 
 
 def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str, ema=None) -> float:
-    """One pass over `loader` (AMP and channels_last on CUDA), updating `ema` after every step;
-    returns the mean training loss."""
+    """One pass over `loader`, updating `ema` after every step; returns the mean training loss.
+    channels_last, with float16 autocast on CUDA and bfloat16 autocast on CPUs that compute it
+    natively (1.8x the samples per second of float32 for resnext26ts at 96 px on one thread)."""
     cuda = device.type == "cuda"
+    dtype, amp = (torch.float16, True) if cuda else (torch.bfloat16, native_bf16())
     model.train()
     total, n = 0.0, 0
     for x, y in tqdm(loader, desc=desc, mininterval=30, leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", enabled=cuda):
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
             loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
