@@ -161,3 +161,59 @@ def test_warm_start_from_a_weights_file(folder_tree, tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "init_weights": str(tmp_path / "nope.pt")}}))
     assert main(["train", str(folder_tree), "-o", str(tmp_path / "run2"), "--config", str(cfg)]) == 2
     assert "nope.pt: train.init_weights: no such file" in capsys.readouterr().err
+
+
+def _shaped_cell(code: str, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A drawn cell whose class is its nuclear shape, not its colour: one colour range for all four
+    classes, random size, position, orientation and noise; only the shape tells the class."""
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    cy, cx = size / 2 + rng.uniform(-4, 4, 2)
+    r = size * rng.uniform(0.28, 0.34)
+    turn = rng.uniform(0, 2 * np.pi)
+    dy, dx = yy - cy, xx - cx
+    u, v = dx * np.cos(turn) + dy * np.sin(turn), -dx * np.sin(turn) + dy * np.cos(turn)
+    cell = np.hypot(u, v) <= r
+    if code == "LYT":  # one round nucleus filling the cell
+        nucleus = np.hypot(u, v) <= 0.8 * r
+    elif code == "NGS":  # three separate lobes
+        nucleus = np.zeros_like(cell)
+        for k in range(3):
+            a = 2 * np.pi * k / 3
+            nucleus |= np.hypot(u - 0.5 * r * np.cos(a), v - 0.5 * r * np.sin(a)) <= 0.25 * r
+    elif code == "MON":  # a horseshoe
+        ring = (np.hypot(u, v) <= 0.7 * r) & (np.hypot(u, v) >= 0.35 * r)
+        nucleus = ring & (u < 0.3 * r)
+    else:  # EOS: a small eccentric nucleus in a cytoplasm full of coarse granules
+        nucleus = np.hypot(u - 0.45 * r, v) <= 0.3 * r
+        nucleus |= cell & (rng.random(cell.shape) < 0.12)
+    base = rng.uniform(200, 245)
+    img = np.full((size, size, 3), base)
+    img[cell] = rng.uniform(170, 200, 3)
+    img[nucleus] = rng.uniform(70, 110, 3)
+    return np.clip(img + rng.normal(0, 6, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_training_learns_four_generated_classes(tmp_path):
+    """The training loop itself learns: 4 classes told apart only by nuclear shape, 60 images each,
+    a tiny ResNeXt at 48 px for 10 × 192 samples (about a minute on two quiet cores); the held-out
+    quarter is classified at least 80 % right (chance: 25 %)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(11)
+    tree = tmp_path / "tree"
+    for code in ("LYT", "NGS", "MON", "EOS"):
+        (tree / code).mkdir(parents=True)
+        for i in range(60):
+            Image.fromarray(_shaped_cell(code, 96, rng)).save(tree / code / f"{code}_{i}.png")
+    cfg = tmp_path / "learn.yaml"
+    cfg.write_text(yaml.safe_dump({"train": {
+        "arch": "resnext_compact", "input_px": 48, "epochs": 10, "per_class_per_epoch": 48, "batch_size": 16, "num_workers": 0,
+        "threads": 2, "holdout_frac": 0.25, "val_frac": 0.2, "lr": 0.003, "label_smoothing": 0.0, "jpeg_prob": 0.0,
+    }}))  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["train", str(tree), "-o", str(run), "--config", str(cfg)]) == 0
+    preds = pd.read_csv(run / "preds_test.csv")
+    split = pd.read_csv(run / "split.csv")
+    truth = preds["file"].map(dict(zip(split["file"], split["class"])))
+    assert len(preds) >= 50 and truth.notna().all()
+    assert (preds["predicted"] == truth).mean() >= 0.8
