@@ -44,6 +44,23 @@ def test_a_cell_cut_by_the_image_edge_keeps_a_smaller_minimum_area():
     assert labels.max() == 0
 
 
+def test_no_instance_is_seeded_on_a_red_cell():
+    """The network's cell map runs over a red cell touching a leukocyte and seeds it a core. The
+    red cell's basin takes in about a fifth of its area of the leukocyte's nucleus, enough for the
+    per-instance nucleated check, so only the seed rule removes it: one cell, the red cell background."""
+    shape = (80, 110)
+    wbc, rbc, nucleus = _disc(shape, 40, 40, 16), _disc(shape, 66, 40, 12), _disc(shape, 46, 40, 14)
+    rgb = np.full((*shape, 3), 235, np.uint8)
+    rgb[wbc], rgb[rbc], rgb[nucleus] = (200, 185, 215), (215, 120, 120), (110, 60, 150)
+    maps = np.stack([wbc | rbc, _disc(shape, 40, 40, 5) | _disc(shape, 66, 40, 5)]).astype(np.float32)
+    labels, _ = instances(maps, DetectConfig(), mpp=0.5)
+    assert labels.max() == 2  # without the image: two instances, as the network proposed
+    red_basin = labels == labels[40, 66]
+    assert (nucleus & red_basin).sum() / red_basin.sum() > DetectConfig().min_nucleus_fraction
+    labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=rgb)
+    assert len(np.unique(labels[labels > 0])) == 1 and labels[40, 40] > 0 and labels[40, 72] == 0
+
+
 def test_folding_batchnorm_keeps_the_unet_output():
     import torch
 

@@ -44,7 +44,10 @@ def detector_mpp(cfg: DetectConfig) -> float:
 def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability). With the
     image, an instance must also be nucleated (cfg.min_nucleus_fraction of its pixels nucleus-
-    stained): red cells and platelets never are, whatever a network makes of their colour."""
+    stained): red cells and platelets never are, whatever a network makes of their colour. So must
+    its seed: a core on a red cell touching a leukocyte would otherwise win a basin that takes in
+    part of the leukocyte's nucleus; dropped, its basin becomes background, not part of the cell.
+    A frame-cut strip at the image edge is exempt (it may be all cytoplasm)."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
     min_seed_px = max(1.0, cfg.min_core_um2 / mpp**2)
@@ -73,8 +76,10 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     if rgb is not None and cfg.min_nucleus_fraction > 0:
         from .segmenters import NUCLEUS_PIXEL, nucleus_stain
 
-        stained = np.asarray(ndi.mean(nucleus_stain(rgb) > NUCLEUS_PIXEL, labels, np.arange(count + 1)))
-        keep &= (stained >= cfg.min_nucleus_fraction) | at_edge  # a frame-cut strip may be all cytoplasm
+        stain = nucleus_stain(rgb) > NUCLEUS_PIXEL
+        stained = np.asarray(ndi.mean(stain, labels, np.arange(count + 1)))
+        seeded_on_nucleus = np.nan_to_num(np.asarray(ndi.mean(stain, seeds, np.arange(count + 1))), nan=1.0)
+        keep &= ((stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)) | at_edge
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     return labels, score
