@@ -9,7 +9,7 @@ from PIL import Image
 from wsi_screen.registry import DetectorCard
 from wsi_screen.segmenters import UnetSegmenter
 from wsi_screen.train.detector import DetectorTrainConfig, train_detector
-from wsi_screen.train.fields import estimate_mpp, load_fields, wbc_targets
+from wsi_screen.train.fields import estimate_mpp, load_fields, negative_weights, wbc_targets
 
 from .test_detect import _disc
 
@@ -59,3 +59,14 @@ def test_train_detector_writes_loadable_weights_with_val_metrics(tmp_path):
     assert not (tmp_path / "out" / "last.pt").exists()
     assert len(json.loads((tmp_path / "out" / "history.json").read_text())["history"]) == 2
     assert seg(np.full((64, 96, 3), 230, np.uint8)).shape == (2, 64, 96)
+
+
+def test_red_cells_and_platelets_weigh_more_than_plasma_outside_the_leukocyte():
+    """A red cell overlapping a leukocyte's box: its pixels outside the leukocyte mask carry the
+    negative weight, the leukocyte and the plasma 1, a platelet the negative weight too."""
+    shape = (60, 100)
+    boxes = np.array([[0, 20, 10, 52, 42], [1, 46, 15, 68, 37], [2, 80, 40, 86, 46]], float)  # WBC, RBC, platelet
+    leukocyte = _disc(shape, 36, 26, 16)
+    w = negative_weights(shape, boxes, leukocyte, 4.0)
+    assert w[26, 60] == 4.0 and w[43, 83] == 4.0  # red cell beside the leukocyte, platelet
+    assert w[26, 48] == 1.0 and w[26, 36] == 1.0 and w[5, 5] == 1.0  # red-cell box inside the leukocyte, its centre, plasma

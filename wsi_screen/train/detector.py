@@ -1,8 +1,9 @@
 """Train and validate the leukocyte U-Net on real smear fields (TXL-PBC layout).
 
 Every field is resampled to the detector µm/px from its own red-cell scale, then jittered by
-±25 % scale, rotations/flips and stain/colour/focus changes so the detector meets scanners and
-labs it never saw."""
+±25 % scale, rotations/flips and stain/colour/focus changes (wide enough for the darkest and
+bluest sources) so the detector meets scanners and labs it never saw. Labelled red cells and
+platelets weigh `negative_weight` times plasma in the loss."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..detect import detect_image
 from ..records import Detection
 from ..registry import DetectorCard, create_model, default_input_px, save_weights
 from .detection_metrics import DetectionScore, match, merge_duplicates
-from .fields import Field, estimate_mpp, load_fields, read_rgb, wbc_targets
+from .fields import Field, estimate_mpp, load_fields, negative_weights, read_rgb, wbc_targets
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class DetectorTrainConfig:
     batch_size: int = 16
     lr: float = 2e-3
     scale_jitter: float = 0.25
+    negative_weight: float = 4.0  # loss weight of red-cell and platelet pixels (plasma: 1)
     seed: int = 0
     threads: int = 1
 
@@ -41,12 +43,13 @@ def _resize(a: np.ndarray, factor: float, resample) -> np.ndarray:
 
 
 def _stain_jitter(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-channel gain/gamma, saturation and brightness changes, sometimes blur (focus)."""
+    """Per-channel gain/gamma (gamma up to 1.6: dark, dense stains), saturation and brightness
+    changes, sometimes blur (focus)."""
     x = rgb.astype(np.float32) / 255.0
-    x = np.clip(x, 1e-3, 1) ** rng.uniform(0.75, 1.35, 3) * rng.uniform(0.85, 1.12, 3)
+    x = np.clip(x, 1e-3, 1) ** rng.uniform(0.7, 1.6, 3) * rng.uniform(0.8, 1.12, 3)
     grey = x.mean(-1, keepdims=True)
-    x = grey + (x - grey) * rng.uniform(0.6, 1.5)
-    x = (x - 0.5) * rng.uniform(0.8, 1.2) + 0.5 + rng.uniform(-0.08, 0.08)
+    x = grey + (x - grey) * rng.uniform(0.5, 1.6)
+    x = (x - 0.5) * rng.uniform(0.75, 1.25) + 0.5 + rng.uniform(-0.12, 0.08)
     out = (np.clip(x, 0, 1) * 255).astype(np.uint8)
     if rng.random() < 0.3:
         out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2))))
@@ -61,13 +64,16 @@ class FieldSamples:
         self.items = []
         for f, m in tqdm(list(zip(fields, mpps)), desc="preparing fields", leave=False):
             rgb = read_rgb(f.image)
-            self.items.append((rgb, (wbc_targets(rgb, f.wbc_boxes) * 255).astype(np.uint8), m))
+            targets = wbc_targets(rgb, f.wbc_boxes)
+            weights = negative_weights(rgb.shape[:2], f.boxes, targets[0] > 0, cfg.negative_weight)
+            self.items.append((rgb, (targets * 255).astype(np.uint8), weights, m))
 
     def draw(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        rgb, targets, field_mpp = self.items[index]
+        """An augmented crop and its (3, H, W) targets: cell, core and the per-pixel loss weight."""
+        rgb, targets, weights, field_mpp = self.items[index]
         factor = field_mpp / self.mpp * rng.uniform(1 - self.cfg.scale_jitter, 1 + self.cfg.scale_jitter)
         img = _resize(rgb, factor, Image.BILINEAR)
-        tgt = np.stack([_resize(t, factor, Image.BILINEAR) for t in targets]) > 127
+        tgt = np.stack([_resize(t, factor, Image.BILINEAR) > 127 for t in targets] + [_resize(weights, factor, Image.NEAREST)])
         k = rng.integers(4)
         img, tgt = np.rot90(img, k), np.rot90(tgt, k, axes=(1, 2))
         if rng.random() < 0.5:
@@ -137,11 +143,13 @@ def train_detector(data: Path, out: Path, name: str, card: DetectorCard, cfg: De
         for i in tqdm(range(0, len(order) - cfg.batch_size + 1, cfg.batch_size), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False):
             imgs, tgts = zip(*(samples.draw(j, rng) for j in order[i : i + cfg.batch_size]))
             x = torch.from_numpy(((np.stack(imgs).astype(np.float32) / 255 - mean) / std).transpose(0, 3, 1, 2).copy())
-            y = torch.from_numpy(np.stack(tgts))
+            tgt = torch.from_numpy(np.stack(tgts))
+            y, weight = tgt[:, :2], tgt[:, 2:]
             logits = model(x)
             prob = torch.sigmoid(logits)
             dice = 1 - (2 * (prob * y).sum((0, 2, 3)) + 1) / (prob.sum((0, 2, 3)) + y.sum((0, 2, 3)) + 1)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y) + dice.mean()
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, weight=weight.expand_as(y), reduction="sum")
+            loss = bce / weight.expand_as(y).sum() + dice.mean()
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -84,6 +84,19 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
     return -np.log(np.clip(rgb.astype(np.float32), 1, 255) / 255.0).sum(axis=-1)
 
 
+def negative_weights(shape: tuple[int, int], boxes: np.ndarray, leukocytes: np.ndarray, weight: float) -> np.ndarray:
+    """(H, W) float32 loss weight: `weight` on labelled red cells and platelets (their inscribed
+    ellipses) outside the leukocyte mask, 1 elsewhere. Plasma is an easy negative; a red cell
+    touching a leukocyte is the hard one a detector must learn is not part of it, nor a cell."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    out = np.ones(shape, np.float32)
+    for _, x0, y0, x1, y1 in boxes[boxes[:, 0] != WBC]:
+        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, max((x1 - x0) / 2, 1), max((y1 - y0) / 2, 1)
+        out[(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1) & ~leukocytes] = weight
+    return out
+
+
 def wbc_targets(rgb: np.ndarray, wbc_boxes: np.ndarray) -> np.ndarray:
     """(2, H, W) float32: cell foreground and cell core, from the WBC boxes of one field."""
     h, w = rgb.shape[:2]
