@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from doc_tables import slide_agreement_page as markdown  # pipelines/ is on sys.path when run as a script
 from shapely.geometry import Polygon, shape
 
 from wsi_screen.cell_agreement import paired_accuracy, slide_calls
@@ -63,28 +64,6 @@ def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: P
         calls.update({c.source: call for c, call in zip(slide.cells, found)})
         click.echo(f"  {generator} {mpp} µm/px slide {k}: {len(slide.cells)}/{len(chunk)} placed")
     return calls
-
-
-def markdown(result: dict) -> str:
-    lines = [
-        "# Per-cell agreement: generated slides vs the same crops",
-        "",
-        f"{result['n_locked_cells']} locked test cells of the 15 leukocyte codes ({result['model']}); those the generator",
-        "cannot cut out (not placed) are left out of both sides. Slide: every placed cell's call by",
-        "`wsi-screen screen --aoi full` (missed or found twice = wrong). Crops: the same cells'",
-        f"files by `classify_files` at {CROP_MPP} µm/px. Difference = slide − crops, 95 % paired-bootstrap CI;",
-        "McNemar exact p on the cells only one side gets right. Produced by `pipelines/slide_agreement.py`.",
-        "",
-        "| generator | slide µm/px | cells (not placed) | slide | crops | slide − crops [95 % CI] | missed or split | McNemar p |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["conditions"]:
-        lo, hi = r["difference_ci95"]
-        lines.append(
-            f"| {r['generator']} | {r['mpp']} | {r['n_cells']} ({r['not_placed']}) | {100 * r['slide_accuracy']:.1f} % | {100 * r['crop_accuracy']:.1f} % | "
-            f"{100 * r['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | {r['missed_or_split']} | {r['mcnemar_p']:.2g} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 @click.command()
