@@ -98,13 +98,13 @@ def test_report_html_is_self_contained(screened):
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(screened, tmp_path):
+    """Shot by the script that takes the README's screenshot."""
     from PIL import Image
 
     shot = tmp_path / "report.png"
-    subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}", (screened / "report.html").as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+    script = Path(__file__).resolve().parents[1] / "pipelines" / "report_screenshot.py"
+    run = subprocess.run([sys.executable, str(script), str(screened / "report.html"), "-o", str(shot)], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert img.shape[:2] == (2000, 1280)
     banner = img[15:60, 20:1200]
