@@ -1,6 +1,7 @@
 """Build the committed demo slide, wsi_screen/demo/demo_smear.tiff (+ .geojson ground truth),
-from PBC crops (CC BY 4.0) and TXL-PBC fields (MIT) only; never DeepAPL (research use only). Cells
-are laid on by the faithful generator (each with its own rim, stain and plasma).
+from locked PBC crops (CC BY 4.0; configs/locked_test.csv, so no shipped model trained on them and
+the demo slide measures the classifier end to end) and TXL-PBC fields (MIT) only; never DeepAPL
+(research use only). Cells are laid on by the faithful generator (own rim, stain and plasma).
 
     python pipelines/make_demo_slide.py [--data-dir ../shared/data] [--out wsi_screen/demo/demo_smear.tiff]
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 import click
 
 from wsi_screen.synth import make_slide
+from wsi_screen.train.splits import read_locked
 
 ROOT = Path(__file__).resolve().parents[1]
 # a normal differential plus immature/atypical granulocytes and erythroblasts to find
@@ -26,8 +28,10 @@ DEMO_MIX = {"NGS": 0.30, "NGB": 0.05, "LYT": 0.18, "MON": 0.08, "EOS": 0.05, "BA
               default=ROOT / "wsi_screen" / "demo" / "demo_smear.tiff", show_default=True)
 @click.option("--seed", default=2024, show_default=True)
 def main(data_dir: Path, out: Path, seed: int) -> None:
-    synth = make_slide(out, width=10000, height=3600, mpp=0.25, n_leukocytes=150, class_mix=DEMO_MIX,
-                       sources=("pbc",), data_dir=data_dir, seed=seed, quality=78, generator="faithful")
+    locked = read_locked()
+    only_files = set(locked.loc[locked["source"] == "pbc", "file"])
+    synth = make_slide(out, width=10000, height=3600, mpp=0.25, n_leukocytes=150, class_mix=DEMO_MIX, sources=("pbc",),
+                       data_dir=data_dir, only_files=only_files, seed=seed, quality=78, generator="faithful")
     size_mb = (synth.path.stat().st_size + synth.geojson.stat().st_size) / 1e6
     click.echo(f"{synth.path} and {synth.geojson.name}: {len(synth.cells)} leukocytes, {size_mb:.1f} MB")
 
