@@ -64,7 +64,10 @@ def test_three_good_slides_and_one_corrupt_on_two_workers(uninterrupted):
     out, run = uninterrupted
     assert run.returncode == 1, run.stderr[-2000:]  # non-zero because one slide failed, after finishing the rest
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == ["slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review", "qc_warnings", "runtime_s"]
+    assert list(summary.columns) == [
+        "slide", "status", "error", "n_leukocytes", "n_rejected", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag",
+        "needs_review", "qc_warnings", "runtime_s",
+    ]  # fmt: skip
     assert sorted(summary["status"]) == ["failed", "ok", "ok", "ok"]
     bad = summary[summary["status"] == "failed"].iloc[0]
     assert bad["slide"].endswith("broken.svs") and "not a readable .svs slide" in bad["error"]
