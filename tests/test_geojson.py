@@ -2,11 +2,13 @@ import gzip
 import json
 import math
 
+import numpy as np
 import pytest
-
 from shapely.geometry import Polygon
 
-from wsi_screen.export.geojson import aoi_features, cell_uuid, feature, read_features, validate_qupath, write_features
+from wsi_screen.classes import CLASS_CODES
+from wsi_screen.export.geojson import aoi_features, cell_features, cell_uuid, feature, read_features, validate_qupath, write_features
+from wsi_screen.records import Box, Detection, Probabilities
 
 SQUARE = [(10, 10), (30, 10), (30, 30), (10, 30)]
 
@@ -69,3 +71,15 @@ def test_a_cell_object_carries_its_nucleus_where_qupath_reads_it():
     not_cell = {**cell, "properties": {**cell["properties"], "objectType": "detection"}}
     problems = validate_qupath([misplaced, outside, not_cell])
     assert [p.split(": ", 1)[1].split(" ")[0:2] for p in problems] == [["nucleusGeometry", "belongs"], ["nucleus", "lies"], ["nucleusGeometry", "on"]]
+
+
+def test_rejected_objects_stay_visible_in_grey_with_their_probabilities():
+    outlines = [tuple((x + 40 * i, y) for x, y in SQUARE) for i in range(4)]
+    dets = [Detection(20.0 + 40 * i, 20.0, Box(10 + 40 * i, 10, 30 + 40 * i, 30), 50.0, 0.9, outline) for i, outline in enumerate(outlines)]
+    probs = np.full((4, 15), 0.02)
+    probs[:, CLASS_CODES.index("EOS")] = 0.72
+    feats = cell_features(dets, "s", Probabilities(probs, np.array([0.2, 0.5, 0.51, 0.9])))
+    classes = [f["properties"]["classification"] for f in feats]
+    assert classes == [{"name": "Eosinophil", "color": [255, 140, 0]}] * 2 + [{"name": "Rejected", "color": [90, 90, 90]}] * 2
+    assert [f["properties"]["measurements"]["p_reject"] for f in feats] == [0.2, 0.5, 0.51, 0.9]
+    assert feats[3]["properties"]["measurements"]["p_EOS"] == 0.72 and validate_qupath(feats) == []

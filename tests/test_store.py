@@ -15,11 +15,12 @@ from wsi_screen.export.store import (
     open_patches,
     read_table,
     write_aoi,
+    write_calls,
     write_columns,
     write_model_input,
     write_patches,
 )  # fmt: skip
-from wsi_screen.records import AoiMask, Box, Detection
+from wsi_screen.records import AoiMask, Box, Detection, Probabilities
 
 
 def _dets(n):
@@ -131,3 +132,16 @@ def test_model_input_is_lossless_and_dropped_after_use(tmp_path):
     assert not (store / "model_input").exists() and len(read_table(store)) == 5
     with pytest.raises(StoreError, match="model_input"):
         open_model_input(store)
+
+
+def test_calls_keep_rejected_objects_marked_beside_the_leukocytes(tmp_path):
+    store = tmp_path / "cells.zarr"
+    create_store(store, detections_table(_dets(4)), PatchConfig(size_px=32), {})
+    probs = np.full((4, 15), 0.02)
+    probs[:, 7] = 0.72  # MYO everywhere: the classes say nothing about rejection
+    calls = Probabilities(probs, np.array([0.1, 0.5, 0.51, 0.97]))
+    write_calls(store, calls, calls.needs_review(0.5), "ab" * 32)
+    table = read_table(store)
+    assert list(table["rejected"]) == [False, False, True, True] and table["rejected"].dtype == bool
+    assert list(table["predicted"]) == ["MYO"] * 4 and list(table["needs_review"]) == [False, False, True, True]
+    assert table["p_reject"].to_numpy() == pytest.approx([0.1, 0.5, 0.51, 0.97])

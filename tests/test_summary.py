@@ -32,9 +32,25 @@ def _calls(codes: list[str], confidence: float = 0.97) -> Probabilities:
 
 
 def _summary(codes, confidence=0.97, **cfg) -> SlideSummary:
+    return _summarize(_calls(codes, confidence), **cfg)
+
+
+def _summarize(calls: Probabilities, **cfg) -> SlideSummary:
     config = Config().replace("export", gallery_size=3).replace("aggregate", bootstrap_samples=500, **cfg)
     provenance = Provenance({"classifier": {"sha256": "ab" * 32}}, "cd" * 32, {"wsi_screen": "0.1.0"}, 12.5)
-    return summarize_slide(_cells(len(codes)), _calls(codes, confidence), RATES, config, None, provenance)
+    return summarize_slide(_cells(len(calls.probs)), calls, RATES, config, None, provenance)
+
+
+LEUKOCYTES = ["NGS"] * 150 + ["EOS"] * 20 + ["LYT"] * 20 + ["MYO"] * 8 + ["EBO"] * 2
+
+
+def _with_rejected() -> Probabilities:
+    """The 200 LEUKOCYTES after 20 rejected objects (10 confident MYO, 10 unsure EOS, P(reject) 0.9)
+    and before 20 more (unsure EOS, P(reject) 0.51); cell 25 sits at P(reject) 0.5, still a leukocyte."""
+    parts = [_calls(["MYO"] * 10, 0.99), _calls(["EOS"] * 10, 0.4), _calls(LEUKOCYTES), _calls(["EOS"] * 20, 0.4)]
+    p_reject = np.r_[np.full(20, 0.9), np.zeros(200), np.full(20, 0.51)]
+    p_reject[25] = 0.5
+    return Probabilities(np.vstack([p.probs for p in parts]), p_reject)
 
 
 def test_summary_holds_the_counts_flags_and_gallery_cells():
@@ -52,6 +68,17 @@ def test_summary_holds_the_counts_flags_and_gallery_cells():
     assert s.warnings == ("corrupt tile skipped: tile 3: bad JPEG",)
 
 
+def test_rejected_objects_are_counted_apart_and_nowhere_else():
+    s, alone = _summarize(_with_rejected()), _summary(LEUKOCYTES)
+    assert s.n_leukocytes == 200 and s.n_rejected == 40 and alone.n_rejected == 0
+    assert s.differential == alone.differential and s.differential.counts["EOS"] == 20 and s.differential.counts["MYO"] == 8
+    assert s.blast == alone.blast and s.blast.count == 8 and s.blast.raw_prevalence == 0.04 and s.atypical == alone.atypical
+    assert s.flags == alone.flags and s.lab_flags == ("eosinophilia: 10.1% eosinophils (> 7%)",)  # 50 of 240 EOS had they counted
+    assert s.needs_review == 0 and s.review_cells == ()  # the 40 unsure objects are rejected, not leukocytes to review
+    assert s.blast_candidates == (210, 211, 212)  # the leukocyte MYO (alone: 190-192), never the rejected P(blast) 0.99 objects
+    assert s.qc.leukocytes_per_mm2 == pytest.approx(200 / 0.5)
+
+
 def test_few_or_unsure_cells_are_said_so():
     s = _summary(["NGS"] * 30 + ["LYT"] * 10, confidence=0.4)
     assert s.warnings[0] == "only 40 leukocytes classified (< 200): the differential is unreliable"
@@ -65,21 +92,25 @@ def test_report_json_round_trip_keeps_the_keys_batch_and_labs_read():
     read_by_batch_and_labs = {
         "slide", "specimen_id", "n_leukocytes", "counts", "differential", "differential_denominator", "nrbc_per_100_wbc", "smudge_cells",
         "needs_review", "flags", "lab_flags", "warnings", "qc", "error_rates", "model", "config_sha256", "software", "runtime_s",
+        "n_rejected",
     }  # fmt: skip
     assert read_by_batch_and_labs <= set(r)
+    assert r["n_rejected"] == 0
     assert r["blast"]["specificity_on_this_slide"] == s.blast.specificity and r["blast"]["ci95"] == list(s.blast.ci95)
     assert r["flags"] == list(s.flags) and r["qc"]["warnings"] == [] and r["runtime_s"] == 12.5
     assert SlideSummary.from_json(text) == s
+    rejected = _summarize(_with_rejected())
+    assert json.loads(rejected.to_json())["n_rejected"] == 40 and SlideSummary.from_json(rejected.to_json()) == rejected
 
 
 def test_report_json_without_the_newer_keys_still_loads():
     r = json.loads(_summary(["NGS"] * 10).to_json())
-    for key in ("blast_candidates", "review_cells"):
+    for key in ("blast_candidates", "review_cells", "n_rejected"):
         del r[key]
     for test in ("blast", "atypical"):
         del r[test]["high_p"]
     old = SlideSummary.from_json(json.dumps(r))
-    assert old.blast_candidates == () and old.blast.high_p is None and old.n_leukocytes == 10
+    assert old.blast_candidates == () and old.blast.high_p is None and old.n_leukocytes == 10 and old.n_rejected == 0
 
 
 def test_report_page_escapes_what_a_user_or_slide_supplies():
@@ -93,3 +124,6 @@ def test_report_page_escapes_what_a_user_or_slide_supplies():
     assert "<script>" not in page and "Specimen &lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<h2>Top &lt;b&gt;</h2>" in page and "cell 0 &amp; co" in page and page.count('alt="saliency"') == 2
     assert "BLASTS SUSPECTED: 95% CI lower bound" in page and '<img src="data:image/png;base64,AB==" alt="differential chart">' in page
+    assert "158 leukocytes classified" in page and "0 further objects rejected as no leukocyte: counted nowhere" in page
+    page = render_html(_summarize(_with_rejected()), Charts("data:,", "data:,", "data:,"), [])
+    assert "200 leukocytes classified" in page and "40 further objects rejected as no leukocyte: counted nowhere" in page

@@ -32,7 +32,7 @@ from .specimens import SlideSpec, slide_specs
 
 SLIDE_SUFFIXES = TIFF_SUFFIXES + OPENSLIDE_SUFFIXES + FIELD_IMAGE_SUFFIXES
 SUMMARY_COLUMNS = [
-    "slide", "status", "error", "n_leukocytes", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review",
+    "slide", "status", "error", "n_leukocytes", "n_rejected", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review",
     "qc_warnings", "runtime_s",
 ]  # fmt: skip
 
@@ -86,6 +86,7 @@ class SlideRow:
     status: str
     error: str = ""
     n_leukocytes: int | None = None
+    n_rejected: int | None = None  # objects the reject output claimed: in no count
     blast_prevalence: float | None = None
     blast_ci_low: float | None = None
     blast_ci_high: float | None = None
@@ -102,8 +103,8 @@ class SlideRow:
     def from_summary(cls, slide: str, s: SlideSummary, skipped: bool = False) -> "SlideRow":
         b = s.blast
         return cls(
-            slide, "ok", "", s.n_leukocytes, b.prevalence, b.ci95[0], b.ci95[1], bool(s.flags), s.needs_review, len(s.qc.warnings),
-            s.provenance.runtime_s, skipped,
+            slide, "ok", "", s.n_leukocytes, s.n_rejected, b.prevalence, b.ci95[0], b.ci95[1], bool(s.flags), s.needs_review,
+            len(s.qc.warnings), s.provenance.runtime_s, skipped,
         )  # fmt: skip
 
 

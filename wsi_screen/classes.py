@@ -47,6 +47,8 @@ CLASS_COLORS: dict[str, tuple[int, int, int]] = {
 }
 LEUKOCYTE = "Leukocyte"
 LEUKOCYTE_COLOR = (0, 200, 255)
+REJECTED = "Rejected"  # an object the classifier's reject output calls no leukocyte (records.is_rejected)
+REJECTED_COLOR = (90, 90, 90)
 
 
 def class_index(code: str) -> int:

@@ -17,6 +17,7 @@ class ScreenedSlide:
     results: str  # OUT/<results>/ holds report.json, cells.zarr, detections.geojson
     specimen_id: str
     n_leukocytes: int
+    n_rejected: int  # objects the reject output claimed, in no count (0 in reports older than the rule)
     blast_prevalence: float
     blast_ci95: tuple[float, float]
     needs_review: int
@@ -40,8 +41,9 @@ def screened_slides(out: Path) -> list[ScreenedSlide]:
             blast = report["blast"]
             found.append(
                 ScreenedSlide(
-                    Path(record["input"]), done.parent.name, str(report["specimen_id"]), int(report["n_leukocytes"]), float(blast["prevalence"]),
-                    (float(blast["ci95"][0]), float(blast["ci95"][1])), int(report["needs_review"]), tuple(report["flags"]),
+                    Path(record["input"]), done.parent.name, str(report["specimen_id"]), int(report["n_leukocytes"]),
+                    int(report.get("n_rejected", 0)), float(blast["prevalence"]), (float(blast["ci95"][0]), float(blast["ci95"][1])),
+                    int(report["needs_review"]), tuple(report["flags"]),
                 )
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:

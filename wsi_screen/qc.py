@@ -27,6 +27,11 @@ def tile_qc(rgb: np.ndarray) -> TileQc:
     return TileQc(focus, tuple(float(v) for v in vec), float(stained.mean()), int(stained.size))
 
 
+def density(n_cells: int, aoi_area_mm2: float) -> float:
+    """Cells per mm² of AOI (0 for an empty AOI)."""
+    return n_cells / aoi_area_mm2 if aoi_area_mm2 > 0 else 0.0
+
+
 def summarize_qc(tiles: list[TileQc], n_cells: int, aoi_area_mm2: float, cfg: QcConfig) -> SlideQc:
     """Medians over tiles with cells in them, and warnings in plain words."""
     warnings = []
@@ -40,11 +45,10 @@ def summarize_qc(tiles: list[TileQc], n_cells: int, aoi_area_mm2: float, cfg: Qc
     cos = float(vec @ ref / (np.linalg.norm(vec) * np.linalg.norm(ref) + 1e-12))
     angle = float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
     coverage = float(np.median([t.coverage for t in useful]))
-    density = n_cells / aoi_area_mm2 if aoi_area_mm2 > 0 else 0.0
     if focus < cfg.min_focus:
         warnings.append(f"out of focus: focus score {focus:.2f} below {cfg.min_focus:.2f}; re-scan before trusting morphology")
     if angle > cfg.max_stain_angle_deg:
         warnings.append(f"unusual stain colour: {angle:.0f}° from a Romanowsky stain (limit {cfg.max_stain_angle_deg:.0f}°)")
     if not cfg.min_coverage <= coverage <= cfg.max_coverage:
         warnings.append(f"red-cell coverage {coverage:.0%} outside the monolayer range {cfg.min_coverage:.0%}–{cfg.max_coverage:.0%}")
-    return SlideQc(focus, angle, coverage, density, tuple(warnings))
+    return SlideQc(focus, angle, coverage, density(n_cells, aoi_area_mm2), tuple(warnings))

@@ -10,6 +10,14 @@ import numpy as np
 
 from .classes import ATYPICAL, BLAST, CLASS_CODES, member_probability
 
+REJECT_ABOVE = 0.5  # P(reject) above which an object is no leukocyte: shown as "Rejected", never counted
+
+
+def is_rejected(p_reject: np.ndarray) -> np.ndarray:
+    """The one rule for "rejected" (report, GeoJSON, cells.zarr, review): the classifier's reject
+    output calls the object no leukocyte more likely than not."""
+    return np.asarray(p_reject) > REJECT_ABOVE
+
 
 @dataclass(frozen=True)
 class Box:
@@ -175,9 +183,17 @@ class Probabilities:
     def p_atypical(self) -> np.ndarray:
         return member_probability(self.probs, ATYPICAL)
 
+    @property
+    def rejected(self) -> np.ndarray:
+        return is_rejected(self.p_reject)
+
+    def take(self, rows: np.ndarray) -> "Probabilities":
+        """The calls of `rows` (indices or a boolean mask), e.g. the counted leukocytes."""
+        return Probabilities(self.probs[rows], self.p_reject[rows])
+
     def needs_review(self, min_confidence: float) -> np.ndarray:
         """Abstain: the top class is below `min_confidence`, or the input is more likely not a leukocyte."""
-        return (self.confidence < min_confidence) | (self.p_reject > 0.5)
+        return (self.confidence < min_confidence) | self.rejected
 
 
 @dataclass(frozen=True)
@@ -245,12 +261,15 @@ class Provenance:
 @dataclass(frozen=True)
 class SlideSummary:
     """Everything a slide's report says, computed once by aggregation (summarize.py) and only
-    rendered by export. `to_json`/`from_json` are report.json, which batch resume reads back."""
+    rendered by export. `to_json`/`from_json` are report.json, which batch resume reads back.
+    Every count is of leukocytes; the `n_rejected` objects the reject output claimed (`is_rejected`)
+    are in none of them."""
 
     slide: str
     specimen_id: str
     aoi_area_mm2: float
     n_leukocytes: int
+    n_rejected: int
     differential: Differential
     blast: Prevalence
     atypical: Prevalence
@@ -276,6 +295,7 @@ class SlideSummary:
             "specimen_id": self.specimen_id,
             "aoi_area_mm2": self.aoi_area_mm2,
             "n_leukocytes": self.n_leukocytes,
+            "n_rejected": self.n_rejected,
             "counts": d.counts,
             "differential": d.percent,
             "differential_denominator": d.denominator,
@@ -302,7 +322,7 @@ class SlideSummary:
     def from_json(cls, text: str) -> "SlideSummary":
         r = json.loads(text)
         return cls(
-            r["slide"], r["specimen_id"], r["aoi_area_mm2"], r["n_leukocytes"],
+            r["slide"], r["specimen_id"], r["aoi_area_mm2"], r["n_leukocytes"], r.get("n_rejected", 0),
             Differential(r["counts"], r["differential"], r["differential_denominator"], r["nrbc_per_100_wbc"], r["smudge_cells"]),
             _prevalence_from_json(r["blast"]), _prevalence_from_json(r["atypical"]), r["needs_review"],
             tuple(r["lab_flags"]), tuple(r["warnings"]), SlideQc(**{**r["qc"], "warnings": tuple(r["qc"]["warnings"])}),

@@ -11,8 +11,9 @@ What each reviewer action means, per cell of the screen:
 Objects with ids the screen never made are cells the reviewer added (detector misses): kept
 apart, with their centroid and class, outside every agreement figure. Annotations (the screened
 area) are ignored. Agreement is computed on what the reviewer saw: the model's label is REJ
-where the reject output exceeded 0.5, else its argmax class; the blast test is the count's rule
-(argmax in a blast class) against the reviewer's blast classes."""
+where the reject output rejected the object (`records.is_rejected`), else its argmax class; the
+blast test is the count's rule (a counted cell with its argmax in a blast class) against the
+reviewer's blast classes."""
 
 from __future__ import annotations
 

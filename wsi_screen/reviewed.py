@@ -14,6 +14,7 @@ import numpy as np
 from .classes import BLAST
 from .errors import StoreError, WsiScreenError
 from .export.geojson import read_features
+from .records import is_rejected
 from .review import (
     REJ,
     Agreement,
@@ -36,10 +37,10 @@ class ReviewOutcome:
 
 
 def model_labels(table) -> tuple[np.ndarray, np.ndarray]:
-    """What the reviewer saw per cell (REJ where the reject output exceeded 0.5, else the argmax
-    class) and the count's blast call (argmax in a blast class)."""
-    predicted = table["predicted"].to_numpy().astype("U3")
-    return np.where(table["p_reject"].to_numpy() > 0.5, REJ, predicted).astype("U3"), np.isin(predicted, BLAST)
+    """What the reviewer saw per cell (REJ where the reject output rejected it, else the argmax
+    class) and the count's blast call (a counted cell whose argmax is a blast class)."""
+    shown = np.where(is_rejected(table["p_reject"].to_numpy()), REJ, table["predicted"].to_numpy().astype("U3")).astype("U3")
+    return shown, np.isin(shown, BLAST)
 
 
 def import_review(result_dir: Path, review_path: Path, reviewer: str, when: str) -> ReviewOutcome:

@@ -4,6 +4,8 @@ reviewer should see first). Pure: no files, no models; export only renders its r
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from .aggregate import blast_and_atypical, differential, lab_flags
@@ -11,6 +13,7 @@ from .classes import ATYPICAL, BLAST, CLASS_CODES
 from .config import Config
 from .errors import ModelError
 from .find_cells import SlideCells
+from .qc import density
 from .records import OperatingRates, Probabilities, Provenance, SlideSummary
 
 
@@ -47,12 +50,16 @@ def summarize_slide(
     cells: SlideCells, calls: Probabilities, rates: dict[str, OperatingRates], config: Config, specimen_id: str | None,
     provenance: Provenance,
 ) -> SlideSummary:  # fmt: skip
-    """The slide's summary; the galleries hold the `export.gallery_size` cells of highest P(blast)
-    and the first as many that need review."""
-    n = len(calls.probs)
-    review = calls.needs_review(config.classify.review_below)
-    diff = differential(calls.predicted)
-    tests = blast_and_atypical(calls.probs, rates, config.aggregate)
+    """The slide's summary over its leukocytes: objects the reject output claims are counted as
+    `n_rejected` and nowhere else (not in the differential, the tests, the flags, the review count
+    or the density). The galleries hold the `export.gallery_size` leukocytes of highest P(blast)
+    and the first as many that need review, by cell id (all objects)."""
+    kept = np.flatnonzero(~calls.rejected)
+    leukocytes = calls.take(kept)
+    n = len(kept)
+    review = leukocytes.needs_review(config.classify.review_below)
+    diff = differential(leukocytes.predicted)
+    tests = blast_and_atypical(leukocytes.probs, rates, config.aggregate)
     few = n < config.aggregate.min_leukocytes
     notes = [f"only {n} leukocytes classified (< {config.aggregate.min_leukocytes}): the differential is unreliable"] if few else []
     notes += [f"corrupt tile skipped: {e}" for e in cells.tile_errors]
@@ -62,15 +69,16 @@ def summarize_slide(
         specimen_id=specimen_id or cells.slide_path.stem,
         aoi_area_mm2=cells.aoi_area_mm2,
         n_leukocytes=n,
+        n_rejected=len(calls.p_reject) - n,
         differential=diff,
         blast=tests["blast"],
         atypical=tests["atypical"],
         needs_review=int(review.sum()),
         lab_flags=tuple(lab_flags(diff, config.aggregate)),
         warnings=tuple(notes),
-        qc=cells.qc,
+        qc=replace(cells.qc, leukocytes_per_mm2=density(n, cells.aoi_area_mm2)),
         error_rates=rates,
         provenance=provenance,
-        blast_candidates=tuple(int(i) for i in np.argsort(-calls.p_blast, kind="stable")[:shown]),
-        review_cells=tuple(int(i) for i in np.flatnonzero(review)[:shown]),
+        blast_candidates=tuple(int(i) for i in kept[np.argsort(-leukocytes.p_blast, kind="stable")[:shown]]),
+        review_cells=tuple(int(i) for i in kept[review][:shown]),
     )

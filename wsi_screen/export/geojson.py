@@ -21,13 +21,11 @@ from pathlib import Path
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
 from shapely.ops import unary_union
 
-from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES, LEUKOCYTE, LEUKOCYTE_COLOR
+from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES, LEUKOCYTE, LEUKOCYTE_COLOR, REJECTED, REJECTED_COLOR
 from ..records import Detection, Nucleus, Probabilities
 
 # Fixed namespace so the same cell on the same slide always gets the same id.
 _NAMESPACE = uuid.UUID("6f1c2d9e-3b7a-4c55-9a1e-5d2f0c7b8e41")
-REJECTED = "Rejected"  # a detection the classifier's reject output calls no leukocyte (p_reject > 0.5)
-REJECTED_COLOR = (90, 90, 90)
 AOI_CLASS, AOI_COLOR = "Screened area", (0, 160, 255)
 
 
@@ -89,6 +87,7 @@ def cell_features(
     object_type = "detection" if nuclei is None else "cell"
     if calls is not None:  # the properties compute over every cell: once, not per cell
         predicted, p_blast, p_atypical, probs, p_reject = calls.predicted, calls.p_blast, calls.p_atypical, calls.probs, calls.p_reject
+        rejected = calls.rejected
     feats = []
     for i, d in enumerate(detections):
         n = None if nuclei is None else nuclei[i]
@@ -100,7 +99,7 @@ def cell_features(
             code = str(predicted[i])
             measurements = {"cell_id": i, "p_blast": float(p_blast[i]), "p_atypical": float(p_atypical[i]), **cell_measurements(d, n)}
             measurements.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(CLASS_CODES)} | {"p_reject": float(p_reject[i])})
-            name, color = (REJECTED, REJECTED_COLOR) if p_reject[i] > 0.5 else (CLASS_NAMES[code], CLASS_COLORS[code])
+            name, color = (REJECTED, REJECTED_COLOR) if rejected[i] else (CLASS_NAMES[code], CLASS_COLORS[code])
         feats.append(feature(d.polygon, name, color, measurements, cell_uuid(slide_key, i), object_type=object_type, nucleus=lobes))
     return feats
 

@@ -102,6 +102,7 @@ def project_json(project_file: Path, slides: list[ScreenedSlide], now_ms: int) -
 def image_entry(entry_id: int, s: ScreenedSlide) -> dict:
     low, high = s.blast_ci95
     figures = f"blasts {s.blast_prevalence:.2%} (95% CI {low:.2%}–{high:.2%}) of {s.n_leukocytes} leukocytes; {s.needs_review} to review"
+    figures += f"; {s.n_rejected} objects rejected as no leukocyte (class Rejected, not counted)"
     description = ("FLAGGED: " + "; ".join(s.flags) if s.flagged else "not flagged") + f". {figures}. Research use only."
     provider = OPENSLIDE if s.slide.suffix.lower() in OPENSLIDE_SUFFIXES else BIOFORMATS
     return {
@@ -117,6 +118,7 @@ def image_entry(entry_id: int, s: ScreenedSlide) -> dict:
             "blast_prevalence": f"{s.blast_prevalence:.4f}",
             "blast_ci95": f"{low:.4f}-{high:.4f}",
             "n_leukocytes": str(s.n_leukocytes),
+            "n_rejected": str(s.n_rejected),
             "needs_review": str(s.needs_review),
             RESULTS_KEY: f"../{s.results}",
         },

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import ndimage as ndi  # noqa: E402
 
-from ..classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES  # noqa: E402
+from ..classes import CLASS_COLORS, CLASS_NAMES, REJECTED, REJECTED_COLOR  # noqa: E402
 from ..records import Detection, Probabilities, SlideSummary  # noqa: E402
 from .html import render  # noqa: E402
 
@@ -78,17 +78,18 @@ def _img(array: np.ndarray) -> str:
 
 
 def slide_map(thumbnail: np.ndarray, downsample: float, aoi_polygons, xs, ys, predicted) -> str:
-    """Thumbnail with the AOI outline and every cell as a dot coloured by its class."""
+    """Thumbnail with the AOI outline and every object as a dot coloured by its class (a class
+    code, or REJECTED in grey)."""
     fig, ax = plt.subplots(figsize=(8, 8 * thumbnail.shape[0] / max(thumbnail.shape[1], 1) + 0.5))
     ax.imshow(thumbnail)
     for poly in aoi_polygons:
         x, y = poly.exterior.xy
         ax.plot(np.asarray(x) / downsample, np.asarray(y) / downsample, color="lime", lw=1.2)
     predicted = np.asarray(predicted)
-    for code in CLASS_CODES:
+    for code, rgb in (CLASS_COLORS | {REJECTED: REJECTED_COLOR}).items():
         sel = predicted == code
         if sel.any():
-            colour = np.array(CLASS_COLORS[code]) / 255
+            colour = np.array(rgb) / 255
             x, y = np.asarray(xs)[sel] / downsample, np.asarray(ys)[sel] / downsample
             ax.scatter(x, y, s=10, color=colour, label=code, edgecolors="black", linewidths=0.3)
     if len(predicted):
@@ -140,14 +141,14 @@ def render_html(summary: SlideSummary, charts: Charts, galleries: list[Gallery])
 
 
 def write_report(out_dir: Path, summary: SlideSummary, detections: Sequence[Detection], calls: Probabilities, images: ReportImages) -> None:
-    """report.json (the summary) and report.html: charts, the blast candidates with saliency and
-    the cells that need review."""
-    predicted, p_blast = calls.predicted, calls.p_blast
+    """report.json (the summary) and report.html: charts (rejected objects grey on the map and
+    outside the P(blast) histogram), the blast candidates with saliency and the cells that need review."""
+    predicted, p_blast, rejected = calls.predicted, calls.p_blast, calls.rejected
     xs, ys = [d.x for d in detections], [d.y for d in detections]
     charts = Charts(
-        slide_map(images.thumbnail, images.downsample, images.aoi_polygons, xs, ys, predicted),
+        slide_map(images.thumbnail, images.downsample, images.aoi_polygons, xs, ys, np.where(rejected, REJECTED, predicted)),
         differential_chart(summary.differential.percent),
-        blast_histogram(p_blast, summary.blast.high_p),
+        blast_histogram(p_blast[~rejected], summary.blast.high_p),
     )
     top, review = summary.blast_candidates, summary.review_cells
     galleries = [

@@ -143,7 +143,8 @@ def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None
 
 def write_calls(path: Path, calls: Probabilities, review: np.ndarray, classifier_sha256: str) -> None:
     """The classifier's per-cell columns: probabilities (CLASS_CODES order), P(blast), P(atypical),
-    the predicted code and its probability, P(reject) and the needs-review mark."""
+    the predicted code and its probability, P(reject), whether that rejects the object (not
+    counted: `records.is_rejected`) and the needs-review mark."""
     write_columns(
         path,
         {
@@ -153,6 +154,7 @@ def write_calls(path: Path, calls: Probabilities, review: np.ndarray, classifier
             "predicted": calls.predicted.astype("U3"),
             "confidence": calls.confidence.astype(np.float32),
             "p_reject": calls.p_reject.astype(np.float32),
+            "rejected": calls.rejected,
             "needs_review": np.asarray(review, bool),
         },
         {"class_codes": list(CLASS_CODES), "classifier_sha256": classifier_sha256},
