@@ -86,8 +86,11 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     assert m["locked"]["n_images"] == len(locked_rows(folder_tree, lock)) == (~locked["class"].eq("PLT")).sum()
     assert set(m["targets"]) == {
         "blast_auc", "blast_auc_deepapl", "atypical_auc", "mean_sensitivity", "false_blast_rate_pbc", "false_blast_rate_deepapl",
-        "stain_transfer_class_change_pbc", "blast_flag_rate_0.005_locked", "blast_flag_rate_0.0_locked",
+        "stain_transfer_class_change_pbc", "blast_flag_rate_0.005_locked", "blast_flag_rate_0.0_locked", "reject_rate_locked",
     }  # fmt: skip
+    rejects = m["reject_rates_locked"]
+    assert sum(c["n"] for c in rejects["per_class"].values()) == m["locked"]["n_images"]
+    assert m["targets"]["reject_rate_locked"]["locked"] == rejects["max_share"] == max(c["share"] for c in rejects["per_class"].values())
     assert m["targets"]["blast_auc"]["target"] == ">= 0.985" and {"out_of_fold", "locked", "met"} <= set(m["targets"]["blast_auc"])
     rows = locked_rows(folder_tree, lock)
     assert 0 < m["stain_transfer_to_deepapl"]["n_cells"] == (rows["source"].eq("pbc") & ~rows["class"].isin(["MYO", "MOB"])).sum()

@@ -22,6 +22,7 @@ from ..registry import ModelCard, load_model, save_weights, sha256
 from .run import pooled_labels
 from ..summarize import rates_from_metrics
 from .shifts import lab_statistics, shift_robustness, stain_transfer_change
+from .reject_rate import reject_rates
 from .smears import SMEAR_CELLS, SMEARS, flag_rates
 from .splits import LOCKED_TEST, is_locked, read_locked
 
@@ -102,6 +103,7 @@ def scored(model, card: ModelCard, rows: pd.DataFrame) -> tuple[pd.DataFrame, di
     """`rows` with the model's 15 probabilities, and the abstention figures (needs_review)."""
     p = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu")
     frame = pd.concat([pd.DataFrame(p.probs, columns=list(CLASS_CODES)), rows[["file", "class", "source", "patient"]]], axis=1)
+    frame["p_reject"] = p.p_reject
     flagged, correct = p.needs_review(0.5), p.probs.argmax(1) == np.array([CLASS_CODES.index(c) for c in rows["class"]])
     review = {
         "flagged_fraction": float(flagged.mean()),
@@ -129,6 +131,8 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
     targets["stain_transfer_class_change_pbc"] = {
         "target": f"<= {STAIN_TRANSFER_MAX_CHANGE}", "locked": transfer["class_changed"], "met": transfer["class_changed"] <= STAIN_TRANSFER_MAX_CHANGE,
     }  # fmt: skip
+    rejects = reject_rates(locked_frame.rename(columns={"class": "label"}))
+    targets["reject_rate_locked"] = {"target": rejects["target"], "locked": rejects["max_share"], "met": rejects["met"]}
     flags = smear_flag_rates(oof, locked_frame)
     for prevalence, (op, v) in FLAG_TARGETS.items():
         rate = flags["locked"][prevalence]
@@ -145,6 +149,7 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
         "test": oof_summary,
         "locked": locked_summary,
         "stain_transfer_to_deepapl": transfer,
+        "reject_rates_locked": rejects,
         "blast_flag_rates": flags,
         "shift_robustness": shift_robustness(model, card, locked),
     }
