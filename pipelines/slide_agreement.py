@@ -43,8 +43,8 @@ def screened_calls(slide_path: Path, out: Path) -> list[tuple[float, float, str]
     features = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())["features"]
     calls = []
     for f in features:
-        name = f["properties"]["classification"]["name"]
-        if f["properties"].get("objectType") == "detection" and name in CODE_OF:  # a Rejected object answers for no cell
+        name = f["properties"].get("classification", {}).get("name")
+        if f["properties"].get("objectType") in ("detection", "cell") and name in CODE_OF:  # a Rejected object answers for no cell
             c = shape(f["geometry"]).centroid
             calls.append((c.x, c.y, CODE_OF[name]))
     return calls
