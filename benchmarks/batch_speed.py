@@ -37,7 +37,11 @@ def main(slides: int) -> None:
             rows = run_batch([inputs], work / f"out{workers}", Config(), ScreenOptions(workers=workers, progress=False))
         seconds = time.perf_counter() - t0
         assert all(r.status == "ok" for r in rows)
-        report[f"workers_{workers}"] = {"seconds": round(seconds, 1), "slides_per_hour": round(slides * 3600 / seconds, 1), "peak_rss_gb": round(mem.peak / 1e9, 2)}
+        report[f"workers_{workers}"] = {
+            "seconds": round(seconds, 1),
+            "slides_per_hour": round(slides * 3600 / seconds, 1),
+            "peak_rss_gb": round(mem.peak / 1e9, 2),
+        }
     report["speedup_2_over_1"] = round(report["workers_2"]["slides_per_hour"] / report["workers_1"]["slides_per_hour"], 2)
     print(json.dumps(report, indent=1))
     shutil.rmtree(work, ignore_errors=True)

@@ -17,14 +17,20 @@ import torch
 
 from benchmarks.common import SHARED
 from benchmarks.screen_speed import raw_forward_cells_per_s
+from wsi_screen.cell_images import CELL_IMAGE_SUFFIXES
 from wsi_screen.classify import classify_files
 from wsi_screen.config import Config
 from wsi_screen.registry import DEFAULT_WEIGHTS, for_inference, load_model
-from wsi_screen.cell_images import CELL_IMAGE_SUFFIXES
 
 
 @click.command()
-@click.option("--cells", type=click.Path(path_type=Path), default=SHARED / "cells", show_default=True, help="Folder of cell images (searched recursively).")
+@click.option(
+    "--cells",
+    type=click.Path(path_type=Path),
+    default=SHARED / "cells",
+    show_default=True,
+    help="Folder of cell images (searched recursively).",
+)
 @click.option("--n", default=1024, show_default=True, help="Images to classify (every k-th file, all classes).")
 def main(cells: Path, n: int) -> None:
     files = sorted(str(f) for f in cells.rglob("*") if f.suffix.lower() in CELL_IMAGE_SUFFIXES)
@@ -43,7 +49,11 @@ def main(cells: Path, n: int) -> None:
         classify_files(model, card, files, batch_size=batch, device=device)
         pipe = len(files) / (time.perf_counter() - t0)
         raw = raw_forward_cells_per_s(model, card, batch, device)
-        report |= {f"{device}_classify_cells_per_s": pipe, f"{device}_raw_forward_cells_per_s": raw, f"{device}_classify_over_raw": pipe / raw}
+        report |= {
+            f"{device}_classify_cells_per_s": pipe,
+            f"{device}_raw_forward_cells_per_s": raw,
+            f"{device}_classify_over_raw": pipe / raw,
+        }
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}, indent=1))
 
 

@@ -40,9 +40,17 @@ def repeated_slide(path: Path, block_path: Path, reps: int, mpp: float, tile: in
                         yield lv[rows[:, None], (np.arange(tx, tx + tile) % lw)[None, :]]
 
             tif.write(
-                tiles(), shape=(H, W, 3), dtype=np.uint8, tile=(tile, tile), photometric="rgb", compression="jpeg",
+                tiles(),
+                shape=(H, W, 3),
+                dtype=np.uint8,
+                tile=(tile, tile),
+                photometric="rgb",
+                compression="jpeg",
                 compressionargs={"level": quality, "outcolorspace": "ycbcr", "subsampling": (2, 2)},
-                resolution=(1e4 / (mpp * w * reps / W),) * 2, resolutionunit="CENTIMETER", subfiletype=1 if i else 0, metadata=None,
+                resolution=(1e4 / (mpp * w * reps / W),) * 2,
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if i else 0,
+                metadata=None,
             )
     return w * reps, h * reps
 

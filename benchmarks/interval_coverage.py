@@ -69,9 +69,12 @@ def simulate(true_prev: float, smears: int = SMEARS, cells: int = CELLS, bootstr
         flagged += p.flag
         widths.append(p.ci95[1] - p.ci95[0])
     return {
-        "true_prevalence": true_prev, "smears": smears, "coverage": float(covered / smears), "mean_width": float(np.mean(widths)),
+        "true_prevalence": true_prev,
+        "smears": smears,
+        "coverage": float(covered / smears),
+        "mean_width": float(np.mean(widths)),
         "flagged": float(flagged / smears),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 import click
+
 from wsi_screen.config import load_config
 from wsi_screen.evaluate import evaluate
 from wsi_screen.train.run import pooled_labels, train_run

@@ -195,11 +195,20 @@ def detector_eval() -> str:
     rows = []
     for s in sources:
         f = figures[s]
-        rows.append([
-            s, str(f["fields"]), str(f["tp"] + f["fn"]), f"{f['precision']:.3f} ({_ci(f['precision_ci95'])})",
-            f"{f['recall']:.3f} ({_ci(f['recall_ci95'])})", f"{f['f1']:.3f}", str(f["n_rbc"]), str(f["far_fp"]),
-            f"{f['far_fp_per_1000_rbc']:.2f}", pct(f["swallowing_rbc_fraction"]),
-        ])  # fmt: skip
+        rows.append(
+            [
+                s,
+                str(f["fields"]),
+                str(f["tp"] + f["fn"]),
+                f"{f['precision']:.3f} ({_ci(f['precision_ci95'])})",
+                f"{f['recall']:.3f} ({_ci(f['recall_ci95'])})",
+                f"{f['f1']:.3f}",
+                str(f["n_rbc"]),
+                str(f["far_fp"]),
+                f"{f['far_fp_per_1000_rbc']:.2f}",
+                pct(f["swallowing_rbc_fraction"]),
+            ]
+        )
     header = ["source", "fields", "WBC", "precision (95 % CI)", "recall (95 % CI)", "F1", "red cells", "far FP", "far FP / 1,000 RBC"]
     header.append("swallowing")
     p = figures["pooled"]
@@ -214,14 +223,16 @@ def detector_eval() -> str:
         ["far FP per 1,000 red cells", "≤ 0.05", f"{far:.2f} ({_ci(p['far_fp_per_1000_rbc_ci95'], 2)})", _verdict(far <= 0.05)],
         ["instances swallowing a red cell", "≤ 2 %", swallowed, _verdict(swallow <= 0.02)],
     ]
-    return "\n\n".join([
-        prose(
-            f"Split `{d['split']}`, method `{d['method']}`, model `{d['model']}` (sha256 {d['model_sha256'][:12]}), "
-            f"threshold {d['threshold']}; one µm/px per source: {scales}."
-        ),
-        table(header, rows),
-        table(["target", "goal", "pooled", "status"], targets),
-    ])  # fmt: skip
+    return "\n\n".join(
+        [
+            prose(
+                f"Split `{d['split']}`, method `{d['method']}`, model `{d['model']}` (sha256 {d['model_sha256'][:12]}), "
+                f"threshold {d['threshold']}; one µm/px per source: {scales}."
+            ),
+            table(header, rows),
+            table(["target", "goal", "pooled", "status"], targets),
+        ]
+    )
 
 
 OUTLINE_CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
@@ -240,10 +251,15 @@ def detector_outlines() -> str:
         cell, nucleus = (" and ".join(num(s[k]) for s in sens.values()) for k in ("cell_iou", "nucleus_iou"))
         lines.append(prose(f"At {' and '.join(sens)} the estimated scale the mean cell IoU is {cell}, the nucleus IoU {nucleus}."))
     a = figures["all"]
-    lines.append(table(["target", "goal", "all crops", "found cells / true cell", "status"], [
-        ["cell IoU", "≥ 0.85", num(a["cell_iou"]), num(a["cell_iou_found"]), _verdict(a["cell_iou"] >= 0.85)],
-        ["nucleus IoU", "≥ 0.8", num(a["nucleus_iou"]), num(a["nucleus_iou_true_cell"]), _verdict(a["nucleus_iou"] >= 0.8)],
-    ]))  # fmt: skip
+    lines.append(
+        table(
+            ["target", "goal", "all crops", "found cells / true cell", "status"],
+            [
+                ["cell IoU", "≥ 0.85", num(a["cell_iou"]), num(a["cell_iou_found"]), _verdict(a["cell_iou"] >= 0.85)],
+                ["nucleus IoU", "≥ 0.8", num(a["nucleus_iou"]), num(a["nucleus_iou_true_cell"]), _verdict(a["nucleus_iou"] >= 0.8)],
+            ],
+        )
+    )
     return "\n\n".join(lines)
 
 
@@ -254,22 +270,28 @@ def crop_scale() -> str:
     d = _load(CROP_SCALE)
     rows = [
         [
-            name, str(s["images"]), str(s["images_with_red_cells"]), str(s["red_cells"]),
-            f"{s['median_diameter_px']:.1f} ({_ci(s['median_diameter_ci95'], 1)})", f"{s['um_per_px']:.4f} ({_ci(s['um_per_px_ci95'], 4)})",
+            name,
+            str(s["images"]),
+            str(s["images_with_red_cells"]),
+            str(s["red_cells"]),
+            f"{s['median_diameter_px']:.1f} ({_ci(s['median_diameter_ci95'], 1)})",
+            f"{s['um_per_px']:.4f} ({_ci(s['um_per_px_ci95'], 4)})",
         ]
         for name, s in d["sets"].items()
-    ]  # fmt: skip
+    ]
     header = ["set", "images", "with red cells", "red cells", "median diameter, px (95 % CI)", "µm/px for a 7.5 µm red cell (95 % CI)"]
     lo, hi = d["ratio_deepapl_over_pbc_ci95"]
     box = d["txl_box_side_over_diameter"]
-    return "\n\n".join([
-        table(header, rows),
-        prose(
-            f"DeepAPL / PBC diameter {d['ratio_deepapl_over_pbc']:.3f} [{lo:.3f}, {hi:.3f}]; pooled {d['crop_um_per_px']:.4f} µm/px, "
-            f"`CROP_MPP` = {d['repo_crop_mpp']}. TXL-PBC's red-cell boxes are {box['median']:.3f}× the segmented diameter "
-            f"({box['matched_cells']} matched cells), whence the boxes' {d['txl_box_um_per_px']:.3f} µm/px."
-        ),
-    ])  # fmt: skip
+    return "\n\n".join(
+        [
+            table(header, rows),
+            prose(
+                f"DeepAPL / PBC diameter {d['ratio_deepapl_over_pbc']:.3f} [{lo:.3f}, {hi:.3f}]; pooled {d['crop_um_per_px']:.4f} µm/px, "
+                f"`CROP_MPP` = {d['repo_crop_mpp']}. TXL-PBC's red-cell boxes are {box['median']:.3f}× the segmented diameter "
+                f"({box['matched_cells']} matched cells), whence the boxes' {d['txl_box_um_per_px']:.3f} µm/px."
+            ),
+        ]
+    )
 
 
 # ---- slide agreement (a whole page) -------------------------------------------------------------
@@ -308,12 +330,14 @@ def interval_coverage() -> str:
     rows = [
         [pct(r["true_prevalence"]), f"{r['smears']}", pct(r["coverage"], 0), f"{100 * r['mean_width']:.1f} points", pct(r["flagged"], 0)]
         for r in d["rows"]
-    ]  # fmt: skip
-    return "\n\n".join([
-        f"{d['cells']} cells a smear, {d['bootstrap_samples']} bootstrap draws, seed {d['seed']}; "
-        "written by `python -m benchmarks.interval_coverage`.",
-        table(["blast prevalence", "smears", "interval covers the truth", "mean width", "flagged"], rows),
-    ])  # fmt: skip
+    ]
+    return "\n\n".join(
+        [
+            f"{d['cells']} cells a smear, {d['bootstrap_samples']} bootstrap draws, seed {d['seed']}; "
+            "written by `python -m benchmarks.interval_coverage`.",
+            table(["blast prevalence", "smears", "interval covers the truth", "mean width", "flagged"], rows),
+        ]
+    )
 
 
 # ---- the settings a lab changes ------------------------------------------------------------------

@@ -29,7 +29,9 @@ def main(cells: Path, patients: int, image_frac: float, seed: int, out: Path):
         raise click.ClickException(f"{out}: already locked; a new lock would leak test cells into runs trained on the old rest")
     table = read_manifest(cells / "manifest.csv")
     locked = table[lock_test_set(table, patients, image_frac, seed)]
-    rows = locked.assign(file=[Path(f).relative_to(cells.resolve()).as_posix() for f in locked["file"].map(lambda f: str(Path(f).resolve()))])
+    rows = locked.assign(
+        file=[Path(f).relative_to(cells.resolve()).as_posix() for f in locked["file"].map(lambda f: str(Path(f).resolve()))]
+    )
     rows = rows.rename(columns={"label": "class"})[["file", "class", "source", "patient"]].sort_values("file")
     rows.to_csv(out, index=False)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()

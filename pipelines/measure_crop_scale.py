@@ -70,8 +70,13 @@ def ci(values: np.ndarray) -> list[float]:
 
 
 @click.command()
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=REPO.parent / "shared" / "data", show_default=True, help="shared/data: cells/ and detection/txl_pbc/.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=REPO.parent / "shared" / "data",
+    show_default=True,
+    help="shared/data: cells/ and detection/txl_pbc/.",
+)
 @click.option("--n", default=300, show_default=True, help="Images sampled per set.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=REPO / "docs" / "crop_scale.json", show_default=True)
@@ -79,7 +84,9 @@ def main(data: Path, n: int, seed: int, out: Path) -> None:
     cells = read_manifest(data / "cells" / "manifest.csv")
     txl_root = data / "detection" / "txl_pbc"
     fields = [f for split in ("train", "val") for f in load_fields(txl_root, split) if (f.width, f.height) in PBC_FIELD_SIZES]
-    sample = {src: cells[cells.source == src].sample(min(n, int((cells.source == src).sum())), random_state=seed) for src in ("pbc", "deepapl")}
+    sample = {
+        src: cells[cells.source == src].sample(min(n, int((cells.source == src).sum())), random_state=seed) for src in ("pbc", "deepapl")
+    }
     txl = [fields[i] for i in np.random.default_rng(seed).choice(len(fields), min(n, len(fields)), replace=False)]
 
     diameters, clusters = {}, {}
@@ -96,10 +103,15 @@ def main(data: Path, n: int, seed: int, out: Path) -> None:
         d = np.concatenate([np.asarray(x, dtype=float) for x in per_image])
         med = float(np.median(d))
         result["sets"][name] = {
-            "images": len(per_image), "images_with_red_cells": sum(1 for x in per_image if x), "clusters": len(set(clusters[name])),
-            "red_cells": int(d.size), "median_diameter_px": med, "median_diameter_ci95": ci(boot[name]),
+            "images": len(per_image),
+            "images_with_red_cells": sum(1 for x in per_image if x),
+            "clusters": len(set(clusters[name])),
+            "red_cells": int(d.size),
+            "median_diameter_px": med,
+            "median_diameter_ci95": ci(boot[name]),
             "q25_q75_px": [float(q) for q in np.percentile(d, [25, 75])],
-            "um_per_px": RBC_DIAMETER_UM / med, "um_per_px_ci95": [RBC_DIAMETER_UM / x for x in ci(boot[name])[::-1]],
+            "um_per_px": RBC_DIAMETER_UM / med,
+            "um_per_px_ci95": [RBC_DIAMETER_UM / x for x in ci(boot[name])[::-1]],
         }
     both = np.concatenate([x for name in ("pbc", "deepapl") for x in map(np.asarray, diameters[name])])
     sets = result["sets"]
@@ -113,13 +125,17 @@ def main(data: Path, n: int, seed: int, out: Path) -> None:
     click.echo(f"{'set':<9}{'images':>7}{'cells':>7}{'diameter px [95% CI]':>24}{'µm/px [95% CI]':>26}")
     for name, s in sets.items():
         (dl, dh), (ml, mh) = s["median_diameter_ci95"], s["um_per_px_ci95"]
-        click.echo(f"{name:<9}{s['images']:>7}{s['red_cells']:>7}{s['median_diameter_px']:>9.1f} [{dl:.1f}, {dh:.1f}]"
-                   f"{s['um_per_px']:>11.4f} [{ml:.4f}, {mh:.4f}]")
+        click.echo(
+            f"{name:<9}{s['images']:>7}{s['red_cells']:>7}{s['median_diameter_px']:>9.1f} [{dl:.1f}, {dh:.1f}]"
+            f"{s['um_per_px']:>11.4f} [{ml:.4f}, {mh:.4f}]"
+        )
     lo, hi = result["ratio_deepapl_over_pbc_ci95"]
     click.echo(f"DeepAPL / PBC diameter: {result['ratio_deepapl_over_pbc']:.3f} [{lo:.3f}, {hi:.3f}] (patients / images resampled)")
     click.echo(f"crops, both sources: {result['crop_um_per_px']:.4f} µm/px (CROP_MPP = {CROP_MPP})")
-    click.echo(f"TXL-PBC RBC box side / segmented diameter: {result['txl_box_side_over_diameter']['median']:.3f} "
-               f"({len(box_ratios)} cells); box-based scale (estimate_mpp): {result['txl_box_um_per_px']:.4f} µm/px")
+    click.echo(
+        f"TXL-PBC RBC box side / segmented diameter: {result['txl_box_side_over_diameter']['median']:.3f} "
+        f"({len(box_ratios)} cells); box-based scale (estimate_mpp): {result['txl_box_um_per_px']:.4f} µm/px"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     click.echo(f"wrote {out}")

@@ -28,7 +28,15 @@ def main(report: Path, out: Path, width: int, height: int, scale: float) -> None
         raise click.ClickException("no Chromium found (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory() as tmp:
         shot = Path(tmp) / "shot.png"
-        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={width},{height}", f"--screenshot={shot}"]
+        cmd = [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={width},{height}",
+            f"--screenshot={shot}",
+        ]
         subprocess.run([*cmd, report.resolve().as_uri()], capture_output=True, timeout=120, check=True)
         img = Image.open(shot).convert("RGB")
         if scale != 1.0:

@@ -62,14 +62,22 @@ def main(recipes, out: Path, folds: int, jobs: int, data: Path, txl: Path):
     cut_non_leukocytes(txl, "train", out / "non_leukocytes")  # once, before parallel folds read it
     todo = [
         (train_command(data, out / r.stem, r, txl, folds, k), out / r.stem / f"fold_{k}.log")
-        for r in recipes for k in range(folds) if not (out / r.stem / f"fold_{k}" / "model.pt").is_file()
-    ]  # fmt: skip
+        for r in recipes
+        for k in range(folds)
+        if not (out / r.stem / f"fold_{k}" / "model.pt").is_file()
+    ]
     run_jobs(todo, jobs, REPO)
-    rows = [summarise_recipe(out / r.stem, folds) for r in recipes if all((out / r.stem / f"fold_{k}" / "model.pt").is_file() for k in range(folds))]
+    rows = [
+        summarise_recipe(out / r.stem, folds)
+        for r in recipes
+        if all((out / r.stem / f"fold_{k}" / "model.pt").is_file() for k in range(folds))
+    ]
     if rows:
         summary = out / "summary.csv"
         old = pd.read_csv(summary) if summary.is_file() else pd.DataFrame()
-        table = pd.concat([old[~old.get("recipe", pd.Series(dtype=str)).isin([r["recipe"] for r in rows])], pd.DataFrame(rows)], ignore_index=True)
+        table = pd.concat(
+            [old[~old.get("recipe", pd.Series(dtype=str)).isin([r["recipe"] for r in rows])], pd.DataFrame(rows)], ignore_index=True
+        )
         table.to_csv(summary, index=False)
         click.echo(table.to_string(index=False))
 

@@ -37,7 +37,11 @@ UM2_PER_CELL = 1400.0  # monolayer area per placed cell: room to place each with
 
 def screened_calls(slide_path: Path, out: Path) -> list[tuple[float, float, str]]:
     """Screen one slide through the CLI and return its detections as (x, y, code)."""
-    subprocess.run([sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     run = out / slide_path.stem
     path = next(p for p in (run / "detections.geojson", run / "detections.geojson.gz") if p.exists())
     features = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())["features"]
@@ -58,9 +62,16 @@ def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: P
     for k, start in enumerate(range(0, len(cells), per_slide)):
         chunk = cells[start : start + per_slide]
         slide = make_slide(
-            work / f"{generator}_{mpp}_{k}.tiff", width=width, height=height, mpp=mpp, data_dir=data_dir, seed=seed + k,
-            crops=[(data_dir / "cells" / f, code) for f, code in chunk], generator=generator, zones=(0.0, 1.0, 0.0),
-        )  # fmt: skip
+            work / f"{generator}_{mpp}_{k}.tiff",
+            width=width,
+            height=height,
+            mpp=mpp,
+            data_dir=data_dir,
+            seed=seed + k,
+            crops=[(data_dir / "cells" / f, code) for f, code in chunk],
+            generator=generator,
+            zones=(0.0, 1.0, 0.0),
+        )
         found = slide_calls([Polygon(c.polygon) for c in slide.cells], screened_calls(slide.path, work / "screens"))
         calls.update({c.source: call for c, call in zip(slide.cells, found)})
         click.echo(f"  {generator} {mpp} µm/px slide {k}: {len(slide.cells)}/{len(chunk)} placed")
@@ -68,7 +79,9 @@ def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: P
 
 
 @click.command()
-@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=ROOT.parent / "shared" / "data", show_default=True)
+@click.option(
+    "--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=ROOT.parent / "shared" / "data", show_default=True
+)
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("/tmp/slide_agreement"), show_default=True)
 @click.option("--generator", "generators", multiple=True, default=("faithful", "pasted"), show_default=True)
 @click.option("--mpp", "mpps", multiple=True, type=float, default=(0.1, 0.25), show_default=True)
@@ -83,7 +96,9 @@ def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, lim
     model, card = load_model()
     device = resolve_device("auto")
     t0 = time.time()
-    probs = classify_files(for_inference(model, device), card, [f for f, _ in cells], CROP_MPP, device=device, base=data_dir / "cells").probs
+    probs = classify_files(
+        for_inference(model, device), card, [f for f, _ in cells], CROP_MPP, device=device, base=data_dir / "cells"
+    ).probs
     crop_call = dict(zip(locked["file"], np.asarray(CLASS_CODES)[probs.argmax(1)]))
     click.echo(f"{len(cells)} crops classified in {time.time() - t0:.0f} s")
     truth = dict(cells)
@@ -118,7 +133,9 @@ def _earlier_conditions(out: Path, result: dict) -> list[dict]:
     if not out.exists():
         return []
     earlier = json.loads(out.read_text())
-    same = all(earlier.get(k) == result[k] for k in ("n_locked_cells", "locked_list_sha256", "model", "crop_mpp", "cells_per_slide", "seed"))
+    same = all(
+        earlier.get(k) == result[k] for k in ("n_locked_cells", "locked_list_sha256", "model", "crop_mpp", "cells_per_slide", "seed")
+    )
     return earlier["conditions"] if same else []
 
 

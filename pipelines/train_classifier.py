@@ -31,7 +31,11 @@ SHARED = REPO.parent / "shared" / "data"
 @click.option("--txl", default=str(SHARED / "detection" / "txl_pbc"), show_default=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--run-dir", default=str(REPO / "runs" / "shipped"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--folds", default=5, show_default=True)
-@click.option("--cv-dir", type=click.Path(path_type=Path), help="Out-of-fold predictions of an existing cross-validation of this recipe (default RUN_DIR/cv).")
+@click.option(
+    "--cv-dir",
+    type=click.Path(path_type=Path),
+    help="Out-of-fold predictions of an existing cross-validation of this recipe (default RUN_DIR/cv).",
+)
 @click.option("--jobs", default=2, show_default=True, help="Runs trained at once (one thread each).")
 @click.option("--dest", default=str(DEFAULT_WEIGHTS), show_default=True, type=click.Path(path_type=Path))
 def main(config_path: Path, data: Path, txl: Path, run_dir: Path, folds: int, cv_dir: Path | None, jobs: int, dest: Path):
@@ -42,8 +46,10 @@ def main(config_path: Path, data: Path, txl: Path, run_dir: Path, folds: int, cv
     cut_non_leukocytes(txl, "train", cv_dir.parent / "non_leukocytes")
     todo = [(train_command(data, final, config_path, txl, final=True), run_dir / "final.log")] if not (final / "model.pt").is_file() else []
     todo += [
-        (train_command(data, cv_dir, config_path, txl, folds, k), cv_dir / f"fold_{k}.log") for k in range(folds) if not (cv_dir / f"fold_{k}" / "model.pt").is_file()
-    ]  # fmt: skip
+        (train_command(data, cv_dir, config_path, txl, folds, k), cv_dir / f"fold_{k}.log")
+        for k in range(folds)
+        if not (cv_dir / f"fold_{k}" / "model.pt").is_file()
+    ]
     run_jobs(todo, jobs, REPO)
     path = export(final, cv_dir, folds, data, dest, config_sha256=load_config(config_path).sha256(sections=None))
     click.echo(f"shipped weights: {path} ({path.stat().st_size / 1e6:.1f} MB), card: {path.with_suffix('.json')}")

@@ -1,7 +1,7 @@
 """Train the shipped leukocyte U-Net on TXL-PBC fields and report val precision/recall/F1.
 
-    python pipelines/train_detector.py ../shared/data/detection/txl_pbc -o runs/detector
-    cp runs/detector/unet-wbc.pt runs/detector/unet-wbc.json wsi_screen/weights/   # ship it
+python pipelines/train_detector.py ../shared/data/detection/txl_pbc -o runs/detector
+cp runs/detector/unet-wbc.pt runs/detector/unet-wbc.json wsi_screen/weights/   # ship it
 """
 
 from __future__ import annotations

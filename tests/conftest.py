@@ -93,6 +93,11 @@ def demo_screened(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("demo_screen")
     demo = REPO / "wsi_screen" / "demo" / "demo_smear.tiff"
-    run = subprocess.run([sys.executable, "-m", "wsi_screen.cli", "screen", str(demo), "-o", str(out), "--workers", "2"], capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [sys.executable, "-m", "wsi_screen.cli", "screen", str(demo), "-o", str(out), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     return out / "demo_smear"

@@ -46,7 +46,9 @@ def test_cli_json(annotations_dat, capsys):
 
 def test_tiny_file(tmp_path):
     path = tmp_path / "a.dat"
-    path.write_text("MYO/MYO_0001.tiff MYO MYO MOB\nMYO/MYO_0002.tiff MYO NGS UNC\nNGS/NGS_0001.tiff NGS NGS NGS\nLYT/LYT_0001.tiff LYT nan nan\n")
+    path.write_text(
+        "MYO/MYO_0001.tiff MYO MYO MOB\nMYO/MYO_0002.tiff MYO NGS UNC\nNGS/NGS_0001.tiff NGS NGS NGS\nLYT/LYT_0001.tiff LYT nan nan\n"
+    )
     r = human_agreement(path)
     assert r["reann1"]["n_images"] == 3 and r["reann1"]["blast_test"]["sensitivity"] == 0.5
     assert r["reann2"]["n_images"] == 2 and r["reann2"]["n_unc_excluded"] == 1

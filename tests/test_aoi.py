@@ -35,7 +35,9 @@ def _smear_png(path, rng, mpp=0.5, length_um=1600, width_um=700):
     n_thick = int(1.7 * edges[0] * w / (np.pi * r * r))
     centres = [rng.uniform((0, 0), (edges[0], w), size=(n_thick, 2))]
     step = 2.5 * r  # a square lattice at this pitch covers 50%; jitter keeps disks apart
-    lattice = np.stack(np.meshgrid(np.arange(edges[0] + step / 2, edges[2], step), np.arange(step / 2, w, step), indexing="ij"), -1).reshape(-1, 2)
+    lattice = np.stack(
+        np.meshgrid(np.arange(edges[0] + step / 2, edges[2], step), np.arange(step / 2, w, step), indexing="ij"), -1
+    ).reshape(-1, 2)
     lattice += rng.uniform(-0.24 * r, 0.24 * r, size=lattice.shape)
     keep = np.where(lattice[:, 0] < edges[1], 1.0, 0.16) > rng.uniform(size=len(lattice))
     centres.append(lattice[keep])
@@ -92,15 +94,28 @@ def test_full_aoi(drawn_slide):
 def test_geojson_aoi_qupath_features(tmp_path, drawn_slide):
     ring = [[400, 400], [2000, 400], [2000, 2000], [400, 2000], [400, 400]]
     hole = [[800, 800], [1200, 800], [1200, 1200], [800, 1200], [800, 800]]
-    data = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": "a", "geometry": {"type": "MultiPolygon", "coordinates": [[ring, hole]]},
-         "properties": {"objectType": "annotation"}},
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[3000, -500], [4500, -500], [4500, 800], [3000, 800], [3000, -500]]]},
-         "properties": {}},  # crosses the slide edge: clipped
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [9, 0], [9, 9], [0, 0]]]},
-         "properties": {"objectType": "detection"}},  # a cell, not an area of interest
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]}, "properties": {}},
-    ]}
+    data = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "id": "a",
+                "geometry": {"type": "MultiPolygon", "coordinates": [[ring, hole]]},
+                "properties": {"objectType": "annotation"},
+            },
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [[[3000, -500], [4500, -500], [4500, 800], [3000, 800], [3000, -500]]]},
+                "properties": {},
+            },  # crosses the slide edge: clipped
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [9, 0], [9, 9], [0, 0]]]},
+                "properties": {"objectType": "detection"},
+            },  # a cell, not an area of interest
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]}, "properties": {}},
+        ],
+    }
     path = tmp_path / "aoi.geojson"
     path.write_text(json.dumps(data))
     with open_slide(drawn_slide.path) as slide:
@@ -119,13 +134,16 @@ def test_ground_truth_geojson_is_a_usable_aoi(drawn_slide):
     assert aoi.polygons[0].symmetric_difference(drawn_slide.band).area < 1e-6 * drawn_slide.band.area
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, "AOI file not found"),
-    ("{not json", "not a usable GeoJSON"),
-    ('{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": "x"}, "properties": {}}', "not a usable GeoJSON"),
-    ('{"type": "Point", "coordinates": [1, 2]}', "no Polygon or MultiPolygon"),
-    ('{"type": "Polygon", "coordinates": [[[9000, 9000], [9500, 9000], [9500, 9500], [9000, 9000]]]}', "outside the slide"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "AOI file not found"),
+        ("{not json", "not a usable GeoJSON"),
+        ('{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": "x"}, "properties": {}}', "not a usable GeoJSON"),
+        ('{"type": "Point", "coordinates": [1, 2]}', "no Polygon or MultiPolygon"),
+        ('{"type": "Polygon", "coordinates": [[[9000, 9000], [9500, 9000], [9500, 9500], [9000, 9000]]]}', "outside the slide"),
+    ],
+)
 def test_bad_geojson_is_an_aoi_error_naming_the_file(tmp_path, drawn_slide, content, message):
     path = tmp_path / "user.geojson"
     if content is not None:

@@ -32,7 +32,10 @@ def inputs(tmp_path_factory):
 
 def _batch(inputs, out, *extra, timeout=900):
     return subprocess.run(
-        [sys.executable, "-m", "wsi_screen.cli", "batch", str(inputs), "-o", str(out), "--workers", "2", *extra], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "wsi_screen.cli", "batch", str(inputs), "-o", str(out), "--workers", "2", *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -65,9 +68,19 @@ def test_three_good_slides_and_one_corrupt_on_two_workers(uninterrupted):
     assert run.returncode == 1, run.stderr[-2000:]  # non-zero because one slide failed, after finishing the rest
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns) == [
-        "slide", "status", "error", "n_leukocytes", "n_rejected", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag",
-        "needs_review", "qc_warnings", "runtime_s",
-    ]  # fmt: skip
+        "slide",
+        "status",
+        "error",
+        "n_leukocytes",
+        "n_rejected",
+        "blast_prevalence",
+        "blast_ci_low",
+        "blast_ci_high",
+        "flag",
+        "needs_review",
+        "qc_warnings",
+        "runtime_s",
+    ]
     assert sorted(summary["status"]) == ["failed", "ok", "ok", "ok"]
     bad = summary[summary["status"] == "failed"].iloc[0]
     assert bad["slide"].endswith("broken.svs") and "not a readable .svs slide" in bad["error"]
@@ -165,8 +178,10 @@ def test_kill_minus_nine_then_resume_gives_identical_outputs(inputs, uninterrupt
     for _ in range(2):
         proc = subprocess.Popen(
             [sys.executable, "-m", "wsi_screen.cli", "batch", str(inputs), "-o", str(out), "--workers", "2"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(float(rng.uniform(4, 25)))
         os.killpg(proc.pid, signal.SIGKILL)  # the batch and its Dask workers, mid-flight
         proc.wait()
@@ -176,7 +191,9 @@ def test_kill_minus_nine_then_resume_gives_identical_outputs(inputs, uninterrupt
     final = _batch(inputs, out, "--slides-in-flight", "2")
     assert final.returncode == 1
     assert _most_at_once(json.loads((out / "run.json").read_text())) <= 2
-    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/completed.json") if p.parent.name in completed_before} == completed_before
+    assert {
+        p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/completed.json") if p.parent.name in completed_before
+    } == completed_before
     assert _state(out) == _state(reference)  # same cells, same counts, nothing duplicated
     assert not list(out.glob(".*partial*")) and not list(out.glob("**/.*.tmp-*"))
 

@@ -7,16 +7,22 @@ import torch
 from PIL import Image
 
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.classify import batch_logits, classify_files, classify_inputs, list_inputs, predictions_frame, resize_patches, to_probabilities
+from wsi_screen.classify import (
+    batch_logits,
+    classify_files,
+    classify_inputs,
+    list_inputs,
+    predictions_frame,
+    resize_patches,
+    to_probabilities,
+)
 from wsi_screen.cli import main
 from wsi_screen.config import PatchConfig
 from wsi_screen.errors import DatasetError
 from wsi_screen.export.store import create_store, detections_table, open_model_input, write_model_input, write_patches
-
-from .conftest import REPO
 from wsi_screen.registry import ModelCard, create_model, save_weights
 
-from .conftest import cell_image
+from .conftest import REPO, cell_image
 from .test_store import _dets
 
 

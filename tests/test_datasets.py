@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from wsi_screen.cell_images import CROP_MPP, LMU_MPP, load_canvas, load_table, read_manifest, to_canvas
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.errors import DatasetError
-from wsi_screen.cell_images import LMU_MPP, CROP_MPP, load_canvas, load_table, read_manifest, to_canvas
 
 
 def test_lmu_layout(lmu_tree):

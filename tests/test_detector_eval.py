@@ -62,7 +62,14 @@ def _write_field(root, rows, shape=(120, 200)):
 def one_field_eval(tmp_path):
     """WBC A found; WBC B missed; an instance on red cell R (far from any WBC); a second instance
     overlapping A's box (a red-cell neighbour beside a true cell); 4 red cells in all."""
-    rows = [(0, 20, 20, 52, 52), (0, 150, 70, 180, 100), (1, 90, 10, 106, 26), (1, 60, 80, 76, 96), (1, 120, 10, 136, 26), (1, 5, 95, 21, 111)]
+    rows = [
+        (0, 20, 20, 52, 52),
+        (0, 150, 70, 180, 100),
+        (1, 90, 10, 106, 26),
+        (1, 60, 80, 76, 96),
+        (1, 120, 10, 136, 26),
+        (1, 5, 95, 21, 111),
+    ]
     (field,) = _write_field(tmp_path, rows)
     segmenter = _Painted([(36, 36, 14), (98, 18, 9), (56, 40, 8)])
     return evaluate_field(field, 0.5, segmenter, DetectConfig(min_nucleus_fraction=0))

@@ -57,12 +57,18 @@ def test_card_tables_render_a_locked_era_card():
     with both columns, so the lead's next card needs only the one command."""
     per_class = {"n": 10, "precision": 0.9, "sensitivity": 0.8, "specificity": 0.99}
     summary = {
-        "n_images": 100, "accuracy": 0.8, "balanced_accuracy": 0.7, "macro_f1": 0.7, "ece": 0.02,
+        "n_images": 100,
+        "accuracy": 0.8,
+        "balanced_accuracy": 0.7,
+        "macro_f1": 0.7,
+        "ece": 0.02,
         "blast_test": {"n_positive": 12},
         "per_class": {"NGS": per_class, "PMB": {"n": 0, "precision": None, "sensitivity": None, "specificity": 1.0}},
-    }  # fmt: skip
+    }
     card = {
-        "arch": "resnext26ts", "input_px": 96, "field_um": 29.0,
+        "arch": "resnext26ts",
+        "input_px": 96,
+        "field_um": 29.0,
         "provenance": {"exported": "2026-12-03", "git_commit": "abc", "limitations": ["PMB untrained."]},
         "metrics": {
             "targets": {
@@ -70,11 +76,12 @@ def test_card_tables_render_a_locked_era_card():
                 "false_blast_rate_deepapl": {"target": "<= 0.03", "out_of_fold": 0.02, "locked": 0.025, "met": True},
                 "blast_flag_rate_0.005_locked": {"target": ">= 0.8", "locked": 0.85, "met": True},
             },
-            "test": summary, "locked": summary,
+            "test": summary,
+            "locked": summary,
             "needs_review_locked": {"flagged_fraction": 0.1, "accuracy_kept": 0.9, "accuracy_flagged": 0.4},
             "shift_robustness": {"none": {"blast_auc": 0.97, "false_blast_rate_pbc": 0.001}},
         },
-    }  # fmt: skip
+    }
     targets = doc_tables.card_targets(card)
     assert targets.splitlines()[0] == "| figure | target | out of fold | locked set | met |"
     assert "| blast AUC (MYO+MOB) | ≥ 0.985 | 0.970 | 0.990 | **not met** |" in targets

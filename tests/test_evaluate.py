@@ -51,7 +51,14 @@ def test_blast_call_rates_per_patient(tmp_path):
     r = evaluate([preds_file(tmp_path / "p.csv", truth, called)], tmp_path / "labels.csv", tmp_path / "rep")
     per = json.loads((tmp_path / "rep" / "report.json").read_text())["runs"][0]["per_patient"]
     assert set(per) == {"A", "B"} and per["A"] == r["runs"][0]["per_patient"]["A"]
-    assert per["A"] == {"non_blasts": 3, "false_blast_calls": 1, "false_blast_rate": pytest.approx(1 / 3), "blasts": 2, "blast_calls": 1, "blast_sensitivity": 0.5}
+    assert per["A"] == {
+        "non_blasts": 3,
+        "false_blast_calls": 1,
+        "false_blast_rate": pytest.approx(1 / 3),
+        "blasts": 2,
+        "blast_calls": 1,
+        "blast_sensitivity": 0.5,
+    }
     assert per["B"]["false_blast_calls"] == 0 and per["B"]["blasts"] == 0 and per["B"]["blast_sensitivity"] is None
 
 

@@ -70,7 +70,11 @@ def test_a_cell_object_carries_its_nucleus_where_qupath_reads_it():
     outside = feature(SQUARE, "Leukocyte", (1, 2, 3), {}, cell_uuid("s", 1), object_type="cell", nucleus=(((40, 40), (50, 40), (50, 50)),))
     not_cell = {**cell, "properties": {**cell["properties"], "objectType": "detection"}}
     problems = validate_qupath([misplaced, outside, not_cell])
-    assert [p.split(": ", 1)[1].split(" ")[0:2] for p in problems] == [["nucleusGeometry", "belongs"], ["nucleus", "lies"], ["nucleusGeometry", "on"]]
+    assert [p.split(": ", 1)[1].split(" ")[0:2] for p in problems] == [
+        ["nucleusGeometry", "belongs"],
+        ["nucleus", "lies"],
+        ["nucleusGeometry", "on"],
+    ]
 
 
 def test_rejected_objects_stay_visible_in_grey_with_their_probabilities():

@@ -4,11 +4,10 @@ crops the nucleus and the detector's cell outline agree with the hand-drawn mask
 
 import numpy as np
 import pytest
+from shapely.geometry import Polygon
 
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import make_segmenter
-from shapely.geometry import Polygon
-
 from wsi_screen.nucleus import measure_nucleus, nucleus_mask
 from wsi_screen.records import Box
 from wsi_screen.train.outlines import detector_cell, iou, load_wbc_seg, stain_nucleus

@@ -59,9 +59,17 @@ def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
     if prevalence:
         mix["MYO"] = prevalence
     synth = make_slide(
-        tmp_path / f"blast_{prevalence}.tiff", width=14000, height=4400, mpp=0.25, n_leukocytes=N_CELLS,
-        class_mix=mix, sources=("pbc", "deepapl"), data_dir=data_dir, only_files=files, seed=int(prevalence * 1000) + 1,
-    )  # fmt: skip
+        tmp_path / f"blast_{prevalence}.tiff",
+        width=14000,
+        height=4400,
+        mpp=0.25,
+        n_leukocytes=N_CELLS,
+        class_mix=mix,
+        sources=("pbc", "deepapl"),
+        data_dir=data_dir,
+        only_files=files,
+        seed=int(prevalence * 1000) + 1,
+    )
     true_blasts = sum(c.code in BLAST for c in synth.cells)
     assert abs(true_blasts - prevalence * N_CELLS) < 1
     summary = screen_slide(synth.path, tmp_path / "out", Config(), ScreenOptions(aoi=str(synth.geojson), workers=2, progress=False))

@@ -17,7 +17,13 @@ def _result(out: Path, name: str, slide: Path, prevalence: float, flags: list[st
     folder.mkdir(parents=True)
     slide.write_bytes(b"scan")
     (folder / "completed.json").write_text(json.dumps({"input": str(slide), "size": 4}))
-    report = {"specimen_id": f"P-{name}", "n_leukocytes": 812, "blast": {"prevalence": prevalence, "ci95": [prevalence / 2, prevalence * 2]}, "needs_review": 14, "flags": flags}
+    report = {
+        "specimen_id": f"P-{name}",
+        "n_leukocytes": 812,
+        "blast": {"prevalence": prevalence, "ci95": [prevalence / 2, prevalence * 2]},
+        "needs_review": 14,
+        "flags": flags,
+    }
     if n_rejected is not None:  # absent from reports written before rejected objects were held apart
         report["n_rejected"] = n_rejected
     (folder / "report.json").write_text(json.dumps(report))
@@ -58,7 +64,10 @@ def test_project_lists_flagged_first_with_every_field_qupath_reads(night, capsys
     b = images[0]
     assert b["serverBuilder"]["providerClassName"].endswith("OpenslideServerBuilder")
     assert images[1]["serverBuilder"]["providerClassName"].endswith("BioFormatsServerBuilder")
-    assert b["description"].startswith("FLAGGED: blasts: CI above 0.2%") and "blasts 3.10% (95% CI 1.55%–6.20%) of 812 leukocytes" in b["description"]
+    assert (
+        b["description"].startswith("FLAGGED: blasts: CI above 0.2%")
+        and "blasts 3.10% (95% CI 1.55%–6.20%) of 812 leukocytes" in b["description"]
+    )
     assert b["metadata"]["blast_prevalence"] == "0.0310" and b["metadata"]["flagged"] == "yes" and b["metadata"]["specimen_id"] == "P-b"
     assert b["metadata"]["n_rejected"] == "9" and "; 9 objects rejected as no leukocyte (class Rejected, not counted)" in b["description"]
     assert images[1]["metadata"]["n_rejected"] == "0"  # an older report without the key

@@ -21,7 +21,7 @@ from wsi_screen.registry import (
     model_task,
     resolve_model,
     save_weights,
-)  # fmt: skip
+)
 
 
 @pytest.mark.parametrize("name", list_models())

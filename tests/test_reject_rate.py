@@ -12,12 +12,15 @@ def _crops(label: str, n: int, p_rejects: list[float]) -> pd.DataFrame:
 
 
 def _locked(myo_rejected: int) -> pd.DataFrame:
-    return pd.concat([
-        _crops("NGS", 400, [0.9, 0.6, 0.5]),  # 2 of 400 removed: exactly at the limit; 0.5 is kept
-        _crops("LYT", 100, [0.5]),
-        _crops("MYO", 300, [0.99] * myo_rejected),
-        _crops("NLK", 10, [0.95] * 10),  # non-leukocytes: the reject step's job, not its cost
-    ], ignore_index=True)  # fmt: skip
+    return pd.concat(
+        [
+            _crops("NGS", 400, [0.9, 0.6, 0.5]),  # 2 of 400 removed: exactly at the limit; 0.5 is kept
+            _crops("LYT", 100, [0.5]),
+            _crops("MYO", 300, [0.99] * myo_rejected),
+            _crops("NLK", 10, [0.95] * 10),  # non-leukocytes: the reject step's job, not its cost
+        ],
+        ignore_index=True,
+    )
 
 
 def test_each_class_share_and_myo_on_its_own():

@@ -13,9 +13,7 @@ def _worker_name(_item):
 
 
 def test_work_lands_on_the_declared_resources():
-    workers = {
-        name: {"cls": Worker, "options": {"nthreads": 1, "resources": {name.upper(): 1}, "name": name}} for name in ("cpu", "gpu")
-    }
+    workers = {name: {"cls": Worker, "options": {"nthreads": 1, "resources": {name.upper(): 1}, "name": name}} for name in ("cpu", "gpu")}
     scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
     with SpecCluster(workers=workers, scheduler=scheduler) as cluster, Client(cluster) as client:
         client.wait_for_workers(2)

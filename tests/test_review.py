@@ -24,7 +24,18 @@ from wsi_screen.registry import DEFAULT_WEIGHTS, sha256
 pytestmark = pytest.mark.slow  # screens the demo slide
 
 CODE_OF = {name: code for code, name in CLASS_NAMES.items()} | {"Rejected": "REJ"}
-EDITS = ["Myeloblast", "Monoblast", "MYO", "Rejected", "Rejected", "Lymphocyte (typical)", "Monocyte", "Eosinophil", "Basophil", "Erythroblast"]
+EDITS = [
+    "Myeloblast",
+    "Monoblast",
+    "MYO",
+    "Rejected",
+    "Rejected",
+    "Lymphocyte (typical)",
+    "Monocyte",
+    "Eosinophil",
+    "Basophil",
+    "Erythroblast",
+]
 
 
 @pytest.fixture
@@ -46,8 +57,12 @@ def reviewed(demo_screened, tmp_path):
         edited[target["id"]] = CODE_OF.get(name, name)
     deleted = [f["id"] for f in cells if f["id"] not in edited][:2]
     kept = [f for f in features if f["id"] not in deleted]
-    added = {"type": "Feature", "id": str(uuid.uuid4()), "geometry": {"type": "Polygon", "coordinates": [[[100, 100], [140, 100], [140, 140], [100, 140], [100, 100]]]},
-             "properties": {"objectType": "detection", "classification": {"name": "Monocyte", "color": [0, 0, 0]}}}  # fmt: skip
+    added = {
+        "type": "Feature",
+        "id": str(uuid.uuid4()),
+        "geometry": {"type": "Polygon", "coordinates": [[[100, 100], [140, 100], [140, 140], [100, 140], [100, 100]]]},
+        "properties": {"objectType": "detection", "classification": {"name": "Monocyte", "color": [0, 0, 0]}},
+    }
     review = tmp_path / "review.geojson"
     review.write_text(json.dumps({"type": "FeatureCollection", "features": kept + [added]}))
     return result, review, shown, edited, deleted
@@ -59,7 +74,11 @@ def test_import_review_stores_labels_and_prints_agreement_recomputed_here(review
     assert main(["import-review", str(review), str(result), "--reviewer", "Dr. A. Reviewer"]) == 0
     printed = capsys.readouterr().out
 
-    uuids = {f["id"]: int(f["properties"]["measurements"]["cell_id"]) for f in read_features(result / "detections.geojson") if f["properties"]["objectType"] == "cell"}
+    uuids = {
+        f["id"]: int(f["properties"]["measurements"]["cell_id"])
+        for f in read_features(result / "detections.geojson")
+        if f["properties"]["objectType"] == "cell"
+    }
     n = len(uuids)
     truth = np.array([""] * n, dtype="U3")
     for fid, i in uuids.items():
@@ -69,7 +88,11 @@ def test_import_review_stores_labels_and_prints_agreement_recomputed_here(review
     model = np.where(p_reject > 0.5, "REJ", predicted)
     assert list(store["cells/reviewer_class"][:]) == list(truth)
     actions = store["cells/review_action"][:]
-    assert (actions == "reclassified").sum() == len(edited) and (actions == "deleted").sum() == 2 and (actions == "kept").sum() == n - len(edited) - 2
+    assert (
+        (actions == "reclassified").sum() == len(edited)
+        and (actions == "deleted").sum() == 2
+        and (actions == "kept").sum() == n - len(edited) - 2
+    )
 
     kappa = cohen_kappa_score(truth, model)
     blast_truth, blast_call = np.isin(truth, ["MYO", "MOB"]), np.isin(model, ["MYO", "MOB"])  # rejected objects are never counted blasts
@@ -81,9 +104,16 @@ def test_import_review_stores_labels_and_prints_agreement_recomputed_here(review
     assert f"sensitivity {sensitivity:.1%} ({blast_truth.sum()} reviewer blasts), specificity {specificity:.1%}" in printed
 
     record = store.attrs["review"]
-    assert record["reviewer"] == "Dr. A. Reviewer" and re.match(r"\d{4}-\d\d-\d\dT", record["time"]) and record["source"] == "review.geojson"
-    assert record["models_reviewed"]["classifier_sha256"] == sha256(DEFAULT_WEIGHTS) and len(record["models_reviewed"]["detector_sha256"]) == 64
-    assert record["kappa"] == pytest.approx(kappa) and record["added"][0]["class"] == "MON" and record["added"][0]["x"] == pytest.approx(120.0)
+    assert (
+        record["reviewer"] == "Dr. A. Reviewer" and re.match(r"\d{4}-\d\d-\d\dT", record["time"]) and record["source"] == "review.geojson"
+    )
+    assert (
+        record["models_reviewed"]["classifier_sha256"] == sha256(DEFAULT_WEIGHTS)
+        and len(record["models_reviewed"]["detector_sha256"]) == 64
+    )
+    assert (
+        record["kappa"] == pytest.approx(kappa) and record["added"][0]["class"] == "MON" and record["added"][0]["x"] == pytest.approx(120.0)
+    )
 
     dest = tmp_path / "train_tree"
     assert main(["export-cells", str(result), str(dest)]) == 0

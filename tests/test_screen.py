@@ -14,8 +14,8 @@ import torch
 import zarr
 
 from wsi_screen.classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES
-from wsi_screen.export.geojson import read_features, validate_qupath
 from wsi_screen.classify import batch_logits, patch_batch, to_probabilities
+from wsi_screen.export.geojson import read_features, validate_qupath
 from wsi_screen.export.store import open_patches, read_table
 from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
 
@@ -74,7 +74,9 @@ def test_cells_zarr_and_geojson_agree_one_to_one(screened):
     assert len({f["id"] for f in everything}) == len(everything)
     feats = [f for f in everything if f["properties"]["objectType"] == "cell"]
     aoi = [f for f in everything if f["properties"]["objectType"] == "annotation"]
-    assert len(aoi) + len(feats) == len(everything) and aoi and {f["properties"]["classification"]["name"] for f in aoi} == {"Screened area"}
+    assert (
+        len(aoi) + len(feats) == len(everything) and aoi and {f["properties"]["classification"]["name"] for f in aoi} == {"Screened area"}
+    )
     assert sorted(f["properties"]["measurements"]["cell_id"] for f in feats) == list(table["id"])
     rejected = cells["p_reject"][:] > 0.5
     assert sum(f["properties"]["classification"]["name"] == "Rejected" for f in feats) == rejected.sum()
@@ -82,7 +84,9 @@ def test_cells_zarr_and_geojson_agree_one_to_one(screened):
         props = f["properties"]
         i = int(props["measurements"]["cell_id"])
         code = str(cells["predicted"][i])
-        expected = {"name": "Rejected", "color": [90, 90, 90]} if rejected[i] else {"name": CLASS_NAMES[code], "color": list(CLASS_COLORS[code])}
+        expected = (
+            {"name": "Rejected", "color": [90, 90, 90]} if rejected[i] else {"name": CLASS_NAMES[code], "color": list(CLASS_COLORS[code])}
+        )
         assert props["classification"] == expected
         assert props["measurements"]["p_blast"] == pytest.approx(float(cells["p_blast"][i]), abs=1e-6)
         assert {f"p_{c}" for c in CLASS_CODES} <= set(props["measurements"]) and props["measurements"]["area_um2"] > 20
@@ -105,7 +109,9 @@ def test_report_renders_in_headless_chromium(screened, tmp_path):
 
     shot = tmp_path / "report.png"
     script = Path(__file__).resolve().parents[1] / "pipelines" / "report_screenshot.py"
-    run = subprocess.run([sys.executable, str(script), str(screened / "report.html"), "-o", str(shot)], capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        [sys.executable, str(script), str(screened / "report.html"), "-o", str(shot)], capture_output=True, text=True, timeout=180
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert img.shape[:2] == (2000, 1280)
@@ -133,7 +139,9 @@ def test_bad_model_is_one_line_error_and_nothing_written(tmp_path, setup, messag
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("text, message", [("colour: 3\n", "unknown key"), ("aggregate:\n  blast_threshold: 2\n", "blast_threshold must be in [0, 1]")])
+@pytest.mark.parametrize(
+    "text, message", [("colour: 3\n", "unknown key"), ("aggregate:\n  blast_threshold: 2\n", "blast_threshold must be in [0, 1]")]
+)
 def test_bad_config_is_one_line_error(tmp_path, text, message):
     config = tmp_path / "c.yaml"
     config.write_text(text)

@@ -23,7 +23,14 @@ def test_card(shipped):
     assert card.reject_codes == ("NLK",) and 0.2 < card.temperature < 5
     assert "RESEARCH USE ONLY" in card.provenance["data"]["deepapl"]
     targets = card.metrics["targets"]
-    assert {"blast_auc", "atypical_auc", "blast_auc_deepapl", "false_blast_rate_pbc", "false_blast_rate_deepapl", "mean_sensitivity"} <= set(targets)
+    assert {
+        "blast_auc",
+        "atypical_auc",
+        "blast_auc_deepapl",
+        "false_blast_rate_pbc",
+        "false_blast_rate_deepapl",
+        "mean_sensitivity",
+    } <= set(targets)
     assert all({"out_of_fold", "locked", "met"} <= set(targets[k]) for k in ("blast_auc", "blast_auc_deepapl", "mean_sensitivity"))
     assert DEFAULT_WEIGHTS.stat().st_size < 25e6
     assert json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())["arch"] == card.arch

@@ -163,12 +163,12 @@ def test_check_slide_does_not_import_torch(pyramid):
         f"info = check_slide({str(path)!r}); assert info.mpp == 0.2; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
 
 
 # real scanner files from ../shared/data/slides (tissue at ~0.5 µm/px)
+
 
 def test_real_aperio_svs(data_dir):
     path = data_dir / "slides" / "aperio-cmu-1-small-region.svs"

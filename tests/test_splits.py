@@ -12,7 +12,9 @@ def toy_table(n_patients=20, per_patient=12, n_pbc=120, seed=0):
     rows = []
     for p in range(n_patients):
         for i in range(per_patient):
-            rows.append((f"p{p}_{i}", rng.choice(["MYO", "NGS", "LYT"]) if p % 2 else rng.choice(["NGS", "LYT"]), "deepapl", f"Patient_{p}"))
+            rows.append(
+                (f"p{p}_{i}", rng.choice(["MYO", "NGS", "LYT"]) if p % 2 else rng.choice(["NGS", "LYT"]), "deepapl", f"Patient_{p}")
+            )
     for i in range(n_pbc):
         rows.append((f"pbc{i}", ["NGS", "LYT", "EOS"][i % 3], "pbc", ""))
     return pd.DataFrame(rows, columns=["file", "label", "source", "patient"]).assign(mpp=0.1)

@@ -19,7 +19,7 @@ from wsi_screen.export.store import (
     write_columns,
     write_model_input,
     write_patches,
-)  # fmt: skip
+)
 from wsi_screen.records import AoiMask, Box, Detection, Probabilities
 
 

@@ -90,10 +90,26 @@ def test_report_json_round_trip_keeps_the_keys_batch_and_labs_read():
     text = s.to_json()
     r = json.loads(text)
     read_by_batch_and_labs = {
-        "slide", "specimen_id", "n_leukocytes", "counts", "differential", "differential_denominator", "nrbc_per_100_wbc", "smudge_cells",
-        "needs_review", "flags", "lab_flags", "warnings", "qc", "error_rates", "model", "config_sha256", "software", "runtime_s",
+        "slide",
+        "specimen_id",
+        "n_leukocytes",
+        "counts",
+        "differential",
+        "differential_denominator",
+        "nrbc_per_100_wbc",
+        "smudge_cells",
+        "needs_review",
+        "flags",
+        "lab_flags",
+        "warnings",
+        "qc",
+        "error_rates",
+        "model",
+        "config_sha256",
+        "software",
+        "runtime_s",
         "n_rejected",
-    }  # fmt: skip
+    }
     assert read_by_batch_and_labs <= set(r)
     assert r["n_rejected"] == 0
     assert r["blast"]["specificity_on_this_slide"] == s.blast.specificity and r["blast"]["ci95"] == list(s.blast.ci95)

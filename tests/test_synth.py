@@ -17,6 +17,7 @@ from wsi_screen.synth import compose, make_slide
 def _strict(text: str):
     def no_constants(name):
         raise ValueError(f"non-standard JSON constant {name}")
+
     return json.loads(text, parse_constant=no_constants)
 
 
@@ -59,8 +60,10 @@ def test_ground_truth_geojson(drawn_slide):
 def test_cells_straddle_tile_seams(drawn_slide):
     def crosses(lo, hi, tile):
         return lo // tile != hi // tile
-    straddling = [c for c in drawn_slide.cells
-                  if crosses(*Polygon(c.polygon).bounds[0::2], 256) or crosses(*Polygon(c.polygon).bounds[1::2], 256)]
+
+    straddling = [
+        c for c in drawn_slide.cells if crosses(*Polygon(c.polygon).bounds[0::2], 256) or crosses(*Polygon(c.polygon).bounds[1::2], 256)
+    ]
     assert len(straddling) >= 5
 
 
@@ -81,8 +84,17 @@ def test_bad_requests(tmp_path):
 
 
 def test_real_cells_from_chosen_sources(tmp_path, data_dir):
-    synth = make_slide(tmp_path / "real.tiff", width=3000, height=2000, mpp=0.25, n_leukocytes=8,
-                       class_mix={"MYO": 0.25, "NGS": 0.75}, sources=("pbc", "deepapl"), data_dir=data_dir, seed=4)
+    synth = make_slide(
+        tmp_path / "real.tiff",
+        width=3000,
+        height=2000,
+        mpp=0.25,
+        n_leukocytes=8,
+        class_mix={"MYO": 0.25, "NGS": 0.75},
+        sources=("pbc", "deepapl"),
+        data_dir=data_dir,
+        seed=4,
+    )
     codes = Counter(c.code for c in synth.cells)
     assert codes == {"MYO": 2, "NGS": 6}
     assert all(c.source.startswith(f"{c.code}/") and (data_dir / "cells" / c.source).is_file() for c in synth.cells)
@@ -93,8 +105,9 @@ def test_real_cells_from_chosen_sources(tmp_path, data_dir):
         thumb = slide.thumbnail(2.0).astype(float)
     # thick end denser than the monolayer, which is denser than the feathered edge and glass
     columns = thumb[..., 1].mean(axis=0)
-    thick, mono, feather, glass = (columns[int(a * len(columns)) : int(b * len(columns))].mean()
-                                   for a, b in ((0.02, 0.15), (0.3, 0.55), (0.7, 0.8), (0.9, 0.98)))
+    thick, mono, feather, glass = (
+        columns[int(a * len(columns)) : int(b * len(columns))].mean() for a, b in ((0.02, 0.15), (0.3, 0.55), (0.7, 0.8), (0.9, 0.98))
+    )
     assert thick < mono < feather < glass
     with pytest.raises(ValueError, match="MYO from source"):
         make_slide(tmp_path / "x.tiff", class_mix={"MYO": 1.0}, sources=("pbc",), data_dir=data_dir)
@@ -108,8 +121,16 @@ def test_faithful_cells_bring_nothing_of_their_crop_past_2_um(data_dir, mpp):
     files = sorted((data_dir / "cells").glob("MON/pbc_*.jpg"))[:4] + sorted((data_dir / "cells").glob("NGS/pbc_*.jpg"))[:4]
     crops = [(f, f.parent.name) for f in files]
     for generator, near_um in (("faithful", (0.5, 1.5)), ("pasted", (1.0, 2.0))):
-        s = compose(rng=np.random.default_rng(1), width=round(240 / mpp), height=round(160 / mpp), mpp=mpp, crops=crops,
-                    generator=generator, zones=(0.0, 1.0, 0.0), data_dir=data_dir)  # fmt: skip
+        s = compose(
+            rng=np.random.default_rng(1),
+            width=round(240 / mpp),
+            height=round(160 / mpp),
+            mpp=mpp,
+            crops=crops,
+            generator=generator,
+            zones=(0.0, 1.0, 0.0),
+            data_dir=data_dir,
+        )
         assert len(s.cells) >= 6
         masks = np.zeros(s.rgb.shape[:2], bool)
         for c in s.cells:

@@ -13,7 +13,17 @@ from wsi_screen.cli import main
 from wsi_screen.registry import load_model
 from wsi_screen.train.export import export
 
-TINY = {"train": {"epochs": 1, "per_class_per_epoch": 4, "batch_size": 16, "num_workers": 0, "input_px": 32, "holdout_frac": 0.25, "val_frac": 0.34}}
+TINY = {
+    "train": {
+        "epochs": 1,
+        "per_class_per_epoch": 4,
+        "batch_size": 16,
+        "num_workers": 0,
+        "input_px": 32,
+        "holdout_frac": 0.25,
+        "val_frac": 0.34,
+    }
+}
 
 
 @pytest.fixture
@@ -26,7 +36,17 @@ def tiny_config(tmp_path):
 def test_train_resume_classify_evaluate(folder_tree, tiny_config, tmp_path):
     run = tmp_path / "run"
     assert main(["train", str(folder_tree), "-o", str(run), "--config", str(tiny_config)]) == 0
-    for name in ("split.csv", "config.yaml", "last.pt", "best.pt", "model.pt", "model.json", "history.csv", "preds_val.csv", "preds_test.csv"):
+    for name in (
+        "split.csv",
+        "config.yaml",
+        "last.pt",
+        "best.pt",
+        "model.pt",
+        "model.json",
+        "history.csv",
+        "preds_val.csv",
+        "preds_test.csv",
+    ):
         assert (run / name).is_file(), name
     card = json.loads((run / "model.json").read_text())
     assert card["input_px"] == 32 and card["field_um"] == 29.0 and card["reject_codes"] == ["NLK"] and card["temperature"] > 0
@@ -85,9 +105,17 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     assert m["test"]["confusion"] == full_summary(oof)["confusion"]  # the operating rates come from out of fold
     assert m["locked"]["n_images"] == len(locked_rows(folder_tree, lock)) == (~locked["class"].eq("PLT")).sum()
     assert set(m["targets"]) == {
-        "blast_auc", "blast_auc_deepapl", "atypical_auc", "mean_sensitivity", "false_blast_rate_pbc", "false_blast_rate_deepapl",
-        "stain_transfer_class_change_pbc", "blast_flag_rate_0.005_locked", "blast_flag_rate_0.0_locked", "reject_rate_locked",
-    }  # fmt: skip
+        "blast_auc",
+        "blast_auc_deepapl",
+        "atypical_auc",
+        "mean_sensitivity",
+        "false_blast_rate_pbc",
+        "false_blast_rate_deepapl",
+        "stain_transfer_class_change_pbc",
+        "blast_flag_rate_0.005_locked",
+        "blast_flag_rate_0.0_locked",
+        "reject_rate_locked",
+    }
     rejects = m["reject_rates_locked"]
     assert sum(c["n"] for c in rejects["per_class"].values()) == m["locked"]["n_images"]
     assert m["targets"]["reject_rate_locked"]["locked"] == rejects["max_share"] == max(c["share"] for c in rejects["per_class"].values())
@@ -105,7 +133,9 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     probs = classify_files(model, loaded, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
     from wsi_screen.evaluate import json_safe
 
-    assert m["blast_flag_rates"]["locked"] == json_safe(flag_rates(probs, rows["class"].to_numpy(), np.ones(len(rows), bool), rates_from_card(loaded)))
+    assert m["blast_flag_rates"]["locked"] == json_safe(
+        flag_rates(probs, rows["class"].to_numpy(), np.ones(len(rows), bool), rates_from_card(loaded))
+    )
     assert set(m["blast_flag_rates"]["by_fold"]) == {"0", "1"} and m["targets"]["blast_flag_rate_0.005_locked"]["target"] == ">= 0.8"
     assert any("PMB" in s for s in card["provenance"]["limitations"]) and any("lymphoblast" in s for s in card["provenance"]["limitations"])
     (folder_tree / "manifest.csv").unlink()  # the tree is shared with other tests as a plain folder tree
@@ -209,10 +239,26 @@ def test_training_learns_four_generated_classes(tmp_path):
         for i in range(60):
             Image.fromarray(_shaped_cell(code, 96, rng)).save(tree / code / f"{code}_{i}.png")
     cfg = tmp_path / "learn.yaml"
-    cfg.write_text(yaml.safe_dump({"train": {
-        "arch": "resnext_compact", "input_px": 48, "epochs": 10, "per_class_per_epoch": 48, "batch_size": 16, "num_workers": 0,
-        "threads": 2, "holdout_frac": 0.25, "val_frac": 0.2, "lr": 0.003, "label_smoothing": 0.0, "jpeg_prob": 0.0,
-    }}))  # fmt: skip
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "train": {
+                    "arch": "resnext_compact",
+                    "input_px": 48,
+                    "epochs": 10,
+                    "per_class_per_epoch": 48,
+                    "batch_size": 16,
+                    "num_workers": 0,
+                    "threads": 2,
+                    "holdout_frac": 0.25,
+                    "val_frac": 0.2,
+                    "lr": 0.003,
+                    "label_smoothing": 0.0,
+                    "jpeg_prob": 0.0,
+                }
+            }
+        )
+    )
     run = tmp_path / "run"
     assert main(["train", str(tree), "-o", str(run), "--config", str(cfg)]) == 0
     preds = pd.read_csv(run / "preds_test.csv")

@@ -68,9 +68,14 @@ def point_specificity(rates: OperatingRates, predicted_counts: np.ndarray | None
 
 
 def corrected_interval(
-    count: int, n: int, rates: OperatingRates, samples: int, rng: np.random.Generator, predicted_counts: np.ndarray | None = None,
+    count: int,
+    n: int,
+    rates: OperatingRates,
+    samples: int,
+    rng: np.random.Generator,
+    predicted_counts: np.ndarray | None = None,
     members: list[int] | None = None,
-) -> tuple[float, float]:  # fmt: skip
+) -> tuple[float, float]:
     """95 % interval of the Rogan–Gladen prevalence: cells ~ Beta(count+½, n−count+½) (Jeffreys),
     sensitivity ~ the Beta posterior of its validation counts; specificity ~ its Beta posterior,
     or, with a confusion matrix, the slide's own (slide_specificity) under Dirichlet posteriors of
@@ -103,9 +108,16 @@ def corrected_interval(
 
 
 def prevalence(
-    is_member: np.ndarray, p_member: np.ndarray, rates: OperatingRates, threshold: float, high_p: float, min_cells: int,
-    cfg: AggregateConfig, predicted_counts: np.ndarray | None = None, members: list[int] | None = None,
-) -> Prevalence:  # fmt: skip
+    is_member: np.ndarray,
+    p_member: np.ndarray,
+    rates: OperatingRates,
+    threshold: float,
+    high_p: float,
+    min_cells: int,
+    cfg: AggregateConfig,
+    predicted_counts: np.ndarray | None = None,
+    members: list[int] | None = None,
+) -> Prevalence:
     """Prevalence record for one clinical test with its flag rule: the CI's lower bound above
     `threshold`, or a rare population: more cells with P ≥ `high_p` than the model's own measured
     false-confident rate explains on n cells (Poisson, false-alarm rate ≤ cfg.rare_false_alarm),

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from .classes import ATYPICAL, BLAST
 from .cell_images import read_annotations
+from .classes import ATYPICAL, BLAST
 from .metrics import screening_test
 
 

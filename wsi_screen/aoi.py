@@ -84,8 +84,16 @@ def aoi_from_geojson(path: str | Path, slide: Slide, mpp: float = 8.0) -> AoiMas
         geometries = [shape(g) for g in _polygon_geometries(data)]
     except FileNotFoundError:
         raise AoiError("AOI file not found", path) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError, KeyError, AttributeError,
-            shapely.errors.GEOSException) as exc:
+    except (
+        OSError,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        shapely.errors.GEOSException,
+    ) as exc:
         raise AoiError(f"not a usable GeoJSON polygon file ({exc.__class__.__name__}: {exc})", path) from None
     if not geometries:
         raise AoiError("no Polygon or MultiPolygon annotation in the GeoJSON", path)

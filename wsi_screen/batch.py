@@ -32,9 +32,19 @@ from .specimens import SlideSpec, slide_specs
 
 SLIDE_SUFFIXES = TIFF_SUFFIXES + OPENSLIDE_SUFFIXES + FIELD_IMAGE_SUFFIXES
 SUMMARY_COLUMNS = [
-    "slide", "status", "error", "n_leukocytes", "n_rejected", "blast_prevalence", "blast_ci_low", "blast_ci_high", "flag", "needs_review",
-    "qc_warnings", "runtime_s",
-]  # fmt: skip
+    "slide",
+    "status",
+    "error",
+    "n_leukocytes",
+    "n_rejected",
+    "blast_prevalence",
+    "blast_ci_low",
+    "blast_ci_high",
+    "flag",
+    "needs_review",
+    "qc_warnings",
+    "runtime_s",
+]
 
 
 def collect_slides(inputs: list[Path]) -> list[Path]:
@@ -103,9 +113,20 @@ class SlideRow:
     def from_summary(cls, slide: str, s: SlideSummary, skipped: bool = False) -> "SlideRow":
         b = s.blast
         return cls(
-            slide, "ok", "", s.n_leukocytes, s.n_rejected, b.prevalence, b.ci95[0], b.ci95[1], bool(s.flags), s.needs_review,
-            len(s.qc.warnings), s.provenance.runtime_s, skipped,
-        )  # fmt: skip
+            slide,
+            "ok",
+            "",
+            s.n_leukocytes,
+            s.n_rejected,
+            b.prevalence,
+            b.ci95[0],
+            b.ci95[1],
+            bool(s.flags),
+            s.needs_review,
+            len(s.qc.warnings),
+            s.provenance.runtime_s,
+            skipped,
+        )
 
 
 def screen_task(path: str, out: str, name: str, config: Config, options: ScreenOptions, wanted: dict) -> dict:
@@ -128,14 +149,22 @@ def screen_task(path: str, out: str, name: str, config: Config, options: ScreenO
         error_file = Path(out) / f"{name}.error.txt"
         _atomic_write(error_file, traceback.format_exc())
         first = message.splitlines()[0] if message else exc.__class__.__name__
-        row = SlideRow(path, "failed", first, runtime_s=time.perf_counter() - t0, started=started, ended=time.time(), error_file=error_file.name)
+        row = SlideRow(
+            path, "failed", first, runtime_s=time.perf_counter() - t0, started=started, ended=time.time(), error_file=error_file.name
+        )
         return asdict(row)
 
 
 def run_batch(
-    inputs: list[Path], out: Path, config: Config, options: ScreenOptions, retry_failed: bool = False, client=None,
-    specimens: Path | None = None, slides_in_flight: int | None = None,
-) -> list[SlideRow]:  # fmt: skip
+    inputs: list[Path],
+    out: Path,
+    config: Config,
+    options: ScreenOptions,
+    retry_failed: bool = False,
+    client=None,
+    specimens: Path | None = None,
+    slides_in_flight: int | None = None,
+) -> list[SlideRow]:
     """Screen every slide of `inputs` into `out`; `specimens` is a `slide,specimen_id[,aoi]` CSV."""
     from contextlib import nullcontext
 
@@ -194,7 +223,17 @@ def _screen_all(client, todo, out: Path, names, config: Config, options: ScreenO
         if item is not None:
             path, wanted = item
             slide_options = replace(options, specimen_id=specs[path].specimen_id, aoi=specs[path].aoi)
-            future = client.submit(screen_task, str(path), str(out), names[path], config, slide_options, wanted, pure=False, key=f"screen-{names[path]}-{run_id}")
+            future = client.submit(
+                screen_task,
+                str(path),
+                str(out),
+                names[path],
+                config,
+                slide_options,
+                wanted,
+                pure=False,
+                key=f"screen-{names[path]}-{run_id}",
+            )
             futures[future] = path
             pending.add(future)
 
@@ -259,6 +298,12 @@ def _write_summaries(out: Path, slides: list[Path], rows: dict[Path, SlideRow], 
 def _run_entry(path: Path, row: SlideRow | None) -> dict:
     if row is None:
         return {"slide": str(path), "status": "pending", "error": ""}
-    entry = {"slide": str(path), "status": row.status, "error": row.error, "skipped": row.skipped, "started": row.started, "ended": row.ended}
+    entry = {
+        "slide": str(path),
+        "status": row.status,
+        "error": row.error,
+        "skipped": row.skipped,
+        "started": row.started,
+        "ended": row.ended,
+    }
     return entry | ({"error_file": row.error_file} if row.error_file else {})
-

@@ -69,7 +69,7 @@ def to_probabilities(logits: torch.Tensor, card: ModelCard) -> Probabilities:
 
 def classify_inputs(
     model: nn.Module, card: ModelCard, inputs, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
-) -> Probabilities:  # fmt: skip
+) -> Probabilities:
     """Every cell of `inputs` (N×input×input×3 uint8, array-like: a cells.zarr `model_input` array,
     the patches already at the card's input size) → Probabilities. On CUDA the next two batches are
     read and normalised in a thread while the device runs; on a CPU the forward pass already uses
@@ -127,10 +127,18 @@ def list_inputs(path: str | Path) -> list[str]:
 
 
 def classify_files(
-    model: nn.Module, card: ModelCard, files: list[str], input_mpp: float | list[float] | None = None, batch_size: int = 64,
-    device: str | torch.device = "auto", tta: bool = False, num_workers: int = 0, base: Path | None = None,
-    transform=None, canvas_px: int = 0,
-) -> Probabilities:  # fmt: skip
+    model: nn.Module,
+    card: ModelCard,
+    files: list[str],
+    input_mpp: float | list[float] | None = None,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    tta: bool = False,
+    num_workers: int = 0,
+    base: Path | None = None,
+    transform=None,
+    canvas_px: int = 0,
+) -> Probabilities:
     """Image files → Probabilities. `input_mpp` (one value or one per file) None/NaN: the image's
     shorter side spans the card's field (a cell patch cut like ours); otherwise images are resampled
     from input_mpp and centre-cropped to the field. Relative paths are resolved against `base`.

@@ -29,8 +29,14 @@ def cli() -> None:
 @click.option("--fold", type=int, help="Train only this fold (with --folds).")
 @click.option("--arch", help="Registered architecture (overrides train.arch).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]), show_default=True)
-@click.option("--exclude", type=click.Path(exists=True, dir_okay=False), help="Locked test list (configs/locked_test.csv): never trained on.")
-@click.option("--non-leukocytes", type=click.Path(exists=True, file_okay=False), help="TXL-PBC tree: red cells and platelets cut from its train fields train the reject output.")
+@click.option(
+    "--exclude", type=click.Path(exists=True, dir_okay=False), help="Locked test list (configs/locked_test.csv): never trained on."
+)
+@click.option(
+    "--non-leukocytes",
+    type=click.Path(exists=True, file_okay=False),
+    help="TXL-PBC tree: red cells and platelets cut from its train fields train the reject output.",
+)
 @click.option("--final", is_flag=True, help="No test split (with --folds 0): the model to ship, tested on the locked cells.")
 def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_leukocytes, final):
     """Train a cell classifier on DATA (manifest.csv, an LMU tree with annotations.dat, or class folders)."""
@@ -42,7 +48,6 @@ def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_le
     if fold is not None and not 0 <= fold < max(folds, 1):
         raise click.BadParameter(f"--fold must be in [0, {folds}) and needs --folds", param_hint="--fold")
     train_run(data, run_dir, config, folds, fold, device, exclude, non_leukocytes, final)
-
 
 
 @cli.command()
@@ -127,9 +132,13 @@ def _slide_options(fn):
     """Options shared by every command that reads a slide."""
     options = [
         click.option(
-            "-o", "--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+            "-o",
+            "--out",
+            "out",
+            type=click.Path(file_okay=False, path_type=Path),
+            required=True,
             help="Output folder; results go to OUT/<slide stem>/.",
-        ),  # fmt: skip
+        ),
         click.option("--mpp", type=click.FloatRange(min=0, min_open=True), help="µm per level-0 pixel; overrides the file's own value."),
         click.option("--aoi", default="auto", show_default=True, help="auto | full | FILE.geojson (e.g. drawn in QuPath)."),
         click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config (partial files are fine)."),
@@ -199,11 +208,42 @@ def screen(slide: Path, out: Path, mpp, aoi, config_path, workers, scheduler, de
 @_slide_options
 @_screen_options
 @click.option("--retry-failed", is_flag=True, help="Screen again the slides that failed in an earlier run.")
-@click.option("--specimens", type=click.Path(dir_okay=False, path_type=Path), help="CSV slide,specimen_id[,aoi] naming each slide's specimen (and AOI).")
-@click.option("--slides-in-flight", type=click.IntRange(min=1), help="Slides screened at once (default: one per 8 worker threads, at least 1).")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), default="WARNING", show_default=True, help="Of wsi_screen and Dask.")
-@click.option("--qupath", "qupath_project", is_flag=True, help="Also write OUT/qupath/, a QuPath project of the night (see `wsi-screen qupath`).")
-def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, gz, specimen_id, retry_failed, specimens, slides_in_flight, log_level, qupath_project) -> None:
+@click.option(
+    "--specimens",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV slide,specimen_id[,aoi] naming each slide's specimen (and AOI).",
+)
+@click.option(
+    "--slides-in-flight", type=click.IntRange(min=1), help="Slides screened at once (default: one per 8 worker threads, at least 1)."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+    default="WARNING",
+    show_default=True,
+    help="Of wsi_screen and Dask.",
+)
+@click.option(
+    "--qupath", "qupath_project", is_flag=True, help="Also write OUT/qupath/, a QuPath project of the night (see `wsi-screen qupath`)."
+)
+def batch(
+    inputs,
+    out,
+    mpp,
+    aoi,
+    config_path,
+    workers,
+    scheduler,
+    device,
+    tta,
+    gz,
+    specimen_id,
+    retry_failed,
+    specimens,
+    slides_in_flight,
+    log_level,
+    qupath_project,
+) -> None:
     """Screen many slides (files, folders, or text files listing paths) into OUT/, resumably;
     OUT/summary.csv, summary.html and run.json are kept up to date after every slide. A slide's
     AOI may sit beside it as <stem>.aoi.geojson."""
@@ -213,7 +253,15 @@ def batch(inputs, out, mpp, aoi, config_path, workers, scheduler, device, tta, g
     logging.getLogger().setLevel(log_level)
     logging.getLogger("distributed").setLevel(log_level)
     options = ScreenOptions(mpp=mpp, aoi=aoi, workers=workers, scheduler=scheduler, specimen_id=specimen_id, gzip=gz)
-    rows = run_batch(list(inputs), out, screen_config(config_path, device, tta), options, retry_failed, specimens=specimens, slides_in_flight=slides_in_flight)
+    rows = run_batch(
+        list(inputs),
+        out,
+        screen_config(config_path, device, tta),
+        options,
+        retry_failed,
+        specimens=specimens,
+        slides_in_flight=slides_in_flight,
+    )
     failed = [r for r in rows if r.status == "failed"]
     click.echo(f"{len(rows) - len(failed)} slides ok, {len(failed)} failed → {out / 'summary.html'}")
     if qupath_project and len(failed) < len(rows):
@@ -235,7 +283,9 @@ def qupath(out: Path) -> None:
     slides = screened_slides(out)
     path = write_project(out, slides)
     flagged = sum(s.flagged for s in slides)
-    click.echo(f"{len(slides)} slides ({flagged} flagged, listed first) → {path}; in QuPath run scripts/import_results.groovy with Run for project")
+    click.echo(
+        f"{len(slides)} slides ({flagged} flagged, listed first) → {path}; in QuPath run scripts/import_results.groovy with Run for project"
+    )
 
 
 @cli.command("import-review")

@@ -261,7 +261,9 @@ class Config:
         """Hash of `sections` (None: all). By default only those that change a screening's results,
         so a new cluster (`dask`) or training setting (`train`) does not re-screen a night."""
         tree = self.to_dict()
-        return hashlib.sha256(json.dumps({k: v for k, v in tree.items() if sections is None or k in sections}, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(
+            json.dumps({k: v for k, v in tree.items() if sections is None or k in sections}, sort_keys=True).encode()
+        ).hexdigest()
 
     def replace(self, section: str, **changes) -> "Config":
         """A copy with some values of one section changed (validated like a loaded file)."""

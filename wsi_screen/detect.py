@@ -94,9 +94,13 @@ def _relabel(seeds: np.ndarray) -> np.ndarray:
 
 
 def to_detections(
-    labels: np.ndarray, score: np.ndarray, origin: tuple[float, float], scale: float, mpp: float,
+    labels: np.ndarray,
+    score: np.ndarray,
+    origin: tuple[float, float],
+    scale: float,
+    mpp: float,
     keep: Callable[[float, float], bool] | None = None,
-) -> list[Detection]:  # fmt: skip
+) -> list[Detection]:
     """Instances of an image whose pixel (row, col) covers level-0 [x0 + col·scale, …) →
     Detections in level-0 px. `mpp` is the image's µm/px (for areas); `keep(x, y)`, if given,
     selects by level-0 centroid before any outline is traced."""

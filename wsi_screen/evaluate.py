@@ -88,8 +88,12 @@ def per_patient_rates(patients: pd.Series, called: np.ndarray, blast: np.ndarray
 
 
 def evaluate(
-    pred_paths: list[str | Path], labels_path: str | Path, out_dir: str | Path, threshold: float = 0.5, annotations: str | Path | None = None
-) -> dict:  # fmt: skip
+    pred_paths: list[str | Path],
+    labels_path: str | Path,
+    out_dir: str | Path,
+    threshold: float = 0.5,
+    annotations: str | Path | None = None,
+) -> dict:
     """Write report.json, table1.csv, confusion.png and roc.png to out_dir; return the report. With
     a Matek annotations.dat, the re-annotators' operating points (agreement.human_agreement, over
     all re-annotated images) are drawn on the ROC plots and stored as `human_operating_points`."""
@@ -100,18 +104,32 @@ def evaluate(
     runs = [full_summary(f, threshold) for f in frames]
     table = table1(runs)
     table.to_csv(out_dir / "table1.csv", index_label="class")
-    report = {"predictions": [str(p) for p in pred_paths], "labels": str(labels_path), "runs": runs, "table1": table.reset_index().to_dict("records")}
+    report = {
+        "predictions": [str(p) for p in pred_paths],
+        "labels": str(labels_path),
+        "runs": runs,
+        "table1": table.reset_index().to_dict("records"),
+    }
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "mean_sensitivity", "ece"):
         vals = [r[key] for r in runs]
         report[key] = {"mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0}
     for test in ("blast_test", "atypical_test"):
-        report[test] = {k: {"mean": float(np.mean([r[test][k] for r in runs])), "sd": float(np.std([r[test][k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0} for k in ("auc", "sensitivity", "specificity")}
+        report[test] = {
+            k: {
+                "mean": float(np.mean([r[test][k] for r in runs])),
+                "sd": float(np.std([r[test][k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0,
+            }
+            for k in ("auc", "sensitivity", "specificity")
+        }
     plot_confusion(np.sum([r["confusion"] for r in runs], axis=0), out_dir / "confusion.png")
     human = None
     if annotations is not None:
         from .agreement import human_agreement
 
-        human = {who: {t: {k: r[t][k] for k in ("sensitivity", "specificity")} for t in ("blast_test", "atypical_test")} for who, r in human_agreement(annotations).items()}
+        human = {
+            who: {t: {k: r[t][k] for k in ("sensitivity", "specificity")} for t in ("blast_test", "atypical_test")}
+            for who, r in human_agreement(annotations).items()
+        }
         report["human_operating_points"] = human
     plot_roc(frames, out_dir / "roc.png", human)
     (out_dir / "report.json").write_text(json.dumps(json_safe(report), indent=2) + "\n")

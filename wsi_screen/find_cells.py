@@ -132,8 +132,16 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
     jobs = [(i, tuple((c.x, c.y, c.polygon) for c in d[i : i + PATCHES_PER_TASK])) for i in range(0, len(d), PATCHES_PER_TASK)]
     nuclei: list = [None] * len(d)
     for start, found in bounded_map(
-        client, patch_task, jobs, in_flight(client), slide_path=str(cells.slide_path), mpp=cells.mpp_override, max_mpp=config.slide.max_mpp,
-        store=str(store.resolve()), cfg=config.patches, model_input_px=model_input_px,
+        client,
+        patch_task,
+        jobs,
+        in_flight(client),
+        slide_path=str(cells.slide_path),
+        mpp=cells.mpp_override,
+        max_mpp=config.slide.max_mpp,
+        store=str(store.resolve()),
+        cfg=config.patches,
+        model_input_px=model_input_px,
     ):
         nuclei[start : start + len(found)] = found
     write_columns(
@@ -147,9 +155,16 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
 
 
 def detect_slide(
-    slide_path: Path, out_root: Path, config: Config, *, mpp: float | None = None, aoi: str = "auto", workers: int | None = None,
-    scheduler: str | None = None, progress: bool = True,
-) -> DetectSummary:  # fmt: skip
+    slide_path: Path,
+    out_root: Path,
+    config: Config,
+    *,
+    mpp: float | None = None,
+    aoi: str = "auto",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+) -> DetectSummary:
     """`wsi-screen detect`: OUT/<stem>/{detections.geojson, cells.zarr, detect.json}, all or nothing."""
     from .export.geojson import cell_features, write_features
     from .export.outdir import staged_dir

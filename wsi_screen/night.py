@@ -41,9 +41,15 @@ def screened_slides(out: Path) -> list[ScreenedSlide]:
             blast = report["blast"]
             found.append(
                 ScreenedSlide(
-                    Path(record["input"]), done.parent.name, str(report["specimen_id"]), int(report["n_leukocytes"]),
-                    int(report.get("n_rejected", 0)), float(blast["prevalence"]), (float(blast["ci95"][0]), float(blast["ci95"][1])),
-                    int(report["needs_review"]), tuple(report["flags"]),
+                    Path(record["input"]),
+                    done.parent.name,
+                    str(report["specimen_id"]),
+                    int(report["n_leukocytes"]),
+                    int(report.get("n_rejected", 0)),
+                    float(blast["prevalence"]),
+                    (float(blast["ci95"][0]), float(blast["ci95"][1])),
+                    int(report["needs_review"]),
+                    tuple(report["flags"]),
                 )
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -48,7 +48,10 @@ def measure_nucleus(patch: np.ndarray, cell_polygon, box: Box, patch_mpp: float)
     nucleus = nucleus_mask(patch, cell, patch_mpp)
     labels, _ = ndi.label(nucleus, structure=np.ones((3, 3)))  # lobes touching at a corner are one outline
     lobes = tuple(
-        tuple((round(x, 2), round(y, 2)) for x, y in outline(labels[sl] == k, (box.x0 + sl[1].start * scale, box.y0 + sl[0].start * scale), scale).exterior.coords)
+        tuple(
+            (round(x, 2), round(y, 2))
+            for x, y in outline(labels[sl] == k, (box.x0 + sl[1].start * scale, box.y0 + sl[0].start * scale), scale).exterior.coords
+        )
         for k, sl in enumerate(ndi.find_objects(labels), start=1)
     )
     return Nucleus(float(nucleus.sum() * patch_mpp**2), float(nucleus.sum() / cell.sum()) if cell.any() else 0.0, lobes)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import DaskConfig, DetectConfig, PatchConfig
@@ -26,10 +26,14 @@ def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
         try:
             return Client(scheduler, timeout=f"{cfg.connect_timeout_s}s")
         except (OSError, TimeoutError) as exc:
-            raise WsiScreenError(f"cannot reach Dask scheduler {scheduler} within {cfg.connect_timeout_s:g} s ({exc.__class__.__name__})") from None
+            raise WsiScreenError(
+                f"cannot reach Dask scheduler {scheduler} within {cfg.connect_timeout_s:g} s ({exc.__class__.__name__})"
+            ) from None
     n = workers or cfg.workers or os.cpu_count() or 1
     # silence_logs=False: the caller's log level decides; Dask's warnings (KilledWorker, memory) stay visible
-    cluster = LocalCluster(n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=":0", silence_logs=False)
+    cluster = LocalCluster(
+        n_workers=n, threads_per_worker=cfg.threads_per_worker, processes=True, dashboard_address=":0", silence_logs=False
+    )
     return Client(cluster)
 
 
@@ -112,9 +116,14 @@ def tile_task(tile: Tile, slide_path: str, mpp: float | None, max_mpp: float, cf
 
 
 def patch_task(
-    job: tuple[int, tuple[tuple[float, float, tuple], ...]], slide_path: str, mpp: float | None, max_mpp: float, store: str, cfg: PatchConfig,
+    job: tuple[int, tuple[tuple[float, float, tuple], ...]],
+    slide_path: str,
+    mpp: float | None,
+    max_mpp: float,
+    store: str,
+    cfg: PatchConfig,
     model_input_px: int = 0,
-) -> tuple[int, tuple]:  # fmt: skip
+) -> tuple[int, tuple]:
     """Extract the patches of cells start.. (centroid x, y and outline) and write them into the
     store's region, and with `model_input_px` the same patches resized for the classifier; each
     cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei)."""
@@ -132,4 +141,6 @@ def patch_task(
         from .classify import resize_patches
 
         write_model_input(Path(store), start, resize_patches(patches, model_input_px))
-    return start, tuple(measure_nucleus(p, polygon, patch_box(x, y, slide.info.mpp, cfg), cfg.mpp) for p, (x, y, polygon) in zip(patches, cells))
+    return start, tuple(
+        measure_nucleus(p, polygon, patch_box(x, y, slide.info.mpp, cfg), cfg.mpp) for p, (x, y, polygon) in zip(patches, cells)
+    )

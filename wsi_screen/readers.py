@@ -77,10 +77,7 @@ class TiffReader:
         self.level_downsamples = tuple((w0 / w + h0 / h) / 2 for w, h in self.level_dimensions)
 
     def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
-        index = tuple(
-            slice(y, y + h) if a == "Y" else slice(x, x + w) if a == "X" else slice(None) if a in "SC" else 0
-            for a in self._axes
-        )
+        index = tuple(slice(y, y + h) if a == "Y" else slice(x, x + w) if a == "X" else slice(None) if a in "SC" else 0 for a in self._axes)
         pixels = np.asarray(self._levels[level][index])
         kept = [a for a in self._axes if a in "YXSC"]
         if "C" in kept:  # planar channels first: move them last

@@ -322,14 +322,23 @@ class SlideSummary:
     def from_json(cls, text: str) -> "SlideSummary":
         r = json.loads(text)
         return cls(
-            r["slide"], r["specimen_id"], r["aoi_area_mm2"], r["n_leukocytes"], r.get("n_rejected", 0),
+            r["slide"],
+            r["specimen_id"],
+            r["aoi_area_mm2"],
+            r["n_leukocytes"],
+            r.get("n_rejected", 0),
             Differential(r["counts"], r["differential"], r["differential_denominator"], r["nrbc_per_100_wbc"], r["smudge_cells"]),
-            _prevalence_from_json(r["blast"]), _prevalence_from_json(r["atypical"]), r["needs_review"],
-            tuple(r["lab_flags"]), tuple(r["warnings"]), SlideQc(**{**r["qc"], "warnings": tuple(r["qc"]["warnings"])}),
+            _prevalence_from_json(r["blast"]),
+            _prevalence_from_json(r["atypical"]),
+            r["needs_review"],
+            tuple(r["lab_flags"]),
+            tuple(r["warnings"]),
+            SlideQc(**{**r["qc"], "warnings": tuple(r["qc"]["warnings"])}),
             {k: _rates_from_json(v) for k, v in r["error_rates"].items()},
             Provenance(r["model"], r["config_sha256"], r["software"], r["runtime_s"]),
-            tuple(r.get("blast_candidates", ())), tuple(r.get("review_cells", ())),
-        )  # fmt: skip
+            tuple(r.get("blast_candidates", ())),
+            tuple(r.get("review_cells", ())),
+        )
 
 
 def _prevalence_json(p: Prevalence) -> dict:

@@ -143,10 +143,14 @@ class CompactResNeXt(nn.Module):
     def __init__(self, num_outputs: int, planes=(16, 32, 64, 128), blocks=(1, 2, 2, 1), groups=8, base_width=16):
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-            nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+            nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(3, stride=2, padding=1),
-        )  # fmt: skip
+        )
         layers, inplanes = [], 32
         for i, (p, n) in enumerate(zip(planes, blocks)):
             stride = 1 if i == 0 else 2

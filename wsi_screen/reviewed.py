@@ -61,7 +61,10 @@ def import_review(result_dir: Path, review_path: Path, reviewer: str, when: str)
         "reviewer": reviewer,
         "time": when,
         "source": Path(review_path).name,
-        "models_reviewed": {"classifier_sha256": attrs.get("classifier_sha256"), "detector_sha256": report.get("model", {}).get("detector", {}).get("sha256")},
+        "models_reviewed": {
+            "classifier_sha256": attrs.get("classifier_sha256"),
+            "detector_sha256": report.get("model", {}).get("detector", {}).get("sha256"),
+        },
         "counts": outcome.counts(),
         "added": list(review.added),
         "kappa": outcome.agreement.kappa,
@@ -84,4 +87,8 @@ def _cell_ids(result_dir: Path) -> dict[str, int]:
     path = next((p for p in (result_dir / "detections.geojson", result_dir / "detections.geojson.gz") if p.is_file()), None)
     if path is None:
         raise WsiScreenError("no detections.geojson: cannot match the reviewer's objects to cells", result_dir)
-    return {str(f["id"]): int(f["properties"]["measurements"]["cell_id"]) for f in read_features(path) if f["properties"].get("objectType") in ("detection", "cell")}
+    return {
+        str(f["id"]): int(f["properties"]["measurements"]["cell_id"])
+        for f in read_features(path)
+        if f["properties"].get("objectType") in ("detection", "cell")
+    }

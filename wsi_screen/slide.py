@@ -79,8 +79,7 @@ class Slide:
         except Exception as exc:  # decoder errors differ per backend and codec
             self.close()
             raise SlideError(f"cannot read {box} at level {level}: {exc.__class__.__name__}: {exc}", self.info.path) from exc
-        source = ((box.x0 / sx - x0) / factor, (box.y0 / sy - y0) / factor,
-                  (box.x1 / sx - x0) / factor, (box.y1 / sy - y0) / factor)
+        source = ((box.x0 / sx - x0) / factor, (box.y0 / sy - y0) / factor, (box.x1 / sx - x0) / factor, (box.y1 / sy - y0) / factor)
         if source == (0, 0, *canvas.shape[1::-1]) and out_size == canvas.shape[1::-1]:
             return canvas
         return np.asarray(Image.fromarray(canvas).resize(out_size, Image.Resampling.BILINEAR, box=source))
@@ -191,9 +190,7 @@ def _spacing(path: Path, reader, override: float | None) -> tuple[float, str]:
             return mpp, "openslide"
     found = None if reader.name == "image" else _tiff_spacing(path)
     if found is None:
-        raise CannotReadSpacing(
-            "no µm/px in the file (OpenSlide properties, TIFF resolution tags, OME-XML); pass --mpp", path
-        )
+        raise CannotReadSpacing("no µm/px in the file (OpenSlide properties, TIFF resolution tags, OME-XML); pass --mpp", path)
     return found
 
 

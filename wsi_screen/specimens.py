@@ -25,7 +25,9 @@ def slide_specs(slides: list[Path], specimen_id: str | None, aoi: str, mapping: 
     if specimen_id is not None and mapping is not None:
         raise WsiScreenError("give --specimen-id or --specimens, not both")
     if specimen_id is not None and len(slides) > 1:
-        raise WsiScreenError(f"--specimen-id {specimen_id!r} would label all {len(slides)} slides as one specimen; map them with --specimens FILE.csv")
+        raise WsiScreenError(
+            f"--specimen-id {specimen_id!r} would label all {len(slides)} slides as one specimen; map them with --specimens FILE.csv"
+        )
     rows = read_mapping(Path(mapping), slides) if mapping is not None else {}
     specs = {}
     for slide in slides:

@@ -39,17 +39,25 @@ def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
         sp = 1 - neg[:, idx].sum() / n_neg if n_neg else 0.5
         confident = metrics.get("confident_negatives", {}).get(name, {})
         rates[name] = OperatingRates(
-            float(se), float(sp), int(n_pos), int(n_neg), "model card: out-of-fold confusion matrix (argmax rule)",
+            float(se),
+            float(sp),
+            int(n_pos),
+            int(n_neg),
+            "model card: out-of-fold confusion matrix (argmax rule)",
             tuple(zip(confident.get("thresholds", []), confident.get("counts", []))),
             tuple(tuple(int(v) for v in row) for row in confusion),
-        )  # fmt: skip
+        )
     return rates
 
 
 def summarize_slide(
-    cells: SlideCells, calls: Probabilities, rates: dict[str, OperatingRates], config: Config, specimen_id: str | None,
+    cells: SlideCells,
+    calls: Probabilities,
+    rates: dict[str, OperatingRates],
+    config: Config,
+    specimen_id: str | None,
     provenance: Provenance,
-) -> SlideSummary:  # fmt: skip
+) -> SlideSummary:
     """The slide's summary over its leukocytes: objects the reject output claims are counted as
     `n_rejected` and nowhere else (not in the differential, the tests, the flags, the review count
     or the density). The galleries hold the `export.gallery_size` leukocytes of highest P(blast)

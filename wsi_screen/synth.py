@@ -139,9 +139,16 @@ def write_pyramid(path: str | Path, rgb: np.ndarray, mpp: float, tile: int = 256
         for i, level in enumerate(levels):
             px_per_cm = 1e4 / (mpp * w0 / level.size[0])
             tif.write(
-                np.asarray(level), tile=(tile, tile), photometric="rgb", compression="jpeg",
-                compressionargs={"level": quality, "outcolorspace": "ycbcr", "subsampling": (2, 2)}, resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
-                subfiletype=1 if i else 0, metadata=None, software="wsi_screen.synth",
+                np.asarray(level),
+                tile=(tile, tile),
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"level": quality, "outcolorspace": "ycbcr", "subsampling": (2, 2)},
+                resolution=(px_per_cm, px_per_cm),
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if i else 0,
+                metadata=None,
+                software="wsi_screen.synth",
             )
     return len(levels)
 
@@ -156,15 +163,31 @@ def write_ground_truth(path: Path, cells: tuple[PlacedCell, ...], band: Polygon,
         return f
 
     features = [
-        truth(band, "annotation", MONOLAYER, MONOLAYER_COLOR, {"area_mm2": round(band.area * (mpp / 1000) ** 2, 6)}, {"truth": "monolayer band"})
+        truth(
+            band,
+            "annotation",
+            MONOLAYER,
+            MONOLAYER_COLOR,
+            {"area_mm2": round(band.area * (mpp / 1000) ** 2, 6)},
+            {"truth": "monolayer band"},
+        )
     ]
     for c in cells:
-        features.append(truth(
-            Polygon(c.polygon), "detection", c.code, CLASS_COLORS[c.code],
-            {"class_index": class_index(c.code), "area_um2": round(c.area_um2, 2),
-             "centroid_x_px": round(c.x, 2), "centroid_y_px": round(c.y, 2)},
-            {"class_code": c.code, "source_file": c.source},
-        ))
+        features.append(
+            truth(
+                Polygon(c.polygon),
+                "detection",
+                c.code,
+                CLASS_COLORS[c.code],
+                {
+                    "class_index": class_index(c.code),
+                    "area_um2": round(c.area_um2, 2),
+                    "centroid_x_px": round(c.x, 2),
+                    "centroid_y_px": round(c.y, 2),
+                },
+                {"class_code": c.code, "source_file": c.source},
+            )
+        )
     write_features(features, Path(path))
 
 
@@ -222,9 +245,11 @@ def _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, faithful, rng)
 
 def _orient(sprite: Sprite, rng: np.random.Generator) -> Sprite:
     k, flip = int(rng.integers(4)), bool(rng.integers(2))
+
     def turn(a):
         a = np.rot90(a, k)
         return np.ascontiguousarray(a[:, ::-1] if flip else a)
+
     cell = None if sprite.cell is None else turn(sprite.cell)
     return Sprite(turn(sprite.od), turn(sprite.alpha), sprite.code, sprite.source, cell, sprite.glass)
 
@@ -284,7 +309,12 @@ def _sequential(xy: np.ndarray, d_min: float, n_max: int) -> np.ndarray:
     d2 = d_min * d_min
     for x, y in xy:
         gx, gy = int(x // d_min), int(y // d_min)
-        if any((x - px) ** 2 + (y - py) ** 2 < d2 for i in (gx - 1, gx, gx + 1) for j in (gy - 1, gy, gy + 1) for px, py in grid.get((i, j), ())):
+        if any(
+            (x - px) ** 2 + (y - py) ** 2 < d2
+            for i in (gx - 1, gx, gx + 1)
+            for j in (gy - 1, gy, gy + 1)
+            for px, py in grid.get((i, j), ())
+        ):
             continue
         grid.setdefault((gx, gy), []).append((x, y))
         kept.append((x, y))
@@ -314,6 +344,10 @@ def _blend(od: np.ndarray, sprite: Sprite, x0: int, y0: int, mpp: float) -> Plac
     if outline.geom_type != "Polygon":
         outline = max(outline.geoms, key=lambda g: g.area)
     return PlacedCell(
-        sprite.code, round(outline.centroid.x, 2), round(outline.centroid.y, 2),
-        tuple((round(x, 2), round(y, 2)) for x, y in outline.exterior.coords), outline.area * mpp**2, sprite.source,
+        sprite.code,
+        round(outline.centroid.x, 2),
+        round(outline.centroid.y, 2),
+        tuple((round(x, 2), round(y, 2)) for x, y in outline.exterior.coords),
+        outline.area * mpp**2,
+        sprite.source,
     )

@@ -139,7 +139,9 @@ def _field_rbcs(rgb: np.ndarray, boxes: np.ndarray, mpp: float) -> list[Sprite]:
     return out
 
 
-def real_leukocytes(cells_dir: Path, codes: set[str], sources: tuple[str, ...], only: Collection[str] | None = None) -> dict[str, list[Path]]:
+def real_leukocytes(
+    cells_dir: Path, codes: set[str], sources: tuple[str, ...], only: Collection[str] | None = None
+) -> dict[str, list[Path]]:
     """Crop files per class code from data/cells/manifest.csv, limited to the given sources and,
     if given, to the manifest `file`s in `only` (e.g. a model's held-out cells)."""
     manifest = pd.read_csv(cells_dir / "manifest.csv")

@@ -73,7 +73,9 @@ def create_store(
     cells = root.create_group("cells")
     for name in table.columns:
         values = table[name].to_numpy()
-        arr = cells.create_array(name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),), chunk_key_encoding=SLASH_KEYS)
+        arr = cells.create_array(
+            name, shape=values.shape, dtype=values.dtype, chunks=(max(1, min(len(values), 65536)),), chunk_key_encoding=SLASH_KEYS
+        )
         if len(values):
             arr[:] = values
     root.create_array(
@@ -178,7 +180,13 @@ def write_aoi(path: Path, aoi: AoiMask, slide_mpp: float, levels: int = 3) -> No
         group.create_array(str(level), shape=data.shape, dtype="u1", chunks=chunks, chunk_key_encoding=SLASH_KEYS)[...] = data
         scale = aoi.downsample * slide_mpp * factor
         datasets.append(
-            {"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": [scale, scale]}, {"type": "translation", "translation": [scale / 2, scale / 2]}]}
+            {
+                "path": str(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [scale, scale]},
+                    {"type": "translation", "translation": [scale / 2, scale / 2]},
+                ],
+            }
         )
     group.attrs["multiscales"] = [
         {

@@ -15,6 +15,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..config import TrainConfig
 from ..preprocess import EvalTransform, hed_adjust, normalise
 
+
 class TrainTransform(EvalTransform):
     def __init__(self, out_px: int, mean, std, cfg: TrainConfig):
         super().__init__(out_px, mean, std)

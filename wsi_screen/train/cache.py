@@ -32,7 +32,9 @@ def build_cache(dataset: CellDataset, path: str | Path, num_workers: int = 1) ->
         if cache.shape == (len(dataset), dataset.canvas_px, dataset.canvas_px, 3):
             return cache
     loader = torch.utils.data.DataLoader(_Raw(dataset), batch_size=64, num_workers=num_workers)
-    cache = np.concatenate([b.numpy() for b in loader]) if len(dataset) else np.zeros((0, dataset.canvas_px, dataset.canvas_px, 3), np.uint8)
+    cache = (
+        np.concatenate([b.numpy() for b in loader]) if len(dataset) else np.zeros((0, dataset.canvas_px, dataset.canvas_px, 3), np.uint8)
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # folds trained in parallel may build it at once
     np.save(tmp, cache)

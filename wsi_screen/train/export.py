@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..cell_images import load_table
 from ..classes import ATYPICAL, BLAST, CLASS_CODES
 from ..classify import classify_files
-from ..cell_images import load_table
 from ..evaluate import full_summary, joined, json_safe, read_labels
 from ..registry import ModelCard, load_model, save_weights, sha256
-from .run import pooled_labels
 from ..summarize import rates_from_metrics
-from .shifts import lab_statistics, shift_robustness, stain_transfer_change
 from .reject_rate import reject_rates
+from .run import pooled_labels
+from .shifts import lab_statistics, shift_robustness, stain_transfer_change
 from .smears import SMEAR_CELLS, SMEARS, flag_rates
 from .splits import LOCKED_TEST, is_locked, read_locked
 
@@ -124,13 +124,15 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
     targets = {
         k: {"target": f"{op} {v}", **{where: h[k] for where, h in heads.items()}, "met": all(_met(h[k], op, v) for h in heads.values())}
         for k, (op, v) in TARGETS.items()
-    }  # fmt: skip
+    }
     apl = train_rows[train_rows["source"] == "deepapl"].sample(n=min(300, (train_rows["source"] == "deepapl").sum()), random_state=0)
     pbc_normal = locked[(locked["source"] == "pbc") & ~locked["class"].isin(BLAST)].reset_index(drop=True)
     transfer = stain_transfer_change(model, card, pbc_normal, lab_statistics(apl["file"].tolist(), apl["mpp"].tolist(), card))
     targets["stain_transfer_class_change_pbc"] = {
-        "target": f"<= {STAIN_TRANSFER_MAX_CHANGE}", "locked": transfer["class_changed"], "met": transfer["class_changed"] <= STAIN_TRANSFER_MAX_CHANGE,
-    }  # fmt: skip
+        "target": f"<= {STAIN_TRANSFER_MAX_CHANGE}",
+        "locked": transfer["class_changed"],
+        "met": transfer["class_changed"] <= STAIN_TRANSFER_MAX_CHANGE,
+    }
     rejects = reject_rates(locked_frame.rename(columns={"class": "label"}))
     targets["reject_rate_locked"] = {"target": rejects["target"], "locked": rejects["max_share"], "met": rejects["met"]}
     flags = smear_flag_rates(oof, locked_frame)
@@ -163,6 +165,7 @@ def smear_flag_rates(oof: pd.DataFrame, locked: pd.DataFrame) -> dict:
     """Share of seeded 2000-cell smears (train/smears.py) flagged per blast prevalence: of the
     locked cells' outputs with the out-of-fold rates, and of each fold's out-of-fold outputs with
     the other folds' rates (a smear's rates never come from its own cells)."""
+
     def rates_on(cells: pd.DataFrame, rates: dict) -> dict:
         return flag_rates(cells[list(CLASS_CODES)].to_numpy(), cells["class"].to_numpy(), np.ones(len(cells), bool), rates)
 
@@ -170,7 +173,15 @@ def smear_flag_rates(oof: pd.DataFrame, locked: pd.DataFrame) -> dict:
     return {"smear_cells": SMEAR_CELLS, "smears": SMEARS, "locked": rates_on(locked, _rates(oof)), "by_fold": by_fold}
 
 
-def export(final_dir: str | Path, cv_dir: str | Path, folds: int, data: str | Path, dest: str | Path, locked: str | Path = LOCKED_TEST, config_sha256: str = "") -> Path:
+def export(
+    final_dir: str | Path,
+    cv_dir: str | Path,
+    folds: int,
+    data: str | Path,
+    dest: str | Path,
+    locked: str | Path = LOCKED_TEST,
+    config_sha256: str = "",
+) -> Path:
     """Write dest (weights, fp16) and dest.json (the card): the final run's model, the
     cross-validation's out-of-fold metrics and the locked set's."""
     final_dir = Path(final_dir)
@@ -227,6 +238,8 @@ def _describe(split: pd.DataFrame) -> dict:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -14,10 +14,27 @@ import click
 from .splits import LOCKED_TEST
 
 
-def train_command(data: Path, run_dir: Path, config: Path, txl: Path, folds: int = 0, fold: int | None = None, final: bool = False) -> list[str]:
+def train_command(
+    data: Path, run_dir: Path, config: Path, txl: Path, folds: int = 0, fold: int | None = None, final: bool = False
+) -> list[str]:
     """`wsi-screen train` on `data` less the locked cells, with the TXL-PBC reject crops."""
-    cmd = [sys.executable, "-m", "wsi_screen.cli", "train", str(data), "-o", str(run_dir), "--config", str(config),
-           "--exclude", str(LOCKED_TEST), "--non-leukocytes", str(txl), "--device", "cpu"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "wsi_screen.cli",
+        "train",
+        str(data),
+        "-o",
+        str(run_dir),
+        "--config",
+        str(config),
+        "--exclude",
+        str(LOCKED_TEST),
+        "--non-leukocytes",
+        str(txl),
+        "--device",
+        "cpu",
+    ]
     if folds:
         cmd += ["--folds", str(folds), "--fold", str(fold)]
     return cmd + (["--final"] if final else [])

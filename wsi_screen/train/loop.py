@@ -19,17 +19,17 @@ import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from ..cell_images import CellDataset
 from ..classes import CLASS_CODES
 from ..classify import batch_logits, native_bf16, predictions_frame, to_probabilities
 from ..config import TrainConfig
 from ..errors import DatasetError
-from ..registry import ModelCard, create_model, default_input_px, save_weights
+from ..metrics import fit_temperature
 from ..preprocess import EvalTransform
+from ..registry import ModelCard, create_model, default_input_px, save_weights
 from .augment import TrainTransform
-from ..cell_images import CellDataset
 from .cache import build_cache
 from .non_leukocytes import REJECT_CODE
-from ..metrics import fit_temperature
 
 log = logging.getLogger(__name__)
 REJECT = (REJECT_CODE,)  # platelets (PLT) and cut-out non-leukocytes train one reject output
@@ -46,12 +46,17 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(
-    table: pd.DataFrame, split: np.ndarray, run_dir: str | Path, cfg: TrainConfig, field_um: float = 29.0,
-    device: torch.device = torch.device("cpu"), cache_dir: str | Path | None = None,
-) -> ModelCard:  # fmt: skip
+    table: pd.DataFrame,
+    split: np.ndarray,
+    run_dir: str | Path,
+    cfg: TrainConfig,
+    field_um: float = 29.0,
+    device: torch.device | None = None,
+    cache_dir: str | Path | None = None,
+) -> ModelCard:
     """Train on split=='train', stop early on split=='val', resume from run_dir/last.pt if present.
     Writes best.pt, model.pt (fp16, temperature-calibrated card), history.csv and preds_{val,test}.csv."""
-    run_dir = Path(run_dir)
+    run_dir, device = Path(run_dir), device or torch.device("cpu")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -105,9 +110,14 @@ def fit(
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         sampler = torch.utils.data.WeightedRandomSampler(weights, steps * cfg.batch_size, replacement=True, generator=gen)
         loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(train_set, train_idx), batch_size=cfg.batch_size, sampler=sampler,
-            num_workers=cfg.num_workers, generator=gen, persistent_workers=False, drop_last=True,
-        )  # fmt: skip
+            torch.utils.data.Subset(train_set, train_idx),
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            num_workers=cfg.num_workers,
+            generator=gen,
+            persistent_workers=False,
+            drop_last=True,
+        )
         train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, f"epoch {epoch + 1}/{cfg.epochs}", ema)
         logits = batch_logits(scored, (x for x, _ in val_loader), device)
         val_y = torch.from_numpy(eval_set.targets[val_idx])
@@ -117,11 +127,27 @@ def fit(
         state["best_loss"] = min(val_loss, state["best_loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0})
-        log.info("epoch %d train_loss %.4f val_loss %.4f val_acc %.4f %.0fs%s", epoch + 1, train_loss, val_loss, val_acc, time.time() - t0, " *" if improved else "")
+        state["history"].append(
+            {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_acc": val_acc, "seconds": time.time() - t0}
+        )
+        log.info(
+            "epoch %d train_loss %.4f val_loss %.4f val_acc %.4f %.0fs%s",
+            epoch + 1,
+            train_loss,
+            val_loss,
+            val_acc,
+            time.time() - t0,
+            " *" if improved else "",
+        )
         if improved:
             torch.save(scored.state_dict(), run_dir / "best.pt")
-        ck = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "scaler": scaler.state_dict(), "state": state}
+        ck = {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+            "scaler": scaler.state_dict(),
+            "state": state,
+        }
         if ema is not None:
             ck["ema"] = ema.state_dict()
         torch.save(ck, run_dir / "last.tmp")
@@ -131,12 +157,20 @@ def fit(
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
     val_logits = batch_logits(model, (x for x, _ in val_loader), device)
     temperature = fit_temperature(val_logits, torch.from_numpy(eval_set.targets[val_idx]))
-    card = ModelCard(**{**card.to_dict(), "temperature": temperature, "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"]}})
+    card = ModelCard(
+        **{
+            **card.to_dict(),
+            "temperature": temperature,
+            "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"]},
+        }
+    )
     save_weights(model, card, run_dir / "model.pt")
     for name, idx in (("val", val_idx), ("test", test_idx)):
         if len(idx):
             lg = batch_logits(model, (x for x, _ in _eval_loader(torch.utils.data.Subset(eval_set, idx), cfg)), device)
-            predictions_frame(table["file"].iloc[idx].tolist(), to_probabilities(lg, card)).to_csv(run_dir / f"preds_{name}.csv", index=False)
+            predictions_frame(table["file"].iloc[idx].tolist(), to_probabilities(lg, card)).to_csv(
+                run_dir / f"preds_{name}.csv", index=False
+            )
     return card
 
 

@@ -64,8 +64,8 @@ def choose_threshold(segmenter, fields: list[Field], thresholds: tuple[float, ..
 
 
 def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig) -> dict:
-    """Train `card` (a DetectorCard: architecture and µm/px) afresh without `left_out`, choose the threshold on the others' val fields, test on all of
-    `left_out`'s fields; writes out/result.json and out/gallery/."""
+    """Train `card` (a DetectorCard: architecture and µm/px) afresh without `left_out`, choose the
+    threshold on the others' val fields, test on all of `left_out`'s fields; writes out/result.json and out/gallery/."""
     from ..segmenters import UnetSegmenter
 
     done = out / "result.json"
@@ -109,5 +109,12 @@ def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig) -> dict
 
 def summarize_loso(results: list[dict]) -> dict:
     """Per left-out source, and the worst source (the targets hold on each)."""
-    per = {r["left_out"]: {k: r["figures"][k] for k in ("precision", "recall", "f1", "precision_ci95", "recall_ci95", "far_fp_per_1000_rbc")} for r in results}
-    return {"per_source": per, "min_precision": min(p["precision"] for p in per.values()), "min_recall": min(p["recall"] for p in per.values())}
+    per = {
+        r["left_out"]: {k: r["figures"][k] for k in ("precision", "recall", "f1", "precision_ci95", "recall_ci95", "far_fp_per_1000_rbc")}
+        for r in results
+    }
+    return {
+        "per_source": per,
+        "min_precision": min(p["precision"] for p in per.values()),
+        "min_recall": min(p["recall"] for p in per.values()),
+    }

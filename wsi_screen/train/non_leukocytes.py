@@ -31,7 +31,9 @@ def _outside_wbc(points: np.ndarray, wbc: np.ndarray) -> np.ndarray:
     return ~inside.any(1)
 
 
-def cut_non_leukocytes(root: str | Path, split: str, out_dir: str | Path, per_source: int = 400, field_um: float = 36.0, seed: int = 0) -> pd.DataFrame:
+def cut_non_leukocytes(
+    root: str | Path, split: str, out_dir: str | Path, per_source: int = 400, field_um: float = 36.0, seed: int = 0
+) -> pd.DataFrame:
     """PNG crops of `field_um` (reflect-padded at the field border, so the object stays centred)
     and their table (file, label NLK, source txl_<source>, patient '', mpp). Platelets are taken
     first (they are rare), red cells fill the rest. Cached: a finished folder is read back."""

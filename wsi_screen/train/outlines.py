@@ -36,7 +36,12 @@ class Crop:
 def load_wbc_seg(root: Path) -> list[Crop]:
     labels = pd.read_csv(root / "labels.csv")
     return [
-        Crop(int(i), CLASSES[int(c)], read_rgb(root / "images" / f"{int(i):03d}.png"), np.asarray(Image.open(root / "masks" / f"{int(i):03d}.png")))
+        Crop(
+            int(i),
+            CLASSES[int(c)],
+            read_rgb(root / "images" / f"{int(i):03d}.png"),
+            np.asarray(Image.open(root / "masks" / f"{int(i):03d}.png")),
+        )
         for i, c in zip(labels.iloc[:, 0], labels.iloc[:, 1])
     ]
 

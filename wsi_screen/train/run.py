@@ -21,7 +21,9 @@ from .splits import kfold, read_locked, train_val_test, without_locked, write_sp
 log = logging.getLogger(__name__)
 
 
-def training_table(data: str | Path, exclude: str | Path | None = None, non_leukocytes: str | Path | None = None, crops_dir: str | Path | None = None) -> pd.DataFrame:
+def training_table(
+    data: str | Path, exclude: str | Path | None = None, non_leukocytes: str | Path | None = None, crops_dir: str | Path | None = None
+) -> pd.DataFrame:
     """DATA's cells with absolute paths (valid in split.csv and preds from any directory), less the
     cells listed in `exclude` (a locked list, files relative to DATA's folder), plus non-leukocyte
     crops cut from the TXL-PBC tree `non_leukocytes` (its train split) into `crops_dir`."""
@@ -38,9 +40,16 @@ def training_table(data: str | Path, exclude: str | Path | None = None, non_leuk
 
 
 def train_run(
-    data: str | Path, run_dir: str | Path, config: Config, folds: int = 0, fold: int | None = None, device: str = "auto",
-    exclude: str | Path | None = None, non_leukocytes: str | Path | None = None, final: bool = False,
-) -> list[ModelCard]:  # fmt: skip
+    data: str | Path,
+    run_dir: str | Path,
+    config: Config,
+    folds: int = 0,
+    fold: int | None = None,
+    device: str = "auto",
+    exclude: str | Path | None = None,
+    non_leukocytes: str | Path | None = None,
+    final: bool = False,
+) -> list[ModelCard]:
     """folds=0: one patient-wise held-out split in run_dir (`final`: no test split, every cell but
     the validation share trains: the shipped model, tested on the locked cells); folds=N: N-fold
     (patient-grouped where ids exist) cross-validation in run_dir/fold_K, all folds or only `fold`."""

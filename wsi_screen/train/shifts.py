@@ -17,9 +17,9 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..classes import BLAST, blast_called
 from ..classify import classify_files
-from ..registry import ModelCard
-from ..preprocess import hed_adjust, normalise
 from ..metrics import screening_test
+from ..preprocess import hed_adjust, normalise
+from ..registry import ModelCard
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,9 @@ def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame
     files, mpp = rows["file"].tolist(), rows["mpp"].tolist()
     out = {}
     for name, shift in SHIFTS.items():
-        p = classify_files(model, card, files, mpp, batch_size, "cpu", transform=ShiftedEval(card, shift), canvas_px=math.ceil(1.5 * card.input_px))
+        p = classify_files(
+            model, card, files, mpp, batch_size, "cpu", transform=ShiftedEval(card, shift), canvas_px=math.ceil(1.5 * card.input_px)
+        )
         called = blast_called(p.probs)
         out[name] = {
             "blast_auc": screening_test(truth, p.p_blast)["auc"],

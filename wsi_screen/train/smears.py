@@ -40,7 +40,9 @@ def flag_rates(probs: np.ndarray, labels: np.ndarray, normal: np.ndarray, rates:
     out = {}
     for p in PREVALENCES:
         if all(have[c] for c in NORMAL_MIX) and (have["blast"] or not p):
-            out[str(p)] = float(np.mean([blast_and_atypical(cells, rates, cfg)["blast"].flag for cells in smears(probs, labels, normal, p, seed)]))
+            out[str(p)] = float(
+                np.mean([blast_and_atypical(cells, rates, cfg)["blast"].flag for cells in smears(probs, labels, normal, p, seed)])
+            )
         else:
             out[str(p)] = float("nan")
     return out

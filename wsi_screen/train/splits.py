@@ -27,7 +27,9 @@ def kfold(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
         if not len(rows):
             continue
         if grouped:
-            parts = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(rows, labels[rows], table["patient"].to_numpy()[rows])
+            parts = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(
+                rows, labels[rows], table["patient"].to_numpy()[rows]
+            )
         else:
             parts = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(rows, labels[rows])
         for k, (_, test) in enumerate(parts):
@@ -36,8 +38,13 @@ def kfold(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
 
 
 def holdout(
-    table: pd.DataFrame, frac: float, seed: int = 0, trials: int = 500, image_frac: float | None = None, each_on_both_sides: tuple[str, ...] = ()
-) -> np.ndarray:  # fmt: skip
+    table: pd.DataFrame,
+    frac: float,
+    seed: int = 0,
+    trials: int = 500,
+    image_frac: float | None = None,
+    each_on_both_sides: tuple[str, ...] = (),
+) -> np.ndarray:
     """Boolean mask of a held-out share ≈ frac. Patients: among `trials` random draws of
     round(frac × patients) patients, the one whose per-class held-out shares are closest to frac
     and that leaves blasts (and each class of `each_on_both_sides`) on both sides. Images without
@@ -78,7 +85,9 @@ def holdout(
     return out
 
 
-def train_val_test(table: pd.DataFrame, test_frac: float, val_frac: float, seed: int = 0, fold: np.ndarray | None = None, k: int | None = None) -> np.ndarray:
+def train_val_test(
+    table: pd.DataFrame, test_frac: float, val_frac: float, seed: int = 0, fold: np.ndarray | None = None, k: int | None = None
+) -> np.ndarray:
     """'train' / 'val' / 'test' per row. Test is fold k when folds are given, else a `holdout`
     (none at test_frac 0: a final model, tested on the locked cells); validation (early stopping,
     temperature) is a `holdout` of the remainder."""
