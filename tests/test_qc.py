@@ -44,6 +44,15 @@ def test_colour_shifted_field_warns_about_stain(field):
     assert qc.stain_angle_deg > 15
 
 
+def test_tinted_plasma_is_not_counted_as_cells(field):
+    """A yellowish plasma (PBC's camera, a scanner's white balance) darkens every pixel by an OD
+    of about 0.3: against white it would all count as cells (coverage ~100 %, a false warning)."""
+    tinted = (field * np.float32([1.0, 0.9, 0.8])).astype(np.uint8)
+    plain, warm = _summary(field), _summary(tinted)
+    assert abs(warm.coverage - plain.coverage) < 0.05 and 0.2 < warm.coverage < 0.9
+    assert not any(w.startswith("red-cell coverage") for w in warm.warnings)
+
+
 def test_empty_glass_warns(tmp_path):
     qc = _summary(np.full((512, 512, 3), 240, np.uint8))
     assert qc.focus is None and "no stained cells" in qc.warnings[0]

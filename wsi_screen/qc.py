@@ -13,13 +13,23 @@ from scipy import ndimage as ndi
 from .config import QcConfig
 from .records import SlideQc, TileQc
 
-STAINED_OD = 0.3  # summed optical density above which a pixel belongs to a cell
+STAINED_OD = 0.3  # summed optical density over the plasma's above which a pixel belongs to a cell
+BRIGHTEST = 99.0  # grey percentile above which pixels are taken to be plasma or glass
+MIN_PLASMA_GREY = 0.75  # brighter than this, or the tile has no plasma (thick end): white is used
+
+
+def plasma_colour(a: np.ndarray) -> np.ndarray:
+    """The tile's plasma colour: the median of its brightest pixels. Cells are measured against it
+    so a tinted background (a scanner's white balance, a yellowish plasma) is not counted as cells."""
+    grey = a.mean(-1)
+    bg = np.median(a[grey >= np.percentile(grey, BRIGHTEST)], 0)
+    return bg if bg.mean() >= MIN_PLASMA_GREY * 255 else np.full(3, 255.0, np.float32)
 
 
 def tile_qc(rgb: np.ndarray) -> TileQc:
     a = rgb.astype(np.float32)
     od = -np.log(np.clip(a, 1, 255) / 255.0)
-    stained = od.sum(-1) > STAINED_OD
+    stained = (od.sum(-1) + np.log(plasma_colour(a) / 255.0).sum()) > STAINED_OD
     grey = a.mean(-1) / 255.0
     contrast = float(grey[stained].std()) if stained.sum() > 16 else 0.0
     focus = float(ndi.laplace(grey).std() / contrast) if contrast > 1e-3 else 0.0
