@@ -143,3 +143,35 @@ def test_faithful_cells_bring_nothing_of_their_crop_past_2_um(data_dir, mpp):
         from_crop = changed[ring].mean()
         assert from_crop > 0.5 if generator == "faithful" else from_crop < 0.05
         assert changed[masks].mean() > 0.95
+
+
+def _cells_od(centres_um: list[tuple[float, float, float]], size_px: int = 360) -> tuple[np.ndarray, np.ndarray]:
+    """Crop-scale OD image and mask of round cells (x, y, radius in µm), each with a nucleus of half
+    its radius: what `synth_cells` sees in a crop."""
+    from wsi_screen.cell_images import CROP_MPP
+
+    yy, xx = np.mgrid[:size_px, :size_px] * CROP_MPP
+    od = np.zeros((size_px, size_px, 3), np.float32)
+    mask = np.zeros((size_px, size_px), bool)
+    for x, y, r in centres_um:
+        d = np.hypot(xx - x, yy - y)
+        mask |= d <= r
+        od[d <= r] = np.maximum(od[d <= r], [0.2, 0.3, 0.2])
+        od[d <= r / 2] = [1.0, 1.2, 0.6]
+    return od, mask
+
+
+@pytest.mark.parametrize(
+    "cells, two",
+    [
+        ([(16, 16, 6)], False),  # one round cell
+        ([(12, 16, 6), (22.5, 16, 5)], True),  # two touching cells, two whole nuclei
+        ([(16, 16, 7), (25, 16, 3.4)], True),  # a small neighbour: its nucleus is small, the waist gives it away
+    ],
+)
+def test_a_crop_whose_mask_holds_two_cells_is_not_placed(cells, two):
+    """A neighbour merged into the centre cell's mask would be placed as one cell and found as two."""
+    from wsi_screen.synth_cells import _holds_two_cells
+
+    od, mask = _cells_od(cells)
+    assert _holds_two_cells(od, mask) is two

@@ -288,7 +288,7 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng) -> None:
     for zone, coverage in RBC_COVERAGE.items():
         ys = np.arange(height) + 0.5
         inner = np.clip(curves[zone - 1](ys), 0, width) if zone else np.zeros(height)
-        outer = np.clip(curves[zone](ys), 0, width)
+        outer = np.clip(curves[zone](ys), inner, width)  # a zone of no width may have its curves cross
         n_target = int(coverage * float(np.sum(outer - inner)) / area)
         right = float(outer.max())
         n_cand = int(n_target * (1.5 if zone == THICK else 6) * right * height / max(float(np.sum(outer - inner)), 1.0))

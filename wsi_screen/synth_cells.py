@@ -215,4 +215,26 @@ def _segment(od: np.ndarray) -> np.ndarray | None:
     r0, c0, r1, c1 = region.bbox
     if region.solidity < 0.85 or not 40 <= region.area * CROP_MPP**2 <= 500 or r0 == 0 or c0 == 0 or r1 == h or c1 == w:
         return None
-    return cell
+    return None if _holds_two_cells(od, cell) else cell
+
+
+SECOND_NUCLEUS_UM2 = 40.0  # a neutrophil's or eosinophil's lobes stay under this; a neighbour's whole nucleus does not
+NECK_RATIO = 0.8  # a waist this much narrower than the thinner of two cell bodies joins two cells
+
+
+def _holds_two_cells(od: np.ndarray, cell: np.ndarray) -> bool:
+    """A crop's neighbour leukocyte can merge into the centre cell's mask (touching cells, nuclei
+    within the lobe distance); placed as one cell it would be found as two. Two cells show as a
+    second whole nucleus or as two round bodies joined by a waist."""
+    nuclei = measure.label(ndi.binary_opening((od[..., 0] > max(0.4, filters.threshold_otsu(od[..., 0][cell]))) & cell, iterations=2))
+    areas = sorted((p.area * CROP_MPP**2 for p in measure.regionprops(nuclei)), reverse=True)
+    if len(areas) > 1 and areas[1] > SECOND_NUCLEUS_UM2:
+        return True
+    dist = ndi.distance_transform_edt(cell) * CROP_MPP
+    peaks = feature.peak_local_max(dist, min_distance=round(2.0 / CROP_MPP), threshold_abs=2.5, exclude_border=False)
+    for i, a in enumerate(peaks):
+        for b in peaks[i + 1 :]:
+            line = np.linspace(a, b, int(np.hypot(*(a - b))) + 2).round().astype(int)
+            if dist[line[:, 0], line[:, 1]].min() < NECK_RATIO * min(dist[tuple(a)], dist[tuple(b)]):
+                return True
+    return False
