@@ -135,7 +135,7 @@ def outline(mask: np.ndarray, origin: tuple[float, float], scale: float) -> Poly
     pixel (row, col) covers [x0 + col·scale, …); simplified to half a pixel."""
     x0, y0 = origin
     contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
-    polygon = Polygon([(x0 + (c - 0.5) * scale, y0 + (r - 0.5) * scale) for r, c in contour]).simplify(scale * 0.5)
+    polygon = Polygon(np.column_stack([x0 + (contour[:, 1] - 0.5) * scale, y0 + (contour[:, 0] - 0.5) * scale])).simplify(scale * 0.5)
     if not polygon.is_valid:
         polygon = polygon.buffer(0)
     if polygon.geom_type != "Polygon":
