@@ -17,6 +17,8 @@ from wsi_screen.records import Box
 from wsi_screen.synth import make_slide
 
 MPP = 0.1
+BLOCK_PX = 8192
+LEUKOCYTES_PER_BLOCK = 150  # 0.067 gigapixels: 2,235 leukocytes per gigapixel, a real monolayer's density at 0.1 µm/px
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -55,17 +57,22 @@ def repeated_slide(path: Path, block_path: Path, reps: int, mpp: float, tile: in
     return w * reps, h * reps
 
 
-def bench_slides(workdir: Path | None, reps: int, names: tuple[str, ...] = ("1x",)) -> dict[str, Path]:
+def bench_slides(
+    workdir: Path | None, reps: int, names: tuple[str, ...] = ("1x",), leukocytes: int = LEUKOCYTES_PER_BLOCK
+) -> dict[str, Path]:
     """Cached benchmark slides at 0.1 µm/px (100x oil): "1x" is reps×reps blocks of 8192² px
-    (reps=4: 1.07 gigapixels), "4x" has four times its area. Real cells when ../shared is there."""
+    (reps=4: 1.07 gigapixels), "4x" has four times its area. Each block holds `leukocytes` cells,
+    side by side in its monolayer band (the default: a real monolayer's density, issue 16). Real
+    cells when ../shared is there."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="wsi_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
-    block = workdir / "block.tiff"
+    block = workdir / f"block_{leukocytes}.tiff"
     if not block.exists():
-        make_slide(block, width=8192, height=8192, mpp=MPP, n_leukocytes=60, data_dir=SHARED if SHARED.exists() else None, seed=0)
+        data_dir = SHARED if SHARED.exists() else None
+        make_slide(block, width=BLOCK_PX, height=BLOCK_PX, mpp=MPP, n_leukocytes=leukocytes, data_dir=data_dir, seed=0)
     slides = {}
     for name in names:
-        path = workdir / f"smear_{name}.tiff"
+        path = workdir / f"smear_{leukocytes}_{name}.tiff"
         if not path.exists():
             repeated_slide(path, block, reps * (2 if name == "4x" else 1), MPP)
         slides[name] = path

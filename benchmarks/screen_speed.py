@@ -1,19 +1,29 @@
-"""`screen` speed on a generated gigapixel smear, side by side in one run:
+"""`screen` speed on a generated gigapixel smear as dense as a real monolayer, side by side in one run
+(issue 16: a benchmark that cannot flatter):
 
-- decode-only time of every level-0 tile, on the same number of Dask workers;
-- `screen` time with start-up (slide check, AOI, model load, cluster start) reported apart;
-- classification throughput (cells/s) inside that `screen` run (model load and first-call set-up
-  included), and the steady-state throughput of the same code (`classify_inputs`: reading the
-  stored inputs, normalising, forward) against the raw forward of the same prepared network (batch
-  norm folded, channels_last) on the same batch size, alternated five times, medians;
+- decode-only: every level-0 tile of the slide decoded once, on the same number of Dask workers;
+- `screen --aoi full`, the whole slide, with its start-up (slide check, AOI, model load, cluster
+  start) reported apart, divided by the decode-only time; then `screen` with the automatic AOI,
+  reported separately;
+- the per-stage profile of the full run: the client's wall time per stage (waiting on the
+  workers for detection and patches, classification, aggregation, writers, overview, saliency,
+  report) and the seconds of the stages inside the worker tasks (tile and patch reads by pyramid
+  level, U-Net, instances, tile QC, patch writes, classifier inputs, nuclei), summed over tasks;
+- classification throughput (cells/s) inside that run (model load and first-call set-up included),
+  and the steady-state throughput of the same code (`classify_inputs`) against the raw forward of
+  the same prepared network on the same batch size, alternated five times, medians;
+- with --memory, peak memory summed over all processes screening the slide and one of 4x its area;
 - the same screen, classifying on CUDA with AMP, wherever a GPU is available.
 
-    python -m benchmarks.screen_speed [--workdir /tmp/wsi_bench] [--reps 4]
+Figures are printed and written to --json.
+
+    python -m benchmarks.screen_speed [--workdir /tmp/wsi_bench] [--reps 4] [--memory]
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -21,13 +31,14 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import bench_slides, decode_seconds
+from benchmarks.common import LEUKOCYTES_PER_BLOCK, PeakMemory, bench_slides, decode_seconds
 from wsi_screen.classify import batch_logits, classify_inputs, resize_patches
 from wsi_screen.config import Config
 from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
 from wsi_screen.find_cells import PATCHES_PER_TASK
 from wsi_screen.registry import for_inference
-from wsi_screen.screen import ScreenOptions, load_classifier, screen_slide
+from wsi_screen.screen import ScreenOptions, ScreenResult, load_classifier, screen_slide
+from wsi_screen.slide import check_slide
 
 
 def raw_forward_cells_per_s(model, card, batch: int, device: str, repeats: int = 20) -> float:
@@ -62,35 +73,101 @@ def steady_state(model, card, store: Path, batch: int, device: str, reps: int = 
     return float(np.median(pipe)), float(np.median(raw))
 
 
+def screen(slide: Path, out: Path, config: Config, workers: int, aoi: str) -> tuple[ScreenResult, float, float]:
+    """One `screen` run: its result, its wall time and the peak memory (GB) of all processes."""
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        result = screen_slide(slide, out, config, ScreenOptions(workers=workers, aoi=aoi, progress=False))
+        wall = time.perf_counter() - t0
+    return result, wall, mem.peak / 1e9
+
+
+def profile_table(result: ScreenResult, wall: float, workers: int) -> tuple[str, dict]:
+    """The per-stage profile as a Markdown table and as figures: client stages as seconds and share
+    of the run's wall time; worker stages as seconds summed over tasks and share of all task time."""
+    client = dict(result.profile)
+    client["other (output commit, cluster shutdown)"] = wall - sum(client.values())
+    tasks = result.task_profile
+    task_total = sum(tasks.values())
+    busy = result.profile.get("detection", 0.0) + result.profile.get("patches", 0.0)
+    rows = ["| where | stage | seconds | share |", "|---|---|---|---|"]
+    rows += [f"| client (wall) | {k} | {v:.1f} | {v / wall:.1%} |" for k, v in client.items()]
+    rows += [f"| client (wall) | **total** | **{wall:.1f}** | 100 % |"]
+    order = sorted(tasks, key=lambda k: (not k.startswith("tile"), k not in ("unet", "instances", "tile qc"), k))
+    rows += [f"| workers (task s) | {k} | {tasks[k]:.1f} | {tasks[k] / task_total:.1%} |" for k in order]
+    utilisation = task_total / (workers * busy) if busy else math.nan
+    use = f"{utilisation:.0%} of {workers} workers × detection + patches wall"
+    rows += [f"| workers (task s) | **total** ({use}) | **{task_total:.1f}** | 100 % |"]
+    figures = {"client_s": client, "task_s": dict(tasks), "worker_utilisation": utilisation}
+    return "\n".join(rows), figures
+
+
 @click.command()
-@click.option("--workdir", type=click.Path(path_type=Path), default=None)
-@click.option("--reps", default=4, show_default=True)
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("/tmp/wsi_bench"), show_default=True)
+@click.option("--reps", default=4, show_default=True, help="Block copies per side (8192 px blocks at 0.1 µm/px).")
+@click.option("--leukocytes", default=LEUKOCYTES_PER_BLOCK, show_default=True, help="Leukocytes per block.")
 @click.option("--workers", default=2, show_default=True)
-def main(workdir: Path | None, reps: int, workers: int) -> None:
-    slide = bench_slides(workdir, reps)["1x"]
+@click.option("--memory/--no-memory", default=False, show_default=True, help="Also screen a slide of 4x the area for peak memory.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Default: WORKDIR/screen_speed.json.")
+def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, json_path: Path | None) -> None:
+    slides = bench_slides(workdir, reps, ("1x", "4x") if memory else ("1x",), leukocytes)
+    slide = slides["1x"]
+    info = check_slide(slide)
     config = Config()
     decode_s = decode_seconds(slide, config, workers)
-    report = {"decode_only_level0_s": decode_s}
+    report: dict = {
+        "slide_gigapixels": info.width * info.height / 1e9,
+        "slide_mm2": info.width * info.height * (info.mpp / 1000) ** 2,
+        "workers": workers,
+        "decode_only_level0_s": decode_s,
+    }
     model, card, _ = load_classifier(config)
     batch = config.classify.batch_size
+    tables = {}
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
-        t0 = time.perf_counter()
-        options = ScreenOptions(workers=workers, progress=False)
-        result = screen_slide(slide, slide.parent / f"screen_{device}", config.replace("classify", device=device), options)
-        screen_s = time.perf_counter() - t0 - result.startup_seconds
-        pipe, raw = steady_state(for_inference(model, device), card, result.out_dir / "cells.zarr", batch, device)  # as screen prepares it
+        cfg = config.replace("classify", device=device)
+        result, wall, peak = screen(slide, workdir / f"screen_full_{device}", cfg, workers, "full")
+        table, profile = profile_table(result, wall, workers)
+        tables[device] = table
+        screen_s = wall - result.startup_seconds
         n = result.summary.n_leukocytes
+        pipe, raw = steady_state(for_inference(model, device), card, result.out_dir / "cells.zarr", batch, device)  # as screen prepares it
         report |= {
-            f"{device}_screen_startup_s": result.startup_seconds,
-            f"{device}_screen_s": screen_s,
-            f"{device}_screen_over_decode": screen_s / decode_s,
-            "cells": n,
+            f"{device}_full_cells": n,
+            f"{device}_full_cells_per_gigapixel": n / report["slide_gigapixels"],
+            f"{device}_full_startup_s": result.startup_seconds,
+            f"{device}_full_screen_s": screen_s,
+            f"{device}_full_screen_over_decode": screen_s / decode_s,
+            f"{device}_full_wall_over_decode": wall / decode_s,
+            f"{device}_full_peak_rss_gb": peak,
             f"{device}_classify_in_screen_cells_per_s": n / result.classify_seconds,
             f"{device}_classify_cells_per_s": pipe,
             f"{device}_raw_forward_cells_per_s": raw,
             f"{device}_classify_over_raw": pipe / raw,
+            f"{device}_full_profile": profile,
         }
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}, indent=1))
+        auto, auto_wall, _ = screen(slide, workdir / f"screen_auto_{device}", cfg, workers, "auto")
+        report |= {
+            f"{device}_auto_aoi_mm2": auto.summary.aoi_area_mm2,
+            f"{device}_auto_cells": auto.summary.n_leukocytes,
+            f"{device}_auto_screen_s": auto_wall - auto.startup_seconds,
+            f"{device}_auto_screen_over_decode": (auto_wall - auto.startup_seconds) / decode_s,
+        }
+    if memory:
+        four, four_wall, four_peak = screen(slides["4x"], workdir / "screen_full_4x", config, workers, "full")
+        report |= {
+            "memory_4x_cells": four.summary.n_leukocytes,
+            "memory_4x_screen_s": four_wall - four.startup_seconds,
+            "memory_4x_peak_rss_gb": four_peak,
+            "memory_4x_over_1x": four_peak / report["cpu_full_peak_rss_gb"],
+        }
+    json_path = json_path or workdir / "screen_speed.json"
+    json_path.write_text(json.dumps(report, indent=1))
+    flat = {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items() if not k.endswith("_profile")}
+    print(json.dumps(flat, indent=1))
+    for device, table in tables.items():
+        print(f"\nProfile of `screen --aoi full` ({device}):\n{table}")
+    print(f"\nwritten {json_path}")
 
 
 if __name__ == "__main__":

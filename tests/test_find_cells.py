@@ -14,10 +14,13 @@ import zarr
 from shapely.geometry import shape
 
 from wsi_screen.config import Config
+from wsi_screen.detect import detector_mpp
 from wsi_screen.export.geojson import read_features, validate_qupath
 from wsi_screen.export.store import open_patches, read_table
 from wsi_screen.find_cells import find_cells, prepare
+from wsi_screen.slide import open_slide
 from wsi_screen.synth import make_slide
+from wsi_screen.timing import Stages
 
 REPO_DEMO = Path(__file__).resolve().parents[1] / "wsi_screen" / "demo"
 
@@ -46,11 +49,17 @@ def test_demo_slide_every_leukocyte_found_exactly_once(client):
     slide = REPO_DEMO / "demo_smear.tiff"
     config = Config()
     info, mask = prepare(slide, config, None, "auto")
-    cells = find_cells(client, slide, info, mask, config, None, progress=False)
+    stages = Stages()
+    cells = find_cells(client, slide, info, mask, config, None, progress=False, stages=stages)
     hits = _hits(_truth(REPO_DEMO / "demo_smear.geojson"), cells.detections)
     assert hits.count(1) == len(hits) == 150  # every placed leukocyte, none twice
     assert len(cells.detections) <= 153  # within 2 % of the placed count
     assert cells.qc.warnings == () and 0.3 < cells.qc.focus
+    # the tiles' stage seconds come back with their results: the detector's level, U-Net, instances
+    with open_slide(slide) as s:
+        level = s.level_for(detector_mpp(config.detect))
+    assert {f"tile read (level {level})", "unet", "instances", "tile qc"} == set(stages.seconds)
+    assert all(v > 0 for v in stages.seconds.values())
 
 
 def _crossing_share(detections, tile_px):

@@ -5,10 +5,11 @@ crops the nucleus and the detector's cell outline agree with the hand-drawn mask
 import numpy as np
 import pytest
 from shapely.geometry import Polygon
+from skimage.draw import polygon as draw_polygon
 
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import make_segmenter
-from wsi_screen.nucleus import measure_nucleus, nucleus_mask
+from wsi_screen.nucleus import fill_polygon, measure_nucleus, nucleus_mask
 from wsi_screen.records import Box
 from wsi_screen.train.outlines import detector_cell, iou, load_wbc_seg, stain_nucleus
 
@@ -72,3 +73,19 @@ def test_measure_nucleus_in_a_patch_maps_back_to_level0():
     rows, cols = np.nonzero(nucleus)
     assert (lobe.centroid.x, lobe.centroid.y) == pytest.approx((1000 + 2 * (cols.mean() + 0.5), 2000 + 2 * (rows.mean() + 0.5)), abs=1)
     assert Polygon(ring).contains(lobe)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fill_polygon_is_skimage_polygon_pixel_for_pixel(seed):
+    rng = np.random.default_rng(seed)
+    shape = (60, 50)
+    cases = [
+        (rng.uniform(-10, 70, 9), rng.uniform(-10, 60, 9)),  # arbitrary, partly outside the image
+        (np.round(rng.uniform(-5, 65, 9)), np.round(rng.uniform(-5, 55, 9))),  # vertices and edges on pixel centres
+        (np.round(rng.uniform(-5, 65, 9)) / 2, np.round(rng.uniform(-5, 55, 9)) / 2),
+        (np.array([3.0, 3, 20, 20, 3]), np.array([2.0, 30, 30, 2, 2])),  # closed rectangle, horizontal edges on rows
+    ]
+    for rows, cols in cases:
+        expected = np.zeros(shape, bool)
+        expected[draw_polygon(rows, cols, shape)] = True
+        assert (fill_polygon(rows, cols, shape) == expected).all()

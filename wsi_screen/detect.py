@@ -19,6 +19,7 @@ from skimage.segmentation import watershed
 from .config import DetectConfig
 from .qc import tile_qc
 from .records import Box, Detection, Tile, TileResult
+from .timing import Stages, read_stage
 
 
 def make_segmenter(cfg: DetectConfig):
@@ -134,7 +135,7 @@ def outline(mask: np.ndarray, origin: tuple[float, float], scale: float) -> Poly
     pixel (row, col) covers [x0 + col·scale, …); simplified to half a pixel."""
     x0, y0 = origin
     contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
-    polygon = Polygon([(x0 + (c - 0.5) * scale, y0 + (r - 0.5) * scale) for r, c in contour]).simplify(scale * 0.5)
+    polygon = Polygon(np.column_stack([x0 + (contour[:, 1] - 0.5) * scale, y0 + (contour[:, 0] - 0.5) * scale])).simplify(scale * 0.5)
     if not polygon.is_valid:
         polygon = polygon.buffer(0)
     if polygon.geom_type != "Polygon":
@@ -149,13 +150,21 @@ def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig, scale: float = 1
     return to_detections(labels, score, (0.0, 0.0), scale, segmenter.mpp)
 
 
-def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig) -> TileResult:
+def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig, stages: Stages | None = None) -> TileResult:
     """Detections owned by `tile`: read its halo'd box at the detector µm/px, segment, keep the
-    cells whose centroid lies in the tile's core; QC figures of the core come free."""
-    rgb = slide.read(tile.read, segmenter.mpp)
+    cells whose centroid lies in the tile's core; QC figures of the core come free. Times its
+    stages into `stages` when given."""
+    stages = stages if stages is not None else Stages()
+    with stages.time(read_stage("tile", slide.level_for(segmenter.mpp))):
+        rgb = slide.read(tile.read, segmenter.mpp)
     scale = tile.read.width / rgb.shape[1]
-    labels, score = instances(segmenter(rgb), cfg, segmenter.mpp, rgb)
-    owned = tuple(to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp, keep=tile.core.contains))
-    halo = int(round((tile.core.x0 - tile.read.x0) / scale))
-    core = rgb[halo : halo + int(round(tile.core.height / scale)), halo : halo + int(round(tile.core.width / scale))]
-    return TileResult(tile, owned, tile_qc(core))
+    with stages.time("unet"):
+        maps = segmenter(rgb)
+    with stages.time("instances"):
+        labels, score = instances(maps, cfg, segmenter.mpp, rgb)
+        owned = tuple(to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp, keep=tile.core.contains))
+    with stages.time("tile qc"):
+        halo = int(round((tile.core.x0 - tile.read.x0) / scale))
+        core = rgb[halo : halo + int(round(tile.core.height / scale)), halo : halo + int(round(tile.core.width / scale))]
+        qc = tile_qc(core)
+    return TileResult(tile, owned, qc, seconds=stages.items())

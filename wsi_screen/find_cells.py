@@ -17,6 +17,7 @@ from . import __version__
 from .config import Config
 from .qc import summarize_qc
 from .records import AoiMask, Detection, Nucleus, SlideInfo, SlideQc
+from .timing import Stages
 
 PATCHES_PER_TASK = 16
 ALIGN_DETECTION_PX = 32  # tile origins on multiples of the U-Net's largest stride (2**5)
@@ -73,9 +74,17 @@ def prepare(slide_path: Path, config: Config, mpp: float | None, aoi: str) -> tu
 
 
 def find_cells(
-    client, slide_path: Path, info: SlideInfo, mask: AoiMask, config: Config, mpp: float | None, progress: bool = True
+    client,
+    slide_path: Path,
+    info: SlideInfo,
+    mask: AoiMask,
+    config: Config,
+    mpp: float | None,
+    progress: bool = True,
+    stages: Stages | None = None,
 ) -> SlideCells:
-    """Detect every leukocyte of the AOI, exactly once, in a deterministic order."""
+    """Detect every leukocyte of the AOI, exactly once, in a deterministic order; the tiles' stage
+    seconds are added to `stages` when given."""
     from .detect import detector_mpp
     from .parallel import bounded_map, in_flight, tile_task
     from .tiling import make_grid
@@ -91,6 +100,8 @@ def find_cells(
             warnings.warn(f"skipped corrupt tile {result.tile.index} at {result.tile.core}: {result.error}", stacklevel=2)
             errors.append(result.error)
         by_tile[result.tile.index] = result.detections
+        if stages is not None:
+            stages.add(result.seconds)
         if result.qc is not None:
             qcs[result.tile.index] = result.qc
     # Deterministic order whatever the scheduling: tile by tile, then top-to-bottom, left-to-right.
@@ -111,10 +122,13 @@ def overview(cells: SlideCells, max_mpp: float, longest_px: int = 1600) -> tuple
         return slide.thumbnail(mpp), mpp / cells.info.mpp
 
 
-def write_store(client, store: Path, cells: SlideCells, config: Config, model_input_px: int = 0) -> tuple[Nucleus, ...]:
+def write_store(
+    client, store: Path, cells: SlideCells, config: Config, model_input_px: int = 0, stages: Stages | None = None
+) -> tuple[Nucleus, ...]:
     """cells.zarr: the cell table (with each nucleus's area and share of the cell), the AOI, and
     every cell's patch (extracted in parallel); with `model_input_px`, every patch also at the
-    classifier's input size (see export.store). Returns the nuclei in cell order."""
+    classifier's input size (see export.store). Returns the nuclei in cell order; the patch
+    tasks' stage seconds are added to `stages` when given."""
     from .export.store import create_store, detections_table, write_aoi, write_columns
     from .parallel import bounded_map, in_flight, patch_task
 
@@ -131,7 +145,7 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
     d = cells.detections
     jobs = [(i, tuple((c.x, c.y, c.polygon) for c in d[i : i + PATCHES_PER_TASK])) for i in range(0, len(d), PATCHES_PER_TASK)]
     nuclei: list = [None] * len(d)
-    for start, found in bounded_map(
+    for start, found, seconds in bounded_map(
         client,
         patch_task,
         jobs,
@@ -144,6 +158,8 @@ def write_store(client, store: Path, cells: SlideCells, config: Config, model_in
         model_input_px=model_input_px,
     ):
         nuclei[start : start + len(found)] = found
+        if stages is not None:
+            stages.add(seconds)
     write_columns(
         store,
         {

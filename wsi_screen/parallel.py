@@ -16,6 +16,7 @@ from pathlib import Path
 from .config import DaskConfig, DetectConfig, PatchConfig
 from .errors import SlideError, WsiScreenError
 from .records import Tile, TileResult
+from .timing import Stages, read_stage
 
 
 def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = None):
@@ -109,10 +110,11 @@ def tile_task(tile: Tile, slide_path: str, mpp: float | None, max_mpp: float, cf
     """Detect one tile; a corrupt tile is reported, not fatal."""
     from .detect import detect_tile
 
+    stages = Stages()
     try:
-        return detect_tile(_slide(slide_path, mpp, max_mpp), tile, _segmenter(cfg), cfg)
+        return detect_tile(_slide(slide_path, mpp, max_mpp), tile, _segmenter(cfg), cfg, stages)
     except SlideError as exc:
-        return TileResult(tile, (), error=str(exc))
+        return TileResult(tile, (), error=str(exc), seconds=stages.items())
 
 
 def patch_task(
@@ -123,10 +125,10 @@ def patch_task(
     store: str,
     cfg: PatchConfig,
     model_input_px: int = 0,
-) -> tuple[int, tuple]:
+) -> tuple[int, tuple, tuple[tuple[str, float], ...]]:
     """Extract the patches of cells start.. (centroid x, y and outline) and write them into the
     store's region, and with `model_input_px` the same patches resized for the classifier; each
-    cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei)."""
+    cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei, stage seconds)."""
     import numpy as np
 
     from .export.store import write_model_input, write_patches
@@ -134,13 +136,19 @@ def patch_task(
     from .patches import extract_patch, patch_box
 
     start, cells = job
+    stages = Stages()
     slide = _slide(slide_path, mpp, max_mpp)
-    patches = np.stack([extract_patch(slide, x, y, cfg) for x, y, _ in cells])
-    write_patches(Path(store), start, patches)
+    with stages.time(read_stage("patch", slide.level_for(cfg.mpp))):
+        patches = np.stack([extract_patch(slide, x, y, cfg) for x, y, _ in cells])
+    with stages.time("patch write"):
+        write_patches(Path(store), start, patches)
     if model_input_px:
         from .classify import resize_patches
 
-        write_model_input(Path(store), start, resize_patches(patches, model_input_px))
-    return start, tuple(
-        measure_nucleus(p, polygon, patch_box(x, y, slide.info.mpp, cfg), cfg.mpp) for p, (x, y, polygon) in zip(patches, cells)
-    )
+        with stages.time("model input"):
+            write_model_input(Path(store), start, resize_patches(patches, model_input_px))
+    with stages.time("nucleus"):
+        nuclei = tuple(
+            measure_nucleus(p, polygon, patch_box(x, y, slide.info.mpp, cfg), cfg.mpp) for p, (x, y, polygon) in zip(patches, cells)
+        )
+    return start, nuclei, stages.items()

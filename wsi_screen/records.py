@@ -139,12 +139,14 @@ class TileQc:
 
 @dataclass(frozen=True)
 class TileResult:
-    """What a worker returns for one tile: its owned detections and QC, or the error that skipped it."""
+    """What a worker returns for one tile: its owned detections and QC, or the error that skipped
+    it, and the seconds its stages took (`timing.Stages.items()`)."""
 
     tile: Tile
     detections: tuple[Detection, ...]
     qc: TileQc | None = None
     error: str | None = None
+    seconds: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,28 +20,37 @@ from .preprocess import EvalTransform  # noqa: E402
 from .registry import ModelCard  # noqa: E402
 
 
+def saliency_maps(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """x: N×3×H×W normalised inputs → (N×H×W maps, each scaled to [0, 1]; N predicted output
+    indices), in one forward and one backward pass: in eval mode no sample's logit depends on
+    another's input, so the gradient of their sum is each logit's own gradient."""
+    model.eval()
+    x = x.clone().requires_grad_(True)
+    logits = model(x)
+    k = logits[:, : len(CLASS_CODES)].argmax(1)
+    logits.gather(1, k[:, None]).sum().backward()
+    grad = x.grad.abs().amax(1).numpy()
+    return grad / np.maximum(grad.reshape(len(grad), -1).max(1), 1e-12)[:, None, None], k.numpy()
+
+
 def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
     """x: 3×H×W normalised input → (H×W map scaled to [0, 1], predicted output index)."""
-    model.eval()
-    x = x[None].clone().requires_grad_(True)
-    logits = model(x)
-    k = int(logits[0, : len(CLASS_CODES)].argmax())
-    logits[0, k].backward()
-    grad = x.grad[0].abs().amax(0).numpy()
-    return grad / max(float(grad.max()), 1e-12), k
+    maps, k = saliency_maps(model, x[None])
+    return maps[0], int(k[0])
 
 
-def patch_saliency(model: nn.Module, card: ModelCard, patches: np.ndarray) -> np.ndarray:
-    """Saliency of each N×S×S×3 patch of the card's field, at patch size (N×S×S float32)."""
+def patch_saliency(model: nn.Module, card: ModelCard, patches: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Saliency of each N×S×S×3 patch of the card's field, at patch size (N×S×S float32); only
+    the patches given (the report's gallery), `batch` at a time."""
     import torch.nn.functional as F
 
     from .classify import patch_batch
 
     maps = []
-    for x in patch_batch(patches, card):
-        smap, _ = saliency_map(model, x)
-        maps.append(F.interpolate(torch.from_numpy(smap)[None, None], size=patches.shape[1:3], mode="bilinear")[0, 0].numpy())
-    return np.stack(maps) if maps else np.zeros((0,) + patches.shape[1:3], np.float32)
+    for start in range(0, len(patches), batch):
+        smap, _ = saliency_maps(model, patch_batch(patches[start : start + batch], card))
+        maps.append(F.interpolate(torch.from_numpy(smap)[:, None], size=patches.shape[1:3], mode="bilinear")[:, 0].numpy())
+    return np.concatenate(maps) if maps else np.zeros((0,) + patches.shape[1:3], np.float32)
 
 
 def save_saliency(model: nn.Module, card: ModelCard, image_path: str | Path, out_dir: str | Path, input_mpp: float | None = None) -> Path:

@@ -6,7 +6,7 @@ Composes stages only; their logic lives in find_cells, classify, summarize, sali
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import numpy as np
 from .config import Config
 from .find_cells import SlideCells, find_cells, overview, prepare, write_store
 from .records import Provenance, SlideSummary
+from .timing import Stages
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,29 @@ class ScreenOptions:
 
 @dataclass(frozen=True)
 class ScreenResult:
-    """A screened slide: its summary (also OUT/<name>/report.json) and where the time went."""
+    """A screened slide: its summary (also OUT/<name>/report.json) and where the time went.
+
+    `profile`: wall seconds of each stage on this (the client) process, in order, summing to
+    about `seconds`: start-up, detection and patches (waiting on the workers), classification,
+    aggregation, the writers, saliency. `task_profile`: seconds of the stages inside the worker
+    tasks (tile and patch reads by pyramid level, U-Net, instances, patch writes, ...), summed
+    over tasks, so on n workers up to n times the wall time of their phase."""
 
     summary: SlideSummary
     out_dir: Path
     seconds: float
-    startup_seconds: float
-    classify_seconds: float  # classification of every cell, model load included (benchmarks)
+    profile: dict[str, float] = field(default_factory=dict)
+    task_profile: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def startup_seconds(self) -> float:
+        """Slide check, AOI, classifier load and cluster start."""
+        return self.profile.get("startup", 0.0)
+
+    @property
+    def classify_seconds(self) -> float:
+        """Classification of every cell, model load included."""
+        return self.profile.get("classification", 0.0)
 
     def line(self) -> str:
         s, b = self.summary, self.summary.blast
@@ -59,7 +76,7 @@ def screen_slide(
 ) -> ScreenResult:
     """Screen one slide into OUT/<out_name or slide stem>/; uses `client` when given (the batch
     runner's), else starts one for this job."""
-    from contextlib import nullcontext
+    from contextlib import ExitStack
 
     from .export.geojson import aoi_features, cell_features, write_features
     from .export.outdir import staged_dir
@@ -71,29 +88,41 @@ def screen_slide(
     from .summarize import rates_from_card, summarize_slide
 
     t0 = time.perf_counter()
-    info, mask = prepare(slide_path, config, options.mpp, options.aoi)  # bad slide/AOI: fail before torch and Dask
-    model, card, model_path = load_classifier(config)  # bad model: fail before any work
-    rates = rates_from_card(card)
-    out_dir = Path(out_root) / (out_name or Path(slide_path).stem)
-    with nullcontext(client) if client is not None else dask_client(options.scheduler, config.dask, options.workers) as client:
-        startup = time.perf_counter() - t0
-        cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress)
+    stages, tasks = Stages(), Stages()
+    with ExitStack() as cluster:
+        with stages.time("startup"):
+            info, mask = prepare(slide_path, config, options.mpp, options.aoi)  # bad slide/AOI: fail before torch and Dask
+            model, card, model_path = load_classifier(config)  # bad model: fail before any work
+            rates = rates_from_card(card)
+            out_dir = Path(out_root) / (out_name or Path(slide_path).stem)
+            if client is None:
+                client = cluster.enter_context(dask_client(options.scheduler, config.dask, options.workers))
+        with stages.time("detection"):
+            cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress, tasks)
         with staged_dir(out_dir) as tmp:
             store = tmp / "cells.zarr"
-            nuclei = write_store(client, store, cells, config, card.input_px)
-            t_classify = time.perf_counter()
-            calls = classify_on_cluster(client, store, model_path, config)
-            t_classify = time.perf_counter() - t_classify
-            drop_model_input(store)
-            write_calls(store, calls, calls.needs_review(config.classify.review_below), sha256(model_path))
-            runtime = time.perf_counter() - t0
-            provenance = Provenance(model_provenance(config, model_path, card), config.sha256(), software_versions(), runtime)
-            summary = summarize_slide(cells, calls, rates, config, options.specimen_id, provenance)
-            gz = options.gzip or len(cells.detections) > config.export.gzip_above_cells
-            features = cell_features(cells.detections, cells.slide_key, calls, nuclei) + aoi_features(cells.slide_key, cells.aoi.polygons)
-            write_features(features, tmp / "detections.geojson", gz=gz)
-            write_report(tmp, summary, cells.detections, calls, _report_images(store, cells, summary, model, card, config))
-    return ScreenResult(summary, out_dir, time.perf_counter() - t0, startup, t_classify)
+            with stages.time("patches"):
+                nuclei = write_store(client, store, cells, config, card.input_px, tasks)
+            with stages.time("classification"):
+                calls = classify_on_cluster(client, store, model_path, config)
+            with stages.time("calls to zarr"):
+                drop_model_input(store)
+                write_calls(store, calls, calls.needs_review(config.classify.review_below), sha256(model_path))
+            with stages.time("aggregation"):
+                provenance = Provenance(
+                    model_provenance(config, model_path, card), config.sha256(), software_versions(), time.perf_counter() - t0
+                )
+                summary = summarize_slide(cells, calls, rates, config, options.specimen_id, provenance)
+            with stages.time("geojson"):
+                gz = options.gzip or len(cells.detections) > config.export.gzip_above_cells
+                features = cell_features(cells.detections, cells.slide_key, calls, nuclei) + aoi_features(
+                    cells.slide_key, cells.aoi.polygons
+                )
+                write_features(features, tmp / "detections.geojson", gz=gz)
+            images = _report_images(store, cells, summary, model, card, config, stages)
+            with stages.time("report"):
+                write_report(tmp, summary, cells.detections, calls, images)
+    return ScreenResult(summary, out_dir, time.perf_counter() - t0, stages.seconds, tasks.seconds)
 
 
 def classify_task(store: str, model_path: str, config: Config):
@@ -118,7 +147,7 @@ def classify_on_cluster(client, store: Path, model_path: Path, config: Config):
     return classify_task(str(store), str(model_path), config)
 
 
-def _report_images(store: Path, cells: SlideCells, summary: SlideSummary, model, card, config: Config):
+def _report_images(store: Path, cells: SlideCells, summary: SlideSummary, model, card, config: Config, stages: Stages):
     """The slide overview and the gallery cells' patches, the blast candidates with saliency."""
     from .export.report import ReportImages
     from .export.store import open_patches
@@ -129,7 +158,9 @@ def _report_images(store: Path, cells: SlideCells, summary: SlideSummary, model,
     def pick(ids: tuple[int, ...]) -> np.ndarray:
         return np.stack([patches[i] for i in ids]) if ids else np.zeros((0, 8, 8, 3), np.uint8)
 
-    candidates = pick(summary.blast_candidates)
-    thumbnail, downsample = overview(cells, config.slide.max_mpp)
-    saliency = patch_saliency(model, card, candidates)
+    with stages.time("overview"):
+        thumbnail, downsample = overview(cells, config.slide.max_mpp)
+    with stages.time("saliency"):
+        candidates = pick(summary.blast_candidates)
+        saliency = patch_saliency(model, card, candidates)
     return ReportImages(thumbnail, downsample, cells.aoi.polygons, candidates, saliency, pick(summary.review_cells))

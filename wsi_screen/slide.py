@@ -88,6 +88,10 @@ class Slide:
         """The whole slide at `mpp` µm/px."""
         return self.read(Box(0, 0, self.info.width, self.info.height), mpp)
 
+    def level_for(self, mpp: float) -> int:
+        """The pyramid level `read(box, mpp)` decodes."""
+        return self.best_level(mpp / self.info.mpp)
+
     def best_level(self, scale: float) -> int:
         """The coarsest level still at least as fine as `scale` level-0 px per output px."""
         fine_enough = [i for i, d in enumerate(self.info.level_downsamples) if d <= scale * (1 + 1e-3)]
