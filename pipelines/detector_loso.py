@@ -1,6 +1,7 @@
 """Leave-one-source-out detector runs over TXL-PBC's four sources (wsi_screen.train.loso), each
 ≤ 30 min on both cores with configs/detector_loso.yaml; resumable (finished sources are skipped).
-Writes OUT/<source>/result.json, OUT/<source>/gallery/ and OUT/loso.json.
+Writes OUT/<source>/result.json, OUT/<source>/gallery/ and OUT/loso.json (the runs, their config and
+the per-source summary; copied to docs/detector/loso.json, whose table pipelines/doc_tables.py renders).
 
     python pipelines/detector_loso.py ../shared/data/detection/txl_pbc -o runs/loso --config configs/detector_loso.yaml
 """
@@ -8,6 +9,7 @@ Writes OUT/<source>/result.json, OUT/<source>/gallery/ and OUT/loso.json.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -27,7 +29,8 @@ def main(data: Path, out: Path, config_path: Path | None, sources: tuple[str, ..
     card = load_card("default", "detector")  # the shipped architecture and µm/px, trained afresh per run
     results = [run_one(data, s, out / s, card, cfg) for s in sources or SOURCES]
     summary = summarize_loso(results)
-    (out / "loso.json").write_text(json.dumps({"runs": results, **summary}, indent=1, default=float))
+    record = {"config": asdict(cfg), "detector": {"arch": card.arch, "mpp": card.mpp}, "runs": results, **summary}
+    (out / "loso.json").write_text(json.dumps(record, indent=1, default=float))
     print(json.dumps(summary, indent=1))
 
 

@@ -12,12 +12,13 @@ a new detector evaluation), one command brings every page up to date:
     PYTHONPATH=$PWD python pipelines/doc_tables.py           # rewrite what is stale
     PYTHONPATH=$PWD python pipelines/doc_tables.py --check   # list stale pages, exit 1 (tests/test_docs.py)
 
-Sources: wsi_screen/weights/classifier.json (the model card, written by pipelines/train_classifier.py),
-docs/detector/detector_eval.json (pipelines/evaluate_detector.py), docs/detector/outlines.json
-(pipelines/evaluate_outlines.py), docs/crop_scale.json (pipelines/measure_crop_scale.py),
+Sources: wsi_screen/weights/classifier.json (the model card, written by
+pipelines/train_classifier.py), docs/detector/detector_eval.json (pipelines/evaluate_detector.py),
+docs/detector/outlines.json (pipelines/evaluate_outlines.py), docs/detector/loso.json
+(pipelines/detector_loso.py), docs/crop_scale.json (pipelines/measure_crop_scale.py),
 docs/slide_agreement.json (pipelines/slide_agreement.py), docs/statistics/interval_coverage.json
-(benchmarks/interval_coverage.py); the README's settings table comes from configs/default.yaml. Only the standard
-library and PyYAML are imported: the check runs in a moment."""
+(benchmarks/interval_coverage.py); the README's settings table comes from configs/default.yaml. Only
+the standard library and PyYAML are imported: the check runs in a moment."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CARD = ROOT / "wsi_screen" / "weights" / "classifier.json"
 DETECTOR_EVAL = ROOT / "docs" / "detector" / "detector_eval.json"
 OUTLINES = ROOT / "docs" / "detector" / "outlines.json"
+LOSO = ROOT / "docs" / "detector" / "loso.json"
 CROP_SCALE = ROOT / "docs" / "crop_scale.json"
 SLIDE_AGREEMENT = ROOT / "docs" / "slide_agreement.json"
 INTERVAL_COVERAGE = ROOT / "docs" / "statistics" / "interval_coverage.json"
@@ -235,6 +237,41 @@ def detector_eval() -> str:
     )
 
 
+def detector_loso() -> str:
+    d = _load(LOSO)
+    runs = sorted(d["runs"], key=lambda r: SOURCE_ORDER.index(r["left_out"]) if r["left_out"] in SOURCE_ORDER else 99)
+    rows = []
+    for r in runs:
+        f = r["figures"]
+        rows.append(
+            [
+                r["left_out"],
+                f"{r['train_fields']} / {r['val_fields']}",
+                f"{r['test_fields']} ({f['tp'] + f['fn']} WBC)",
+                f"{r['test_mpp'][r['left_out']]:.4f}",
+                str(r["threshold"]),
+                str(r["best_epoch"]["epoch"]),
+                f"{f['precision']:.3f} ({_ci(f['precision_ci95'])})",
+                f"{f['recall']:.3f} ({_ci(f['recall_ci95'])})",
+                f"{f['far_fp_per_1000_rbc']:.2f}",
+                pct(f["swallowing_rbc_fraction"]),
+                f"{r['seconds']['total'] / 60:.0f}",
+            ]
+        )
+    header = ["left out", "train / val fields", "test fields", "test µm/px", "threshold", "epoch", "precision (95 % CI)"]
+    header += ["recall (95 % CI)", "far FP / 1,000 RBC", "swallowing", "minutes"]
+    train = d["config"]["train"]
+    recipe = (
+        f"{d['detector']['arch']} at {d['detector']['mpp']} µm/px, {train['epochs']} epochs, {train['threads']} thread(s) per run, "
+        f"negative weight {train['negative_weight']}, thresholds chosen among {', '.join(map(str, d['config']['thresholds']))}."
+    )
+    worst = f"worst source: precision {d['min_precision']:.3f}, recall {d['min_recall']:.3f}"
+    targets = [
+        ["precision and recall on each left-out source", "≥ 0.97 each", worst, _verdict(min(d["min_precision"], d["min_recall"]) >= 0.97)]
+    ]
+    return "\n\n".join([prose(recipe), table(header, rows), table(["target", "goal", "measured", "status"], targets)])
+
+
 OUTLINE_CLASSES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 
 
@@ -383,6 +420,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "card-limitations": card_limitations,
     "detector-eval": detector_eval,
     "detector-outlines": detector_outlines,
+    "detector-loso": detector_loso,
     "crop-scale": crop_scale,
     "interval-coverage": interval_coverage,
 }
