@@ -43,3 +43,17 @@ def test_alignment_puts_every_tile_on_the_same_pixel_grid():
     grid = make_grid(2000, 1500, 0.1, cfg, align=80)
     assert grid.tile_px == 480 and grid.halo_px == 160
     assert all(t.core.x0 % 80 == 0 and t.read.x0 % 80 == 0 and t.read.y0 % 80 == 0 for t in grid.tiles)
+
+
+def test_qc_blocks_do_not_change_with_the_tile_size():
+    """QC is a median over fixed blocks: tiles four times the block's area measure QC on exactly
+    the squares that block-sized tiles would, inside the AOI only."""
+    mask = np.zeros((12, 12), bool)
+    mask[2:9, 3:11] = True
+    aoi = AoiMask(mask, downsample=100.0)
+    small = TilingConfig(tile_um=25.6, qc_block_um=25.6, halo_um=5.0, max_cell_um=3.0, network_margin_um=1.0)
+    big = TilingConfig(tile_um=51.2, qc_block_um=25.6, halo_um=5.0, max_cell_um=3.0, network_margin_um=1.0)
+    blocks_small = [b for t in make_grid(1150, 1100, 0.1, small, aoi).tiles for b in t.qc_blocks]
+    blocks_big = [b for t in make_grid(1150, 1100, 0.1, big, aoi).tiles for b in t.qc_blocks]
+    assert len(blocks_big) > 10 and sorted(blocks_big, key=lambda b: (b.y0, b.x0)) == sorted(blocks_small, key=lambda b: (b.y0, b.x0))
+    assert all(aoi.covers(b) for b in blocks_big)

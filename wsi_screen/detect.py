@@ -164,7 +164,11 @@ def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig, stages: Stages 
         labels, score = instances(maps, cfg, segmenter.mpp, rgb)
         owned = tuple(to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp, keep=tile.core.contains))
     with stages.time("tile qc"):
-        halo = int(round((tile.core.x0 - tile.read.x0) / scale))
-        core = rgb[halo : halo + int(round(tile.core.height / scale)), halo : halo + int(round(tile.core.width / scale))]
-        qc = tile_qc(core)
+        qc = tuple(tile_qc(_crop(rgb, b, tile.read, scale)) for b in tile.qc_blocks)
     return TileResult(tile, owned, qc, seconds=stages.items())
+
+
+def _crop(rgb: np.ndarray, box: Box, read: Box, scale: float) -> np.ndarray:
+    """The pixels of level-0 `box` in `rgb`, the `read` box at `scale` level-0 px per pixel."""
+    x0, y0 = round((box.x0 - read.x0) / scale), round((box.y0 - read.y0) / scale)
+    return rgb[y0 : y0 + round(box.height / scale), x0 : x0 + round(box.width / scale)]

@@ -102,14 +102,13 @@ def find_cells(
         by_tile[result.tile.index] = result.detections
         if stages is not None:
             stages.add(result.seconds)
-        if result.qc is not None:
-            qcs[result.tile.index] = result.qc
+        qcs[result.tile.index] = result.qc
     # Deterministic order whatever the scheduling: tile by tile, then top-to-bottom, left-to-right.
     # Tiles overlapping the AOI edge also see cells outside it: keep those whose centroid is inside.
     detections = tuple(d for i in sorted(by_tile) for d in sorted(by_tile[i], key=lambda d: (d.y, d.x)) if mask.contains(d.x, d.y))
     if not detections:
         warnings.warn(f"{slide_path}: no leukocytes found in the AOI", stacklevel=2)
-    qc = summarize_qc([qcs[i] for i in sorted(qcs)], len(detections), mask.area_mm2(info.mpp), config.qc)
+    qc = summarize_qc([q for i in sorted(qcs) for q in qcs[i]], len(detections), mask.area_mm2(info.mpp), config.qc)
     return SlideCells(Path(slide_path), mpp, info, mask, detections, tuple(errors), qc)
 
 

@@ -95,6 +95,7 @@ class Tile:
     index: int
     core: Box
     read: Box
+    qc_blocks: tuple[Box, ...] = ()  # fixed squares of the core, inside the AOI, that QC is measured on
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ class TileResult:
 
     tile: Tile
     detections: tuple[Detection, ...]
-    qc: TileQc | None = None
+    qc: tuple[TileQc, ...] = ()  # one per qc block
     error: str | None = None
     seconds: tuple[tuple[str, float], ...] = ()
 

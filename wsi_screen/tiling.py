@@ -19,6 +19,7 @@ def make_grid(width: int, height: int, mpp: float, cfg: TilingConfig, aoi: AoiMa
     on the same pixels in every tile: tiled and untiled then see identical inputs."""
     tile = max(1, int(round(cfg.tile_um / mpp / align))) * align
     halo = int(math.ceil(cfg.halo_um / mpp / align)) * align
+    block = min(tile, max(1, int(round(cfg.qc_block_um / mpp / align))) * align)
     tiles = []
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
@@ -26,5 +27,16 @@ def make_grid(width: int, height: int, mpp: float, cfg: TilingConfig, aoi: AoiMa
             if aoi is not None and not aoi.covers(core):
                 continue
             read = Box(core.x0 - halo, core.y0 - halo, core.x1 + halo, core.y1 + halo)
-            tiles.append(Tile(len(tiles), core, read))
+            tiles.append(Tile(len(tiles), core, read, _blocks(core, block, aoi)))
     return TileGrid(tuple(tiles), tile, halo)
+
+
+def _blocks(core: Box, block: int, aoi: AoiMask | None) -> tuple[Box, ...]:
+    """The core cut into `block`-sized squares (smaller at the slide's edge), those the AOI covers:
+    QC figures do not change with the tile size."""
+    squares = (
+        Box(x, y, min(x + block, core.x1), min(y + block, core.y1))
+        for y in range(core.y0, core.y1, block)
+        for x in range(core.x0, core.x1, block)
+    )
+    return tuple(b for b in squares if aoi is None or aoi.covers(b))
