@@ -15,8 +15,9 @@ a new detector evaluation), one command brings every page up to date:
 Sources: wsi_screen/weights/classifier.json (the model card, written by
 pipelines/train_classifier.py), docs/detector/detector_eval.json (pipelines/evaluate_detector.py),
 docs/detector/outlines.json (pipelines/evaluate_outlines.py), docs/detector/loso.json
-(pipelines/detector_loso.py), docs/crop_scale.json (pipelines/measure_crop_scale.py),
-docs/slide_agreement.json (pipelines/slide_agreement.py), docs/statistics/interval_coverage.json
+(pipelines/detector_loso.py), docs/detector/detector_eval_second_look.json (the same with --second-
+look), docs/crop_scale.json (pipelines/measure_crop_scale.py), docs/slide_agreement.json
+(pipelines/slide_agreement.py), docs/statistics/interval_coverage.json
 (benchmarks/interval_coverage.py); the README's settings table comes from configs/default.yaml. Only
 the standard library and PyYAML are imported: the check runs in a moment."""
 
@@ -38,6 +39,7 @@ CARD = ROOT / "wsi_screen" / "weights" / "classifier.json"
 DETECTOR_EVAL = ROOT / "docs" / "detector" / "detector_eval.json"
 OUTLINES = ROOT / "docs" / "detector" / "outlines.json"
 LOSO = ROOT / "docs" / "detector" / "loso.json"
+SECOND_LOOK = ROOT / "docs" / "detector" / "detector_eval_second_look.json"
 CROP_SCALE = ROOT / "docs" / "crop_scale.json"
 SLIDE_AGREEMENT = ROOT / "docs" / "slide_agreement.json"
 INTERVAL_COVERAGE = ROOT / "docs" / "statistics" / "interval_coverage.json"
@@ -237,6 +239,28 @@ def detector_eval() -> str:
     )
 
 
+def detector_second_look() -> str:
+    """The detector alone beside what `screen` counts after the classifier's reject output."""
+    alone, looked = _load(DETECTOR_EVAL)["figures"], _load(SECOND_LOOK)["figures"]
+    sources = [s for s in SOURCE_ORDER if s in looked] + ["pooled"]
+    rows = []
+    for s in sources:
+        a, b = alone[s], looked[s]
+        rows.append(
+            [
+                s,
+                f"{a['tp']} / {a['fp']} / {a['fn']}",
+                str(b["rejected"]),
+                f"{b['tp']} / {b['fp']} / {b['fn']}",
+                f"{b['precision']:.3f} / {b['recall']:.3f}",
+                f"{a['far_fp_per_1000_rbc']:.2f} → {b['far_fp_per_1000_rbc']:.2f}",
+            ]
+        )
+    header = ["source", "detector: found / false / missed", "rejected", "counted: found / false / missed"]
+    header += ["counted precision / recall", "far FP / 1,000 RBC"]
+    return table(header, rows)
+
+
 def detector_loso() -> str:
     d = _load(LOSO)
     runs = sorted(d["runs"], key=lambda r: SOURCE_ORDER.index(r["left_out"]) if r["left_out"] in SOURCE_ORDER else 99)
@@ -421,6 +445,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "detector-eval": detector_eval,
     "detector-outlines": detector_outlines,
     "detector-loso": detector_loso,
+    "detector-second-look": detector_second_look,
     "crop-scale": crop_scale,
     "interval-coverage": interval_coverage,
 }

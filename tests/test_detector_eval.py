@@ -86,6 +86,24 @@ def test_field_errors_are_counted_by_kind(one_field_eval):
     assert pooled["precision_ci95"] == pytest.approx(wilson(1, 3))
 
 
+def test_a_second_look_drops_detections_before_matching(tmp_path):
+    """What the second look rejects is neither found nor false: here it drops the instance on the
+    red cell (index 1 in detection order), leaving one found, one false beside A, B missed."""
+    rows = [(0, 20, 20, 52, 52), (0, 150, 70, 180, 100), (1, 90, 10, 106, 26), (1, 60, 80, 76, 96)]
+    (field,) = _write_field(tmp_path, rows)
+    segmenter = _Painted([(36, 36, 14), (98, 18, 9), (56, 40, 8)])
+    seen = []
+
+    def look(f, mpp, detections):
+        seen.append(len(detections))
+        return np.array([abs(d.x - 98) > 3 for d in detections])
+
+    e = evaluate_field(field, 0.5, segmenter, DetectConfig(min_nucleus_fraction=0), look)
+    assert seen == [3] and e.rejected == 1
+    assert (e.score.tp, e.score.fp, e.score.fn, e.far_fp) == (1, 1, 1, 0)
+    assert summarize([e])["pooled"]["rejected"] == 1
+
+
 def test_gallery_has_one_crop_per_error(one_field_eval, tmp_path):
     counts = write_gallery([one_field_eval], tmp_path / "g")
     assert counts == {"false_positives": 2, "false_negatives": 1}

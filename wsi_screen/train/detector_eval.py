@@ -7,15 +7,20 @@ by the share of a red-cell box it covers. Duplicate WBC boxes are merged before 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from shapely.geometry import Polygon, box
 
 from ..config import DetectConfig
+from ..records import Detection
 from .detection_metrics import DetectionScore, assign, merge_duplicates, wilson
 from .detector import detect_field
 from .fields import RBC, Field, source_of
+
+# a second look at a field's detections: which of them to keep (e.g. the classifier's reject output)
+SecondLook = Callable[[Field, float, list[Detection]], np.ndarray]
 
 RBC_COVER = 0.2  # an outline covering more than this share of a red-cell box has swallowed it
 
@@ -36,10 +41,14 @@ class FieldEval:
     false_positives: tuple[int, ...]  # indices into outlines
     wbc_boxes: np.ndarray  # merged
     missed: tuple[int, ...]  # indices into wbc_boxes
+    rejected: int = 0  # detections the second look removed before matching
 
 
-def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig) -> FieldEval:
+def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig, second_look: SecondLook | None = None) -> FieldEval:
     detections = detect_field(segmenter, field, mpp, cfg)
+    found = len(detections)
+    if second_look is not None and detections:
+        detections = [d for d, keep in zip(detections, second_look(field, mpp, detections)) if keep]
     outlines = tuple(Polygon(d.polygon) for d in detections)
     wbc = merge_duplicates(field.wbc_boxes)
     pairs = assign(np.array([(d.x, d.y) for d in detections]), wbc)
@@ -61,12 +70,15 @@ def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig) -> Fi
         false_positives=fps,
         wbc_boxes=wbc,
         missed=tuple(i for i in range(len(wbc)) if i not in matched_box),
+        rejected=found - len(detections),
     )
 
 
-def evaluate_sources(fields: list[Field], mpp_by_source: dict[str, float], segmenter, cfg: DetectConfig) -> list[FieldEval]:
+def evaluate_sources(
+    fields: list[Field], mpp_by_source: dict[str, float], segmenter, cfg: DetectConfig, second_look: SecondLook | None = None
+) -> list[FieldEval]:
     """Every field at its source's single µm/px."""
-    return [evaluate_field(f, mpp_by_source[source_of(f)], segmenter, cfg) for f in fields]
+    return [evaluate_field(f, mpp_by_source[source_of(f)], segmenter, cfg, second_look) for f in fields]
 
 
 def summarize(evals: list[FieldEval]) -> dict:
@@ -99,4 +111,29 @@ def _summary(evals: list[FieldEval]) -> dict:
         "swallowing_rbc_fraction": swallowing / n_inst if n_inst else 0.0,
         "swallowing_rbc_fraction_ci95": wilson(swallowing, n_inst),
         "swallowing_rbc_fraction_of_leukocytes": sum(e.swallowing_tp for e in evals) / score.tp if score.tp else 0.0,
+        "rejected": sum(e.rejected for e in evals),
     }
+
+
+def classifier_look(model_path: str = "default") -> SecondLook:
+    """The product's second look: each detection's fixed-field patch cut from the field (at the
+    source's µm/px) as `screen` cuts it from a slide, kept unless the classifier's reject output
+    calls it no leukocyte (`records.is_rejected`)."""
+    import torch
+
+    from ..classify import batch_logits, patch_batch, to_probabilities
+    from ..config import PatchConfig
+    from ..patches import extract_patch
+    from ..records import is_rejected
+    from ..registry import for_inference, load_model
+    from ..slide import open_slide
+
+    model, card = load_model(model_path)
+    model, cpu, patch_cfg = for_inference(model, "cpu"), torch.device("cpu"), PatchConfig()
+
+    def look(field: Field, mpp: float, detections: list[Detection]) -> np.ndarray:
+        with open_slide(field.image, mpp=mpp, max_mpp=1.0) as slide:
+            patches = np.stack([extract_patch(slide, d.x, d.y, patch_cfg) for d in detections])
+        return ~is_rejected(to_probabilities(batch_logits(model, [patch_batch(patches, card)], cpu), card).p_reject)
+
+    return look
