@@ -26,6 +26,15 @@ def test_roundtrip_is_strict_json_and_importable(tmp_path):
     assert len({x["id"] for x in data["features"]}) == 3
 
 
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_streamed_collection_is_the_text_of_one_dump(tmp_path, n):
+    """Features are written one by one from a generator; the file is what one json.dumps of the
+    whole collection gives, an empty slide included."""
+    feats = [feature(SQUARE, "Leukocyte", (1, 2, 3), {"i": i}, cell_uuid("s", i)) for i in range(n)]
+    path = write_features(iter(feats), tmp_path / "d.geojson")
+    assert path.read_text() == json.dumps({"type": "FeatureCollection", "features": feats}, separators=(",", ":"))
+
+
 def test_gzip_output(tmp_path):
     path = write_features([feature(SQUARE, "Leukocyte", (1, 2, 3), {}, cell_uuid("s", 0))], tmp_path / "d.geojson", gz=True)
     assert path.name == "d.geojson.gz"
@@ -82,7 +91,7 @@ def test_rejected_objects_stay_visible_in_grey_with_their_probabilities():
     dets = [Detection(20.0 + 40 * i, 20.0, Box(10 + 40 * i, 10, 30 + 40 * i, 30), 50.0, 0.9, outline) for i, outline in enumerate(outlines)]
     probs = np.full((4, 15), 0.02)
     probs[:, CLASS_CODES.index("EOS")] = 0.72
-    feats = cell_features(dets, "s", Probabilities(probs, np.array([0.2, 0.5, 0.51, 0.9])))
+    feats = list(cell_features(dets, "s", Probabilities(probs, np.array([0.2, 0.5, 0.51, 0.9]))))
     classes = [f["properties"]["classification"] for f in feats]
     assert classes == [{"name": "Eosinophil", "color": [255, 140, 0]}] * 2 + [{"name": "Rejected", "color": [90, 90, 90]}] * 2
     assert [f["properties"]["measurements"]["p_reject"] for f in feats] == [0.2, 0.5, 0.51, 0.9]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -115,8 +116,8 @@ def screen_slide(
                 summary = summarize_slide(cells, calls, rates, config, options.specimen_id, provenance)
             with stages.time("geojson"):
                 gz = options.gzip or len(cells.detections) > config.export.gzip_above_cells
-                features = cell_features(cells.detections, cells.slide_key, calls, nuclei) + aoi_features(
-                    cells.slide_key, cells.aoi.polygons
+                features = chain(
+                    cell_features(cells.detections, cells.slide_key, calls, nuclei), aoi_features(cells.slide_key, cells.aoi.polygons)
                 )
                 write_features(features, tmp / "detections.geojson", gz=gz)
             images = _report_images(store, cells, summary, model, card, config, stages)

@@ -15,7 +15,7 @@ import gzip
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from shapely.geometry import MultiPolygon, Polygon, mapping, shape
@@ -76,19 +76,19 @@ def cell_measurements(detection: Detection, nucleus: Nucleus | None = None) -> d
 
 def cell_features(
     detections: Sequence[Detection], slide_key: str, calls: Probabilities | None = None, nuclei: Sequence[Nucleus] | None = None
-) -> list[dict]:
+) -> Iterator[dict]:
     """One Feature per cell with a UUID stable per slide and cell id: a "Leukocyte" with its area and
     detector score; with the classifier's calls, its predicted class in that class's colour (or
     "Rejected" when the reject output calls it no leukocyte), with P(blast), P(atypical), every
     class probability and P(reject). With `nuclei` (in cell order), each is a QuPath cell object
-    with its nucleus as nucleusGeometry and the nucleus's area and share of the cell."""
+    with its nucleus as nucleusGeometry and the nucleus's area and share of the cell. Yielded one by
+    one: a slide's features are written as they come, never all held at once."""
     if nuclei is not None and len(nuclei) != len(detections):
         raise ValueError(f"{len(nuclei)} nuclei for {len(detections)} cells")
     object_type = "detection" if nuclei is None else "cell"
     if calls is not None:  # the properties compute over every cell: once, not per cell
         predicted, p_blast, p_atypical, probs, p_reject = calls.predicted, calls.p_blast, calls.p_atypical, calls.probs, calls.p_reject
         rejected = calls.rejected
-    feats = []
     for i, d in enumerate(detections):
         n = None if nuclei is None else nuclei[i]
         lobes = None if n is None else n.lobes
@@ -100,19 +100,21 @@ def cell_features(
             measurements = {"cell_id": i, "p_blast": float(p_blast[i]), "p_atypical": float(p_atypical[i]), **cell_measurements(d, n)}
             measurements.update({f"p_{c}": float(probs[i, k]) for k, c in enumerate(CLASS_CODES)} | {"p_reject": float(p_reject[i])})
             name, color = (REJECTED, REJECTED_COLOR) if rejected[i] else (CLASS_NAMES[code], CLASS_COLORS[code])
-        feats.append(feature(d.polygon, name, color, measurements, cell_uuid(slide_key, i), object_type=object_type, nucleus=lobes))
-    return feats
+        yield feature(d.polygon, name, color, measurements, cell_uuid(slide_key, i), object_type=object_type, nucleus=lobes)
 
 
-def write_features(features: list[dict], path: Path, gz: bool = False) -> Path:
-    """Write a FeatureCollection (gzip-compressed when `gz`); returns the written path."""
+def write_features(features: Iterable[dict], path: Path, gz: bool = False) -> Path:
+    """Write a FeatureCollection (gzip-compressed when `gz`), streaming the features one by one
+    (the same text as one json.dumps of the whole collection); returns the written path."""
     path = Path(path)
     if gz and path.suffix != ".gz":
         path = path.with_name(path.name + ".gz")
-    text = json.dumps({"type": "FeatureCollection", "features": features}, allow_nan=False, separators=(",", ":"))
     opener = gzip.open if gz else open
     with opener(path, "wt", encoding="utf-8") as fh:
-        fh.write(text)
+        fh.write('{"type":"FeatureCollection","features":[')
+        for i, f in enumerate(features):
+            fh.write(("," if i else "") + json.dumps(f, allow_nan=False, separators=(",", ":")))
+        fh.write("]}")
     return path
 
 
