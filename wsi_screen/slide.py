@@ -64,7 +64,7 @@ class Slide:
             raise ValueError(f"need a non-empty box and mpp > 0, got {box} at {mpp}")
         scale = mpp / self.info.mpp  # level-0 px per output px
         out_size = (max(1, round(box.width / scale)), max(1, round(box.height / scale)))
-        level = self.best_level(scale)
+        level = self.level_for(mpp)
         level_w, level_h = self.info.level_dimensions[level]
         sx, sy = self.info.width / level_w, self.info.height / level_h
         # integer block-mean pre-reduction for large reductions; PIL does the rest
