@@ -4,7 +4,7 @@ import pytest
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import detect_image, instances, to_detections
 from wsi_screen.registry import create_model, fold_batchnorm
-from wsi_screen.segmenters import ClassicalSegmenter
+from wsi_screen.segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, ClassicalSegmenter, nucleus_stain
 
 
 def _disc(shape, cx, cy, r):
@@ -128,3 +128,23 @@ def test_an_instance_must_be_nucleated_and_a_small_core_seeds_no_cell():
     assert len(np.unique(labels[leukocyte])) == 1  # the lobe's 3 µm² core seeds no second cell
     labels, _ = instances(maps, DetectConfig(min_core_um2=1.0), mpp=0.5)
     assert labels[40, 40] > 0 and len(np.unique(labels[leukocyte])) == 2  # without either check
+
+
+def test_a_piece_cut_by_the_frame_must_show_a_nucleus():
+    """Raabin-WBC's red cells stain purplish (nucleus stain ≈ 0.5–0.6, where a nucleus saturates):
+    a detector that never saw that lab took hundreds of them, cut by the camera frame, for
+    leukocytes. A frame-cut piece counts only with pixels stained like a nucleus; a frame-cut
+    leukocyte showing its nucleus still counts."""
+    shape = (80, 160)
+    rgb = np.full(shape + (3,), (235, 215, 215), np.uint8)
+    red_cell, leukocyte = _disc(shape, -4, 40, 12), _disc(shape, 160, 40, 14)
+    purplish = np.array((190, 140, 190), np.uint8)
+    assert NUCLEUS_PIXEL < nucleus_stain(purplish[None, None])[0, 0] < FRAME_CUT_NUCLEUS_PIXEL
+    rgb[red_cell] = purplish
+    rgb[leukocyte] = (200, 180, 200)
+    rgb[_disc(shape, 160, 40, 7)] = (95, 45, 150)
+    maps = np.stack([red_cell | leukocyte, _disc(shape, 0, 40, 4) | _disc(shape, 156, 40, 5)]).astype(np.float32)
+    labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=rgb)
+    assert labels[40, 2] == 0 and labels[40, 155] > 0
+    labels, _ = instances(maps, DetectConfig(min_nucleus_fraction=0), mpp=0.5, rgb=rgb)
+    assert labels[40, 2] > 0  # without the check the red cell's piece counts

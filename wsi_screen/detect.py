@@ -48,7 +48,8 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     stained): red cells and platelets never are, whatever a network makes of their colour. So must
     its seed: a core on a red cell touching a leukocyte would otherwise win a basin that takes in
     part of the leukocyte's nucleus; dropped, its basin becomes background, not part of the cell.
-    A frame-cut strip at the image edge is exempt (it may be all cytoplasm)."""
+    A piece cut by the image frame is judged on its own pixels by a stricter nucleus level (a
+    camera field's cut red cells would otherwise count; a slide's tile edges lie in the halo)."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
     min_seed_px = max(1.0, cfg.min_core_um2 / mpp**2)
@@ -75,12 +76,15 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
     keep = (area_um2 >= min_area) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
     if rgb is not None and cfg.min_nucleus_fraction > 0:
-        from .segmenters import NUCLEUS_PIXEL, nucleus_stain
+        from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, nucleus_stain
 
-        stain = nucleus_stain(rgb) > NUCLEUS_PIXEL
+        measure = nucleus_stain(rgb)
+        stain = measure > NUCLEUS_PIXEL
         stained = np.asarray(ndi.mean(stain, labels, np.arange(count + 1)))
         seeded_on_nucleus = np.nan_to_num(np.asarray(ndi.mean(stain, seeds, np.arange(count + 1))), nan=1.0)
-        keep &= ((stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)) | at_edge
+        cut_stained = np.asarray(ndi.mean(measure >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))
+        nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
+        keep &= np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     return labels, score

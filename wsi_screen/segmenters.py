@@ -47,6 +47,9 @@ class UnetSegmenter:
 
 
 NUCLEUS_PIXEL = 0.5  # nucleus_stain above this counts as a nucleus pixel (the nucleated check)
+# ... and this in a piece cut by the image frame, which must show its nucleus: some labs' red
+# cells stain purplish up to ~0.6 (Raabin-WBC), where a nucleus saturates at 1 (docs/detector.md)
+FRAME_CUT_NUCLEUS_PIXEL = 0.65
 
 
 def nucleus_stain(rgb: np.ndarray) -> np.ndarray:
