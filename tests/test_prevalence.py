@@ -50,9 +50,9 @@ def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
     CI covering the placed prevalence and no flag at 0 % are asserted once the card says its rates
     hold on the locked cells (its 0 % smear target met). r5's card says they do not: the locked AML
     patients' false-blast rate (17.1 %) exceeds the out-of-fold one (12.0 %), though on this 0 %
-    slide it made 6 false blast calls where its rates expect 5.7 ± 2.4 (r4: 10 vs 3.1 ± 1.8). At 0.5 % the slide holds one blast,
-    which no rule can tell from one false call (the flags need `blast_min_cells` = 2): a 0.5 %
-    population is measured on 2000-cell smears below."""
+    slide it made 6 false blast calls where its rates expect 5.7 ± 2.4 (r4: 10 vs 3.1 ± 1.8). At
+    0.5 % the slide holds one blast, which no rule can tell from one false call (the flags need
+    `blast_min_cells` = 2): a 0.5 % population is measured on 2000-cell smears below."""
     from wsi_screen.registry import load_model
 
     data_dir, files = held_out

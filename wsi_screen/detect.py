@@ -78,11 +78,11 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     if rgb is not None and cfg.min_nucleus_fraction > 0:
         from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, nucleus_stain
 
-        measure = nucleus_stain(rgb)
-        stain = measure > NUCLEUS_PIXEL
-        stained = np.asarray(ndi.mean(stain, labels, np.arange(count + 1)))
-        seeded_on_nucleus = np.nan_to_num(np.asarray(ndi.mean(stain, seeds, np.arange(count + 1))), nan=1.0)
-        cut_stained = np.asarray(ndi.mean(measure >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))
+        stain = nucleus_stain(rgb)
+        nucleus_px = stain > NUCLEUS_PIXEL
+        stained = np.asarray(ndi.mean(nucleus_px, labels, np.arange(count + 1)))
+        seeded_on_nucleus = np.nan_to_num(np.asarray(ndi.mean(nucleus_px, seeds, np.arange(count + 1))), nan=1.0)
+        cut_stained = np.asarray(ndi.mean(stain >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))
         nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
         keep &= np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
     keep[0] = False
