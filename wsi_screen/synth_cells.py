@@ -182,9 +182,29 @@ def cut_leukocyte(path: Path, code: str, mpp: float, faithful: bool = False) -> 
     od = np.pad(od, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")[sl]
     od, inside = _resized(od, np.pad(cell, pad)[sl].astype(np.float32), CROP_MPP / mpp)
     inside = inside > 0.5
+    return Sprite(od, faithful_alpha(inside, mpp), code, source, inside, tuple(float(g) for g in _glass(rgb)))
+
+
+def faithful_alpha(inside: np.ndarray, mpp: float) -> np.ndarray:
+    """Opaque to FULL_UM outside the cell mask `inside`, fading to nothing at MARGIN_UM."""
     outside_um = ndi.distance_transform_edt(~inside) * mpp
-    alpha = np.clip((MARGIN_UM - outside_um) / (MARGIN_UM - FULL_UM), 0, 1).astype(np.float32)
-    return Sprite(od, alpha, code, source, inside, tuple(float(g) for g in _glass(rgb)))
+    return np.clip((MARGIN_UM - outside_um) / (MARGIN_UM - FULL_UM), 0, 1).astype(np.float32)
+
+
+def crop_alpha(rgb: np.ndarray) -> np.ndarray | None:
+    """The faithful alpha of the leukocyte at the centre of a crop at CROP_MPP, at the crop's own
+    pixels; None where the cut looks implausible (as `cut_leukocyte`)."""
+    cell = _segment(_od_of(rgb))
+    return None if cell is None else faithful_alpha(cell, CROP_MPP)
+
+
+def lay_on(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """`rgb` laid over `background` (same size) with `alpha` (0–1) as the faithful generator lays a
+    cell on a slide: optical densities blended, each relative to its own image's glass, and the
+    result shown on the background's glass."""
+    a = alpha[..., None].astype(np.float32)
+    od = _od_of(background) * (1 - a) + _od_of(rgb) * a
+    return np.clip(_glass(background) * np.exp(-od), 0, 255).astype(np.uint8)
 
 
 def _segment(od: np.ndarray) -> np.ndarray | None:

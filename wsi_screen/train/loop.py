@@ -76,6 +76,8 @@ def fit(
     train_set = CellDataset(table, codes, TrainTransform(card.input_px, card.mean, card.std, cfg), *args, cache=cache)
     eval_set = CellDataset(table, codes, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    if cfg.context_prob:
+        train_set = _on_other_backgrounds(train_set, table, train_idx, card, Path(cache_dir or run_dir) / f"alpha_{key}.npy", cfg)
 
     model = create_model(cfg.arch, len(codes))
     if cfg.init_weights:
@@ -172,6 +174,18 @@ def fit(
                 run_dir / f"preds_{name}.csv", index=False
             )
     return card
+
+
+def _on_other_backgrounds(train_set: CellDataset, table: pd.DataFrame, train_idx: np.ndarray, card: ModelCard, alpha_path: Path, cfg: TrainConfig):
+    """The training set with context augmentation: alphas for every leukocyte row (so one cache
+    serves every fold), backgrounds from the training rows' non-leukocyte crops of TXL-PBC's
+    labs other than the generator's."""
+    from .context import GENERATOR_RBC_SOURCE, OnOtherBackgrounds, alpha_cache
+
+    label, source = table["label"].to_numpy(), table["source"].astype(str).to_numpy()
+    alphas = alpha_cache(train_set, np.flatnonzero(np.isin(label, card.class_codes)), alpha_path, cfg.num_workers)
+    other_labs = (label == REJECT_CODE) & np.char.startswith(source.astype(str), "txl_") & (source != GENERATOR_RBC_SOURCE)
+    return OnOtherBackgrounds(train_set, alphas, train_idx[other_labs[train_idx]], cfg.context_prob)
 
 
 def _initial_state(path: str) -> dict:

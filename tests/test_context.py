@@ -1,0 +1,92 @@
+"""Context augmentation: real crops' leukocytes laid on other backgrounds keep their own cell and
+rim, and nothing of their crop lies beyond 2 µm of the cell; backgrounds come only from the
+non-leukocyte crops of labs other than the slide generator's."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wsi_screen.cell_images import CROP_MPP, CellDataset, load_canvas
+from wsi_screen.synth_cells import MARGIN_UM, crop_alpha, lay_on
+from wsi_screen.train.context import OnOtherBackgrounds, alpha_cache
+
+from .conftest import shared
+
+CANVAS_MPP, CANVAS_PX, FIELD_UM = 0.3, 120, 29.0
+
+
+def _red_cell_field(seed: int) -> np.ndarray:
+    """A plasma-coloured canvas with dark red discs (a stand-in non-leukocyte crop)."""
+    rng = np.random.default_rng(seed)
+    rgb = np.full((CANVAS_PX, CANVAS_PX, 3), (236, 214, 200), np.uint8)
+    yy, xx = np.mgrid[:CANVAS_PX, :CANVAS_PX]
+    for _ in range(12):
+        y, x = rng.integers(0, CANVAS_PX, 2)
+        rgb[(yy - y) ** 2 + (xx - x) ** 2 < 12**2] = (200, 110, 120)
+    return rgb
+
+
+@pytest.fixture(scope="module")
+def crops():
+    cells = shared("cells")
+    manifest = pd.read_csv(cells / "manifest.csv")
+    picked = pd.concat([manifest[manifest["class"] == c].head(2) for c in ("NGS", "LYT", "MYO")])
+    return [cells / f for f in picked["file"]], picked["class"].tolist()
+
+
+def test_lay_on_keeps_the_cell_inside_and_the_background_outside(crops):
+    from PIL import Image
+
+    with Image.open(crops[0][0]) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    alpha = crop_alpha(rgb)
+    assert alpha is not None and 40 <= (alpha == 1).sum() * CROP_MPP**2 <= 500  # a leukocyte's area, µm²
+    background = np.full_like(rgb, (230, 200, 190))
+    out = lay_on(rgb, alpha, background)
+    outside = alpha == 0
+    assert np.abs(out[outside].astype(int) - background[outside]).max() <= 1
+    inside = alpha == 1  # the cell in its own optical density, shown on the background's glass
+    ratio = out[inside].astype(float).mean(0) / rgb[inside].astype(float).mean(0)
+    assert ratio == pytest.approx(background[0, 0] / np.median(rgb[rgb[..., 1] >= np.percentile(rgb[..., 1], 95)], 0), rel=0.05)
+
+
+def test_relaid_cells_bring_nothing_of_their_crop_past_2_um(crops, tmp_path):
+    files, labels = crops
+    n = len(files)
+    backgrounds = np.stack([_red_cell_field(s) for s in range(2)])
+    table = pd.DataFrame({"file": [str(f) for f in files], "label": labels, "mpp": CROP_MPP})
+    raw = CellDataset(table, ("NGS", "LYT", "MYO"), None, CANVAS_MPP, CANVAS_PX, FIELD_UM)
+    alphas = alpha_cache(raw, np.arange(n), tmp_path / "alpha.npy")
+    assert (alphas.reshape(n, -1).max(1) == 255).sum() >= n - 1  # the cut fails on at most one crop
+    again = alpha_cache(raw, np.arange(n), tmp_path / "alpha.npy")  # memory-mapped, same
+    assert (np.asarray(again) == alphas).all()
+
+    canvases = np.stack([load_canvas(f, CROP_MPP, CANVAS_MPP, CANVAS_PX, FIELD_UM) for f in files])
+    cache = np.concatenate([canvases, backgrounds])
+    full = pd.concat([table, pd.DataFrame({"file": ["bg0", "bg1"], "label": "NGS", "mpp": CANVAS_MPP})], ignore_index=True)
+    data = CellDataset(full, ("NGS", "LYT", "MYO"), lambda canvas: canvas, CANVAS_MPP, CANVAS_PX, FIELD_UM, cache=cache)
+    relaid = OnOtherBackgrounds(data, np.concatenate([alphas, np.zeros_like(alphas[:2])]), np.array([n, n + 1]), prob=1.0)
+    from scipy import ndimage as ndi
+
+    for i in range(n):
+        if not alphas[i].any():
+            continue
+        out, label = relaid[i]
+        assert label == data.targets[i]
+        far = ndi.distance_transform_edt(alphas[i] < 255) * CANVAS_MPP > MARGIN_UM + 0.5
+        diff = np.abs(out.astype(int) - canvases[i].astype(int)).max(-1)
+        from_background = [np.abs(out.astype(int) - b.astype(int)).max(-1) <= 2 for b in backgrounds]
+        assert (from_background[0][far] | from_background[1][far]).mean() > 0.99  # the far field is a background's
+        assert diff[alphas[i] == 255].mean() < 40  # the cell stays the cell (re-shown on the background's glass)
+    never = OnOtherBackgrounds(data, np.concatenate([alphas, np.zeros_like(alphas[:2])]), np.array([n]), prob=0.0)
+    assert all((never[i][0] == canvases[i]).all() for i in range(n))
+
+
+def test_context_needs_backgrounds_and_a_cache():
+    table = pd.DataFrame({"file": ["a"], "label": ["NGS"], "mpp": CROP_MPP})
+    uncached = CellDataset(table, ("NGS",), None, CANVAS_MPP, CANVAS_PX, FIELD_UM)
+    with pytest.raises(ValueError, match="cached"):
+        OnOtherBackgrounds(uncached, np.zeros((1, CANVAS_PX, CANVAS_PX), np.uint8), np.array([0]), 0.5)
+    cached = CellDataset(table, ("NGS",), None, CANVAS_MPP, CANVAS_PX, FIELD_UM, cache=np.zeros((1, CANVAS_PX, CANVAS_PX, 3), np.uint8))
+    with pytest.raises(ValueError, match="background"):
+        OnOtherBackgrounds(cached, np.zeros((1, CANVAS_PX, CANVAS_PX), np.uint8), np.array([], np.int64), 0.5)
