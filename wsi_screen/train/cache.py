@@ -35,8 +35,14 @@ def build_cache(dataset: CellDataset, path: str | Path, num_workers: int = 1) ->
     cache = (
         np.concatenate([b.numpy() for b in loader]) if len(dataset) else np.zeros((0, dataset.canvas_px, dataset.canvas_px, 3), np.uint8)
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")  # folds trained in parallel may build it at once
-    np.save(tmp, cache)
-    tmp.replace(path)
+    save_atomic(path, cache)
     return cache
+
+
+def save_atomic(path: Path, array: np.ndarray) -> None:
+    """np.save through a process-private temporary file: folds trained in parallel may build the
+    same cache at once, and a reader must never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, array)
+    tmp.replace(path)

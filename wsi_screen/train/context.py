@@ -10,7 +10,6 @@ slides stay a test the training never saw)."""
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from PIL import Image
 
 from ..cell_images import CROP_MPP, CellDataset, to_canvas
 from ..synth_cells import crop_alpha, lay_on
+from .cache import save_atomic
 
 GENERATOR_RBC_SOURCE = "txl_pbc"  # the faithful generator's red cells: never a training background
 
@@ -55,10 +55,7 @@ def alpha_cache(dataset: CellDataset, rows: np.ndarray, path: str | Path, num_wo
     rows = np.asarray([i for i in rows if math.isclose(dataset.src_mpp[i], CROP_MPP, rel_tol=0.05)], np.int64)
     loader = torch.utils.data.DataLoader(_Alphas(dataset, rows), batch_size=64, num_workers=num_workers)
     cache = np.concatenate([b.numpy() for b in loader]) if len(dataset) else np.zeros((0, dataset.canvas_px, dataset.canvas_px), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, cache)
-    tmp.replace(path)
+    save_atomic(path, cache)
     return cache
 
 
