@@ -134,6 +134,12 @@ def _opened(path: str | Path) -> Iterator[Image.Image]:
         raise DatasetError(f"cannot read image ({exc.__class__.__name__}: {exc})", path) from None
 
 
+def read_image(path: str | Path) -> np.ndarray:
+    """The whole image as H×W×3 uint8 RGB (truncated files decoded leniently, as for training)."""
+    with _opened(path) as im:
+        return _decoded(im, path)
+
+
 def _decoded(im: Image.Image, path: str | Path) -> np.ndarray:
     """Truncated files (a few in PBC/DeepAPL) are decoded leniently, with a warning naming the file."""
     try:

@@ -141,7 +141,9 @@ def outline(mask: np.ndarray, origin: tuple[float, float], scale: float) -> Poly
     repaired below)."""
     x0, y0 = origin
     contour = max(find_contours(np.pad(mask, 1).astype(np.float32), 0.5), key=len)
-    polygon = Polygon(np.column_stack([x0 + (contour[:, 1] - 0.5) * scale, y0 + (contour[:, 0] - 0.5) * scale])).simplify(scale * 0.5, preserve_topology=False)
+    polygon = Polygon(np.column_stack([x0 + (contour[:, 1] - 0.5) * scale, y0 + (contour[:, 0] - 0.5) * scale])).simplify(
+        scale * 0.5, preserve_topology=False
+    )
     if not polygon.is_valid:
         polygon = polygon.buffer(0)
     if polygon.geom_type != "Polygon":

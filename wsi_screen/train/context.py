@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from ..cell_images import CROP_MPP, CellDataset, to_canvas
+from ..cell_images import CROP_MPP, CellDataset, read_image, to_canvas
 from ..synth_cells import crop_alpha, lay_on
 from .cache import save_atomic
 
@@ -34,9 +33,7 @@ class _Alphas(torch.utils.data.Dataset):
         d = self.dataset
         out = np.zeros((d.canvas_px, d.canvas_px), np.uint8)
         if i in self.rows:
-            with Image.open(d.files[i]) as im:
-                rgb = np.asarray(im.convert("RGB"))
-            alpha = crop_alpha(rgb)
+            alpha = crop_alpha(read_image(d.files[i]))
             if alpha is not None:
                 a = np.repeat(np.rint(alpha * 255).astype(np.uint8)[..., None], 3, axis=2)
                 out = to_canvas(a, d.src_mpp[i], d.mpp, d.canvas_px, d.field_um)[..., 0]

@@ -176,7 +176,9 @@ def fit(
     return card
 
 
-def _on_other_backgrounds(train_set: CellDataset, table: pd.DataFrame, train_idx: np.ndarray, card: ModelCard, alpha_path: Path, cfg: TrainConfig):
+def _on_other_backgrounds(
+    train_set: CellDataset, table: pd.DataFrame, train_idx: np.ndarray, card: ModelCard, alpha_path: Path, cfg: TrainConfig
+):
     """The training set with context augmentation: alphas for every leukocyte row (so one cache
     serves every fold), backgrounds from the training rows' non-leukocyte crops of TXL-PBC's
     labs other than the generator's."""
