@@ -266,3 +266,24 @@ def test_training_learns_four_generated_classes(tmp_path):
     truth = preds["file"].map(dict(zip(split["file"], split["class"])))
     assert len(preds) >= 50 and truth.notna().all()
     assert (preds["predicted"] == truth).mean() >= 0.8
+
+
+def test_sampling_weights_balance_classes_and_optionally_their_sources():
+    """DeepAPL's 800 segmented neutrophils to 106 bands against PBC's 450 of each: by class alone
+    the sampled neutrophils' source tells their class; balanced by source it does not."""
+    from wsi_screen.train.loop import sampling_weights
+
+    targets = np.array([0] * 800 + [0] * 450 + [1] * 106 + [1] * 450 + [2] * 30)
+    sources = np.array(["deepapl"] * 800 + ["pbc"] * 450 + ["deepapl"] * 106 + ["pbc"] * 450 + ["deepapl"] * 30)
+
+    def shares(balance_sources: bool) -> dict:
+        w = sampling_weights(targets, sources, balance_sources)
+        return {(t, s): w[(targets == t) & (sources == s)].sum() / w.sum() for t in (0, 1, 2) for s in ("deepapl", "pbc")}
+
+    by_class = shares(False)
+    assert [by_class[t, "deepapl"] + by_class[t, "pbc"] for t in (0, 1, 2)] == pytest.approx([1 / 3] * 3)
+    assert by_class[0, "deepapl"] / (1 / 3) == pytest.approx(800 / 1250)  # sources in their data's proportion
+    assert by_class[1, "deepapl"] / (1 / 3) == pytest.approx(106 / 556)
+    by_source = shares(True)
+    assert [by_source[t, s] for t in (0, 1) for s in ("deepapl", "pbc")] == pytest.approx([1 / 6] * 4)
+    assert by_source[2, "deepapl"] == pytest.approx(1 / 3)

@@ -104,8 +104,7 @@ def fit(
         state = ck["state"]
         log.info("resumed from %s at epoch %d", last, state["epoch"])
 
-    counts = np.bincount(train_set.targets[train_idx], minlength=len(codes))
-    weights = 1.0 / counts[train_set.targets[train_idx]]
+    weights = sampling_weights(train_set.targets[train_idx], table["source"].astype(str).to_numpy()[train_idx], cfg.balance_sources)
     val_loader = _eval_loader(torch.utils.data.Subset(eval_set, val_idx), cfg)
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch, t0 = state["epoch"], time.time()
@@ -174,6 +173,16 @@ def fit(
                 run_dir / f"preds_{name}.csv", index=False
             )
     return card
+
+
+def sampling_weights(targets: np.ndarray, sources: np.ndarray, balance_sources: bool) -> np.ndarray:
+    """Per-image sampling weights giving every class the same share; with `balance_sources`, every
+    source of a class the same share of it too, so that a lab's own class mix (e.g. DeepAPL's
+    800 segmented neutrophils to 106 bands, PBC's 450 of each) cannot stand in for morphology."""
+    groups = np.char.add(targets.astype(str), np.char.add("|", sources.astype(str))) if balance_sources else targets.astype(str)
+    _, group, group_n = np.unique(groups, return_inverse=True, return_counts=True)
+    per_class = {t: len(np.unique(group[targets == t])) for t in np.unique(targets)}
+    return 1.0 / (group_n[group] * np.array([per_class[t] for t in targets]))
 
 
 def _on_other_backgrounds(
