@@ -1,11 +1,12 @@
-"""Context augmentation (issue 12): a leukocyte shown on another lab's background. On a crop the
+"""Context augmentation (issue 12): a leukocyte shown in another lab's surroundings. On a crop the
 classifier can read the lab from what surrounds the cell (its red cells, its plasma) and lean on
-the lab's class mix; on a slide, or a faithful generated one, those surroundings differ and the
-calls move (measured on locked cells: DeepAPL neutrophils called bands once their own red cells
-were gone). Here the cell keeps its own rim as the faithful generator cuts it
-(`synth_cells.crop_alpha`) and everything beyond 1.75 µm comes from a non-leukocyte field of
-TXL-PBC's other labs (Raabin-WBC, BCCD, BCD; PBC's red cells are the generator's, so faithful
-slides stay a test the training never saw)."""
+that lab's class mix; on a slide, or a faithful generated one, the surroundings differ and the
+calls move (measured on locked cells: DeepAPL segmented neutrophils called bands once their own
+red cells were gone). Here the cell keeps its own rim as the faithful generator cuts it
+(`synth_cells.crop_alpha`) and everything beyond 1.75 µm comes from a training crop of another
+source, whose own cell is first erased to glass. (TXL-PBC's non-leukocyte crops were tried as
+backgrounds first: nearly all of them hold a leukocyte of their small fields, and many show the
+reflection of their padding.)"""
 
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ import torch
 from ..cell_images import CROP_MPP, CellDataset, read_image, to_canvas
 from ..synth_cells import crop_alpha, lay_on
 from .cache import save_atomic
-
-GENERATOR_RBC_SOURCE = "txl_pbc"  # the faithful generator's red cells: never a training background
 
 
 class _Alphas(torch.utils.data.Dataset):
@@ -58,14 +57,19 @@ def alpha_cache(dataset: CellDataset, rows: np.ndarray, path: str | Path, num_wo
 
 class OnOtherBackgrounds(torch.utils.data.Dataset):
     """`dataset` (cached canvases) with each cell that has an alpha laid, with probability `prob`,
-    on a random canvas of `backgrounds` (indices into the same cache) before its transform."""
+    on the canvas of another cell of `backgrounds` from a different source (any other when its
+    source is the only one), that cell first erased to glass under its own alpha."""
 
-    def __init__(self, dataset: CellDataset, alphas: np.ndarray, backgrounds: np.ndarray, prob: float):
+    def __init__(self, dataset: CellDataset, alphas: np.ndarray, backgrounds: np.ndarray, sources: np.ndarray, prob: float):
         if dataset.cache is None:
             raise ValueError("context augmentation needs the cached canvases")
-        if not len(backgrounds):
-            raise ValueError("context augmentation needs background canvases (non-leukocyte crops of other labs)")
-        self.dataset, self.alphas, self.backgrounds, self.prob = dataset, alphas, np.asarray(backgrounds), prob
+        backgrounds = np.asarray(backgrounds, np.int64)
+        if len(backgrounds) < 2:
+            raise ValueError("context augmentation needs at least two cells with a cut-out alpha")
+        sources = np.asarray(sources).astype(str)
+        self.dataset, self.alphas, self.prob, self.sources = dataset, alphas, prob, sources
+        self.others = {s: backgrounds[sources[backgrounds] != s] for s in np.unique(sources[backgrounds])}
+        self.backgrounds = backgrounds
         self.targets = dataset.targets
 
     def __len__(self):
@@ -73,9 +77,12 @@ class OnOtherBackgrounds(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         d = self.dataset
-        canvas = d.cache[i]
-        alpha = self.alphas[i]
+        canvas, alpha = d.cache[i], self.alphas[i]
         if alpha.any() and float(torch.rand(())) < self.prob:
-            background = d.cache[self.backgrounds[int(torch.randint(len(self.backgrounds), ()))]]
-            canvas = lay_on(np.asarray(canvas), alpha.astype(np.float32) / 255, np.asarray(background))
+            pool = self.others.get(self.sources[i], self.backgrounds)
+            pool = pool if len(pool) else self.backgrounds[self.backgrounds != i]
+            j = int(pool[int(torch.randint(len(pool), ()))])
+            background = np.asarray(d.cache[j])
+            erased = lay_on(np.full_like(background, 255), self.alphas[j].astype(np.float32) / 255, background)
+            canvas = lay_on(np.asarray(canvas), alpha.astype(np.float32) / 255, erased)
         return d.transform(canvas), int(d.targets[i])

@@ -189,14 +189,12 @@ def _on_other_backgrounds(
     train_set: CellDataset, table: pd.DataFrame, train_idx: np.ndarray, card: ModelCard, alpha_path: Path, cfg: TrainConfig
 ):
     """The training set with context augmentation: alphas for every leukocyte row (so one cache
-    serves every fold), backgrounds from the training rows' non-leukocyte crops of TXL-PBC's
-    labs other than the generator's."""
-    from .context import GENERATOR_RBC_SOURCE, OnOtherBackgrounds, alpha_cache
+    serves every fold); the training cells that could be cut out lend their surroundings."""
+    from .context import OnOtherBackgrounds, alpha_cache
 
-    label, source = table["label"].to_numpy(), table["source"].astype(str).to_numpy()
-    alphas = alpha_cache(train_set, np.flatnonzero(np.isin(label, card.class_codes)), alpha_path, cfg.num_workers)
-    other_labs = (label == REJECT_CODE) & np.char.startswith(source.astype(str), "txl_") & (source != GENERATOR_RBC_SOURCE)
-    return OnOtherBackgrounds(train_set, alphas, train_idx[other_labs[train_idx]], cfg.context_prob)
+    alphas = alpha_cache(train_set, np.flatnonzero(np.isin(table["label"].to_numpy(), card.class_codes)), alpha_path, cfg.num_workers)
+    cut = np.array([alphas[i].any() for i in train_idx], bool)
+    return OnOtherBackgrounds(train_set, alphas, train_idx[cut], table["source"].astype(str).to_numpy(), cfg.context_prob)
 
 
 def _initial_state(path: str) -> dict:
