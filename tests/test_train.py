@@ -1,4 +1,4 @@
-"""End to end on tiny generated data: the train CLI, resume, per-fold runs, then classify and evaluate."""
+"""End to end on tiny generated data (and a few real crops): the train CLI, resume, per-fold runs, then classify and evaluate."""
 
 import json
 import os
@@ -12,6 +12,8 @@ from wsi_screen.classes import CLASS_CODES
 from wsi_screen.cli import main
 from wsi_screen.registry import load_model
 from wsi_screen.train.export import export
+
+from .conftest import shared
 
 TINY = {
     "train": {
@@ -287,3 +289,25 @@ def test_sampling_weights_balance_classes_and_optionally_their_sources():
     by_source = shares(True)
     assert [by_source[t, s] for t in (0, 1) for s in ("deepapl", "pbc")] == pytest.approx([1 / 6] * 4)
     assert by_source[2, "deepapl"] == pytest.approx(1 / 3)
+
+
+def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
+    """`train` with train.context_prob and train.balance_sources on 36 real PBC crops labelled as
+    two sources: it cuts the cells once into the alpha cache and trains."""
+    cells = shared("cells")
+    manifest = pd.read_csv(cells / "manifest.csv")
+    picked = pd.concat([manifest[(manifest["class"] == c) & (manifest["source"] == "pbc")].head(12) for c in ("NGS", "LYT", "EOS")])
+    picked = picked.assign(source=["lab_a", "lab_b"] * (len(picked) // 2), patient="")
+    data = tmp_path / "cells"
+    data.mkdir()
+    for code in ("NGS", "LYT", "EOS"):
+        (data / code).symlink_to(cells / code)
+    picked.to_csv(data / "manifest.csv", index=False)
+    cfg = tmp_path / "context.yaml"
+    cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "context_prob": 1.0, "balance_sources": True}}))
+    run = tmp_path / "run"
+    assert main(["train", str(data / "manifest.csv"), "-o", str(run), "--config", str(cfg)]) == 0
+    (alpha_file,) = run.glob("alpha_*.npy")
+    alphas = np.load(alpha_file)
+    assert alphas.shape[0] == len(picked) and (alphas.reshape(len(picked), -1).max(1) == 255).mean() >= 0.8
+    assert (run / "model.pt").is_file()
