@@ -54,10 +54,15 @@ def screened_calls(slide_path: Path, out: Path) -> list[tuple[float, float, str]
     return calls
 
 
+def slide_size(per_slide: int, mpp: float) -> tuple[int, int]:
+    """Width and height in px of a 4:3 monolayer slide holding `per_slide` placed cells."""
+    side_um = np.sqrt(per_slide * UM2_PER_CELL / 12)
+    return round(4 * side_um / mpp), round(3 * side_um / mpp)
+
+
 def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: Path, work: Path, seed: int) -> dict[str, str | None]:
     """Slide call per placed cell (keyed by its crop file) for one generator and µm/px."""
-    side_um = np.sqrt(per_slide * UM2_PER_CELL / 12)  # 4:3 slides
-    width, height = round(4 * side_um / mpp), round(3 * side_um / mpp)
+    width, height = slide_size(per_slide, mpp)
     calls: dict[str, str | None] = {}
     for k, start in enumerate(range(0, len(cells), per_slide)):
         chunk = cells[start : start + per_slide]

@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from shapely.geometry import Polygon
-from slide_agreement import UM2_PER_CELL, screened_calls  # pipelines/ is on sys.path when run as a script
+from slide_agreement import screened_calls, slide_size  # pipelines/ is on sys.path when run as a script
 
 from wsi_screen.cell_agreement import paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.classify import classify_files, classify_inputs, resize_patches, resolve_device
-from wsi_screen.config import load_config
-from wsi_screen.patches import extract_patch
+from wsi_screen.config import PatchConfig, load_config
+from wsi_screen.patches import extract_patch, patch_box
 from wsi_screen.registry import for_inference, load_model
 from wsi_screen.slide import open_slide
 from wsi_screen.synth import compose, write_ground_truth, write_pyramid
@@ -33,13 +33,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CODES = np.asarray(CLASS_CODES)
 
 
-def field_in_memory(rgb: np.ndarray, x: float, y: float, side: int, size_px: int) -> np.ndarray:
-    """The side×side field centred on (x, y), white beyond the smear, resized as extract_patch does."""
-    x0, y0 = int(round(x - side / 2)), int(round(y - side / 2))
+def field_in_memory(rgb: np.ndarray, x: float, y: float, mpp: float, cfg: PatchConfig) -> np.ndarray:
+    """The patch `extract_patch` cuts around (x, y) (same box, same resize), from the smear in
+    memory instead of its JPEG pyramid; white beyond the smear."""
+    box = patch_box(x, y, mpp, cfg)
+    x0, y0, side = box.x0, box.y0, box.width
     field = np.full((side, side, 3), 255, np.uint8)
     ys, xs = slice(max(0, y0), min(rgb.shape[0], y0 + side)), slice(max(0, x0), min(rgb.shape[1], x0 + side))
     field[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = rgb[ys, xs]
-    return np.asarray(Image.fromarray(field).resize((size_px, size_px), Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(field).resize((cfg.size_px, cfg.size_px), Image.Resampling.BILINEAR))
 
 
 @click.command()
@@ -63,9 +65,7 @@ def main(data_dir: Path, out: Path, model_path: str | None, limit: int, mpp: flo
     crops = classify_files(model, card, list(truth), CROP_MPP, device=device, base=data_dir / "cells").probs.argmax(1)
     crop_call = dict(zip(truth, CODES[crops]))
     patch_cfg = load_config(None).patches
-    side = round(patch_cfg.field_um / mpp)
-    side_um = np.sqrt(cells_per_slide * UM2_PER_CELL / 12)  # 4:3 monolayer slides, as slide_agreement.py
-    width, height = round(4 * side_um / mpp), round(3 * side_um / mpp)
+    width, height = slide_size(cells_per_slide, mpp)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     files = list(truth)
@@ -83,7 +83,7 @@ def main(data_dir: Path, out: Path, model_path: str | None, limit: int, mpp: flo
         def calls(fields: list[np.ndarray]) -> np.ndarray:
             return CODES[classify_inputs(model, card, resize_patches(np.stack(fields), card.input_px), 64, device).probs.argmax(1)]
 
-        in_memory = calls([field_in_memory(smear.rgb, c.x, c.y, side, patch_cfg.size_px) for c in smear.cells])
+        in_memory = calls([field_in_memory(smear.rgb, c.x, c.y, mpp, patch_cfg) for c in smear.cells])
         from_jpeg = calls([extract_patch(slide, c.x, c.y, patch_cfg) for c in smear.cells])
         screened = [None] * len(smear.cells)
         if screen:

@@ -5,24 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wsi_screen.cell_images import CROP_MPP, CellDataset, load_canvas
+from wsi_screen.cell_images import CROP_MPP, CellDataset, load_canvas, read_image
 from wsi_screen.synth_cells import MARGIN_UM, crop_alpha, lay_on
 from wsi_screen.train.context import OnOtherBackgrounds, alpha_cache
 
 from .conftest import shared
 
 CANVAS_MPP, CANVAS_PX, FIELD_UM = 0.3, 120, 29.0
-
-
-def _red_cell_field(seed: int) -> np.ndarray:
-    """A plasma-coloured canvas with dark red discs (a stand-in non-leukocyte crop)."""
-    rng = np.random.default_rng(seed)
-    rgb = np.full((CANVAS_PX, CANVAS_PX, 3), (236, 214, 200), np.uint8)
-    yy, xx = np.mgrid[:CANVAS_PX, :CANVAS_PX]
-    for _ in range(12):
-        y, x = rng.integers(0, CANVAS_PX, 2)
-        rgb[(yy - y) ** 2 + (xx - x) ** 2 < 12**2] = (200, 110, 120)
-    return rgb
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +23,7 @@ def crops():
 
 
 def test_lay_on_keeps_the_cell_inside_and_the_background_outside(crops):
-    from PIL import Image
-
-    with Image.open(crops[0][0]) as im:
-        rgb = np.asarray(im.convert("RGB"))
+    rgb = read_image(crops[0][0])
     alpha = crop_alpha(rgb)
     assert alpha is not None and 40 <= (alpha == 1).sum() * CROP_MPP**2 <= 500  # a leukocyte's area, µm²
     background = np.full_like(rgb, (230, 200, 190))

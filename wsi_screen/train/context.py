@@ -10,6 +10,7 @@ reflection of their padding.)"""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -18,41 +19,25 @@ import torch
 
 from ..cell_images import CROP_MPP, CellDataset, read_image, to_canvas
 from ..synth_cells import crop_alpha, lay_on
-from .cache import save_atomic
-
-
-class _Alphas(torch.utils.data.Dataset):
-    def __init__(self, dataset: CellDataset, rows: np.ndarray):
-        self.dataset, self.rows = dataset, set(rows.tolist())
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        d = self.dataset
-        out = np.zeros((d.canvas_px, d.canvas_px), np.uint8)
-        if i in self.rows:
-            alpha = crop_alpha(read_image(d.files[i]))
-            if alpha is not None:
-                a = np.repeat(np.rint(alpha * 255).astype(np.uint8)[..., None], 3, axis=2)
-                out = to_canvas(a, d.src_mpp[i], d.mpp, d.canvas_px, d.field_um)[..., 0]
-        return torch.from_numpy(out)
+from .cache import cached_rows
 
 
 def alpha_cache(dataset: CellDataset, rows: np.ndarray, path: str | Path, num_workers: int = 1) -> np.ndarray:
     """N×canvas×canvas uint8 alphas on the same canvases as `build_cache`: the cell's faithful
     alpha for `rows` that are crops at CROP_MPP (the cut's constants assume it) and can be cut,
     zero elsewhere (never relaid). Built once, memory-mapped after."""
-    path = Path(path)
-    if path.is_file():
-        cache = np.load(path, mmap_mode="r")
-        if cache.shape == (len(dataset), dataset.canvas_px, dataset.canvas_px):
-            return cache
-    rows = np.asarray([i for i in rows if math.isclose(dataset.src_mpp[i], CROP_MPP, rel_tol=0.05)], np.int64)
-    loader = torch.utils.data.DataLoader(_Alphas(dataset, rows), batch_size=64, num_workers=num_workers)
-    cache = np.concatenate([b.numpy() for b in loader]) if len(dataset) else np.zeros((0, dataset.canvas_px, dataset.canvas_px), np.uint8)
-    save_atomic(path, cache)
-    return cache
+    d = dataset
+    cut = {int(i) for i in rows if math.isclose(d.src_mpp[i], CROP_MPP, rel_tol=0.05)}
+    return cached_rows(functools.partial(_canvas_alpha, d, cut), len(d), (d.canvas_px, d.canvas_px), path, num_workers)
+
+
+def _canvas_alpha(d: CellDataset, cut: set[int], i: int) -> np.ndarray:
+    """Row i's alpha resampled onto its canvas as `to_canvas` resamples the image."""
+    alpha = crop_alpha(read_image(d.files[i])) if i in cut else None
+    if alpha is None:
+        return np.zeros((d.canvas_px, d.canvas_px), np.uint8)
+    a = np.repeat(np.rint(alpha * 255).astype(np.uint8)[..., None], 3, axis=2)
+    return to_canvas(a, d.src_mpp[i], d.mpp, d.canvas_px, d.field_um)[..., 0]
 
 
 class OnOtherBackgrounds(torch.utils.data.Dataset):

@@ -76,8 +76,9 @@ def fit(
     train_set = CellDataset(table, codes, TrainTransform(card.input_px, card.mean, card.std, cfg), *args, cache=cache)
     eval_set = CellDataset(table, codes, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    sources = table["source"].astype(str).to_numpy()
     if cfg.context_prob:
-        train_set = _on_other_backgrounds(train_set, table, train_idx, card, Path(cache_dir or run_dir) / f"alpha_{key}.npy", cfg)
+        train_set = _on_other_backgrounds(train_set, table, sources, train_idx, card, Path(cache_dir or run_dir) / f"alpha_{key}.npy", cfg)
 
     model = create_model(cfg.arch, len(codes))
     if cfg.init_weights:
@@ -104,7 +105,7 @@ def fit(
         state = ck["state"]
         log.info("resumed from %s at epoch %d", last, state["epoch"])
 
-    weights = sampling_weights(train_set.targets[train_idx], table["source"].astype(str).to_numpy()[train_idx], cfg.balance_sources)
+    weights = sampling_weights(train_set.targets[train_idx], sources[train_idx], cfg.balance_sources)
     val_loader = _eval_loader(torch.utils.data.Subset(eval_set, val_idx), cfg)
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch, t0 = state["epoch"], time.time()
@@ -179,14 +180,20 @@ def sampling_weights(targets: np.ndarray, sources: np.ndarray, balance_sources: 
     """Per-image sampling weights giving every class the same share; with `balance_sources`, every
     source of a class the same share of it too, so that a lab's own class mix (e.g. DeepAPL's
     800 segmented neutrophils to 106 bands, PBC's 450 of each) cannot stand in for morphology."""
-    groups = np.char.add(targets.astype(str), np.char.add("|", sources.astype(str))) if balance_sources else targets.astype(str)
-    _, group, group_n = np.unique(groups, return_inverse=True, return_counts=True)
-    per_class = {t: len(np.unique(group[targets == t])) for t in np.unique(targets)}
-    return 1.0 / (group_n[group] * np.array([per_class[t] for t in targets]))
+    rows = pd.DataFrame({"target": targets, "source": sources if balance_sources else ""})
+    group_n = rows.groupby(["target", "source"])["target"].transform("size")
+    sources_of_class = rows.groupby("target")["source"].transform("nunique")
+    return 1.0 / (group_n * sources_of_class).to_numpy(float)
 
 
 def _on_other_backgrounds(
-    train_set: CellDataset, table: pd.DataFrame, train_idx: np.ndarray, card: ModelCard, alpha_path: Path, cfg: TrainConfig
+    train_set: CellDataset,
+    table: pd.DataFrame,
+    sources: np.ndarray,
+    train_idx: np.ndarray,
+    card: ModelCard,
+    alpha_path: Path,
+    cfg: TrainConfig,
 ):
     """The training set with context augmentation: alphas for every leukocyte row (so one cache
     serves every fold); the training cells that could be cut out lend their surroundings."""
@@ -194,7 +201,7 @@ def _on_other_backgrounds(
 
     alphas = alpha_cache(train_set, np.flatnonzero(np.isin(table["label"].to_numpy(), card.class_codes)), alpha_path, cfg.num_workers)
     cut = np.array([alphas[i].any() for i in train_idx], bool)
-    return OnOtherBackgrounds(train_set, alphas, train_idx[cut], table["source"].astype(str).to_numpy(), cfg.context_prob)
+    return OnOtherBackgrounds(train_set, alphas, train_idx[cut], sources, cfg.context_prob)
 
 
 def _initial_state(path: str) -> dict:
