@@ -291,6 +291,7 @@ def test_sampling_weights_balance_classes_and_optionally_their_sources():
     assert by_source[2, "deepapl"] == pytest.approx(1 / 3)
 
 
+@pytest.mark.slow
 def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
     """`train` with train.context_prob and train.balance_sources on 36 real PBC crops labelled as
     two sources: it cuts the cells once into the alpha cache and trains."""

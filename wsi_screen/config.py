@@ -195,6 +195,7 @@ class TrainConfig:
     jpeg_prob: float = 0.0  # re-encode as JPEG at quality 40-95 (other scanners' compression)
     balance_sources: bool = False  # each source of a class drawn equally often (train/loop.sampling_weights)
     context_prob: float = 0.0  # a leukocyte laid on another lab's background (train/context.py)
+    field_leukocytes: bool = False  # TXL-PBC's leukocytes of four sources, class unknown, train "not rejected"
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and kept; 0: off
     init_weights: str = ""  # start from this state_dict or weights file (fine-tuning), not from random
 

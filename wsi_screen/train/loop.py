@@ -29,7 +29,7 @@ from ..preprocess import EvalTransform
 from ..registry import ModelCard, create_model, default_input_px, save_weights
 from .augment import TrainTransform
 from .cache import build_cache
-from .non_leukocytes import REJECT_CODE
+from .non_leukocytes import LEUKOCYTE_CODE, REJECT_CODE
 
 log = logging.getLogger(__name__)
 REJECT = (REJECT_CODE,)  # platelets (PLT) and cut-out non-leukocytes train one reject output
@@ -62,19 +62,20 @@ def fit(
     seed_everything(cfg.seed)
     table = table.assign(label=table["label"].replace("PLT", REJECT_CODE))
     reject = REJECT if cfg.keep_reject and table["label"].isin(REJECT).any() else ()
-    keep = table["label"].isin(CLASS_CODES + reject).to_numpy()
+    unknown = (LEUKOCYTE_CODE,) if reject and table["label"].eq(LEUKOCYTE_CODE).any() else ()
+    keep = table["label"].isin(CLASS_CODES + reject + unknown).to_numpy()
     table, split = table[keep].reset_index(drop=True), np.asarray(split)[keep]
     for part in ("train", "val"):
         if not (split == part).any():
             raise DatasetError(f"the {part} split is empty")
     card = make_card(cfg, field_um, reject)
-    codes = card.class_codes + reject
+    codes = card.class_codes + reject  # the model's outputs; an unknown leukocyte's target is one past them
     canvas_px = max(card.input_px, math.ceil(card.input_px * (1 + cfg.scale_jitter)))
     args = (card.mpp, canvas_px, field_um)
     key = hashlib.sha256(json.dumps([table["file"].tolist(), args]).encode()).hexdigest()[:12]
-    cache = build_cache(CellDataset(table, codes, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
-    train_set = CellDataset(table, codes, TrainTransform(card.input_px, card.mean, card.std, cfg), *args, cache=cache)
-    eval_set = CellDataset(table, codes, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
+    cache = build_cache(CellDataset(table, codes + unknown, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
+    train_set = CellDataset(table, codes + unknown, TrainTransform(card.input_px, card.mean, card.std, cfg), *args, cache=cache)
+    eval_set = CellDataset(table, codes + unknown, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
     sources = table["source"].astype(str).to_numpy()
     if cfg.context_prob:
@@ -224,7 +225,7 @@ def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+            loss = training_loss(model(x), y, label_smoothing)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -234,6 +235,16 @@ def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device
             ema.update_parameters(model)
         total, n = total + float(loss.detach()) * len(y), n + len(y)
     return total / max(n, 1)
+
+
+def training_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+    """Cross-entropy over the outputs; a target one past them (an unknown-class leukocyte, the
+    reject output last) costs -log(1 - p_reject): it teaches "not rejected" and no class."""
+    known = y < logits.shape[1]
+    loss = F.cross_entropy(logits[known], y[known], label_smoothing=label_smoothing, reduction="sum") if known.any() else logits.sum() * 0
+    odd = logits[~known].float()
+    not_rejected = torch.logsumexp(odd, 1) - torch.logsumexp(odd[:, :-1], 1)
+    return (loss + not_rejected.sum()) / len(y)
 
 
 def _eval_loader(data, cfg: TrainConfig):

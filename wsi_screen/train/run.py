@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -15,18 +16,23 @@ from ..classify import resolve_device
 from ..config import Config
 from ..registry import ModelCard
 from .loop import fit
-from .non_leukocytes import cut_non_leukocytes
+from .non_leukocytes import LEUKOCYTE_CODE, cut_leukocytes, cut_non_leukocytes
 from .splits import kfold, read_locked, train_val_test, without_locked, write_split
 
 log = logging.getLogger(__name__)
 
 
 def training_table(
-    data: str | Path, exclude: str | Path | None = None, non_leukocytes: str | Path | None = None, crops_dir: str | Path | None = None
+    data: str | Path,
+    exclude: str | Path | None = None,
+    non_leukocytes: str | Path | None = None,
+    crops_dir: str | Path | None = None,
+    field_leukocytes: bool = False,
 ) -> pd.DataFrame:
     """DATA's cells with absolute paths (valid in split.csv and preds from any directory), less the
     cells listed in `exclude` (a locked list, files relative to DATA's folder), plus non-leukocyte
-    crops cut from the TXL-PBC tree `non_leukocytes` (its train split) into `crops_dir`."""
+    crops cut from the TXL-PBC tree `non_leukocytes` (its train split) into `crops_dir`, and with
+    `field_leukocytes` that tree's leukocytes (class unknown)."""
     data = Path(data).resolve()
     table = load_table(data)
     if exclude:
@@ -36,6 +42,8 @@ def training_table(
         log.info("%d locked test cells excluded (%d listed)", before - len(table), len(locked))
     if non_leukocytes:
         table = pd.concat([table, cut_non_leukocytes(non_leukocytes, "train", crops_dir)], ignore_index=True)
+        if field_leukocytes:
+            table = pd.concat([table, cut_leukocytes(non_leukocytes, "train", crops_dir)], ignore_index=True)
     return table
 
 
@@ -57,26 +65,32 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     cfg, field_um = config.train, config.patches.field_um
-    table = training_table(data, exclude, non_leukocytes, run_dir.parent / "non_leukocytes")
+    table = training_table(data, exclude, non_leukocytes, run_dir.parent / "non_leukocytes", cfg.field_leukocytes)
     dev = resolve_device(device)
     if folds == 0:
-        split = train_val_test(table, 0.0 if final else cfg.holdout_frac, cfg.val_frac, cfg.seed)
+        split = train_only_unknown(table, train_val_test(table, 0.0 if final else cfg.holdout_frac, cfg.val_frac, cfg.seed))
         write_split(run_dir / "split.csv", table, split)
         return [fit(table, split, run_dir, cfg, field_um, dev)]
     fold_of = kfold(table, folds, cfg.seed)
     cards = []
     for k in range(folds) if fold is None else [fold]:
-        split = train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed, fold=fold_of, k=k)
+        split = train_only_unknown(table, train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed, fold=fold_of, k=k))
         write_split(run_dir / f"fold_{k}" / "split.csv", table, split)
         cards.append(fit(table, split, run_dir / f"fold_{k}", cfg, field_um, dev, cache_dir=run_dir))
     return cards
 
 
+def train_only_unknown(table: pd.DataFrame, split: np.ndarray) -> np.ndarray:
+    """`split` with every leukocyte of unknown class in train: it has no class to validate or test."""
+    return np.where(table["label"].eq(LEUKOCYTE_CODE), "train", split)
+
+
 def pooled_labels(run_dir: Path, folds: int) -> Path:
-    """Every fold's held-out rows in one labels CSV; an image held out twice means broken folds."""
+    """Every fold's held-out rows in one labels CSV; an image held out twice, or a classed image
+    never held out, means broken folds."""
     parts = [pd.read_csv(run_dir / f"fold_{k}" / "split.csv", dtype={"patient": str}) for k in range(folds)]
     test = pd.concat([p[p["split"] == "test"].assign(fold=k) for k, p in enumerate(parts)], ignore_index=True)
-    if test["file"].duplicated().any() or len(test) != len(parts[0]):
+    if test["file"].duplicated().any() or len(test) != (parts[0]["class"] != LEUKOCYTE_CODE).sum():
         raise RuntimeError(f"folds in {run_dir} do not hold out each image exactly once")
     path = run_dir / "labels.csv"
     test.to_csv(path, index=False)
