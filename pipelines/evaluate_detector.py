@@ -29,21 +29,22 @@ from wsi_screen.train.fields import load_fields, source_mpp
 @click.option("--threads", default=1, show_default=True, help="Torch threads (more than the free cores slows it 20×).")
 @click.option("--model", default=DetectConfig.model, show_default=True, help="Registered name or weights path.")
 @click.option("--threshold", default=DetectConfig.threshold, show_default=True, help="Cell/core probability threshold.")
-@click.option("--second-look", is_flag=True, help="Drop what the shipped classifier rejects, as screen does.")
-def main(data: Path, out: Path, split: str, method: str, model: str, threshold: float, threads: int, second_look: bool) -> None:
+@click.option("--second-look", is_flag=True, help="Drop what the classifier rejects, as screen does.")
+@click.option("--classifier", default="default", show_default=True, help="The second look's classifier: registered name or weights path.")
+def main(data: Path, out: Path, split: str, method: str, model: str, threshold: float, threads: int, second_look: bool, classifier: str) -> None:
     torch.set_num_threads(threads)
     fields = load_fields(data, split)
     mpps = source_mpp(fields)
     cfg = DetectConfig(method=method, model=model, threshold=threshold)
     segmenter = make_segmenter(cfg)
-    evals = evaluate_sources(fields, mpps, segmenter, cfg, classifier_look() if second_look else None)
+    evals = evaluate_sources(fields, mpps, segmenter, cfg, classifier_look(classifier) if second_look else None)
     result = {
         "split": split,
         "method": method,
         "model": model,
         "model_sha256": segmenter.checksum,
         "threshold": threshold,
-        "second_look": "shipped classifier's reject output" if second_look else None,
+        "second_look": f"reject output of the classifier {classifier!r}" if second_look else None,
         "source_mpp": mpps,
         "figures": summarize(evals),
         "gallery": write_gallery(evals, out / ("gallery_second_look" if second_look else "gallery")),
