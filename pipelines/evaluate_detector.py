@@ -31,7 +31,9 @@ from wsi_screen.train.fields import load_fields, source_mpp
 @click.option("--threshold", default=DetectConfig.threshold, show_default=True, help="Cell/core probability threshold.")
 @click.option("--second-look", is_flag=True, help="Drop what the classifier rejects, as screen does.")
 @click.option("--classifier", default="default", show_default=True, help="The second look's classifier: registered name or weights path.")
-def main(data: Path, out: Path, split: str, method: str, model: str, threshold: float, threads: int, second_look: bool, classifier: str) -> None:
+def main(
+    data: Path, out: Path, split: str, method: str, model: str, threshold: float, threads: int, second_look: bool, classifier: str
+) -> None:
     torch.set_num_threads(threads)
     fields = load_fields(data, split)
     mpps = source_mpp(fields)
