@@ -89,3 +89,20 @@ def test_pooled_labels_hold_out_every_classed_image_once_and_no_unknown_leukocyt
     rows.assign(split="train").to_csv(tmp_path / "fold_1" / "split.csv", index=False)
     with pytest.raises(RuntimeError, match="exactly once"):
         pooled_labels(tmp_path, 2)
+
+
+def test_a_later_stage_starts_each_run_from_the_same_run_of_the_earlier_one(tmp_path):
+    import click
+
+    from pipelines.train_classifier import stage_starts
+    from wsi_screen.train.jobs import train_command
+
+    for part in ("final", "cv/fold_0", "cv/fold_1"):
+        (tmp_path / part).mkdir(parents=True)
+        (tmp_path / part / "best.pt").write_bytes(b"")
+    starts = stage_starts(tmp_path, 2)
+    assert starts == {"final": tmp_path / "final" / "best.pt", 0: tmp_path / "cv/fold_0/best.pt", 1: tmp_path / "cv/fold_1/best.pt"}
+    cmd = train_command(tmp_path, tmp_path / "cv", tmp_path / "r.yaml", tmp_path, 2, 1, init=starts[1])
+    assert cmd[-2:] == ["--init-weights", str(tmp_path / "cv/fold_1/best.pt")]
+    with pytest.raises(click.ClickException, match="fold_2/best.pt: the earlier stage has not trained this run"):
+        stage_starts(tmp_path, 3)

@@ -193,6 +193,12 @@ def test_warm_start_from_a_weights_file(folder_tree, tmp_path, capsys):
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     conv = next(k for k in start if k.endswith("conv1.weight"))
     assert torch.allclose(best[conv], start[conv].float(), atol=1e-3)  # lr≈0: still the initial weights
+    # a later stage of a multi-stage recipe: the same start from the command line, recorded in the run's config
+    cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "lr": 1e-9}}))
+    assert main(["train", str(folder_tree), "-o", str(tmp_path / "stage2"), "--config", str(cfg), "--init-weights", str(init)]) == 0
+    stage2 = torch.load(tmp_path / "stage2" / "best.pt", weights_only=True)
+    assert torch.allclose(stage2[conv], start[conv].float(), atol=1e-3)
+    assert yaml.safe_load((tmp_path / "stage2" / "config.yaml").read_text())["train"]["init_weights"] == str(init.resolve())
     cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "init_weights": str(tmp_path / "nope.pt")}}))
     assert main(["train", str(folder_tree), "-o", str(tmp_path / "run2"), "--config", str(cfg)]) == 2
     assert "nope.pt: train.init_weights: no such file" in capsys.readouterr().err

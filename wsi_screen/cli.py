@@ -38,13 +38,20 @@ def cli() -> None:
     help="TXL-PBC tree: red cells and platelets cut from its train fields train the reject output.",
 )
 @click.option("--final", is_flag=True, help="No test split (with --folds 0): the model to ship, tested on the locked cells.")
-def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_leukocytes, final):
+@click.option(
+    "--init-weights",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Start from these weights (overrides train.init_weights): a later stage of a multi-stage recipe.",
+)
+def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_leukocytes, final, init_weights):
     """Train a cell classifier on DATA (manifest.csv, an LMU tree with annotations.dat, or class folders)."""
     from .train.run import train_run
 
     config = load_config(config_path)
     if arch:
         config = config.replace("train", arch=arch)
+    if init_weights:
+        config = config.replace("train", init_weights=str(Path(init_weights).resolve()))
     if fold is not None and not 0 <= fold < max(folds, 1):
         raise click.BadParameter(f"--fold must be in [0, {folds}) and needs --folds", param_hint="--fold")
     train_run(data, run_dir, config, folds, fold, device, exclude, non_leukocytes, final)

@@ -15,9 +15,17 @@ from .splits import LOCKED_TEST
 
 
 def train_command(
-    data: Path, run_dir: Path, config: Path, txl: Path, folds: int = 0, fold: int | None = None, final: bool = False
+    data: Path,
+    run_dir: Path,
+    config: Path,
+    txl: Path,
+    folds: int = 0,
+    fold: int | None = None,
+    final: bool = False,
+    init: Path | None = None,
 ) -> list[str]:
-    """`wsi-screen train` on `data` less the locked cells, with the TXL-PBC reject crops."""
+    """`wsi-screen train` on `data` less the locked cells, with the TXL-PBC reject crops, from the
+    weights `init` when given."""
     cmd = [
         sys.executable,
         "-m",
@@ -37,7 +45,7 @@ def train_command(
     ]
     if folds:
         cmd += ["--folds", str(folds), "--fold", str(fold)]
-    return cmd + (["--final"] if final else [])
+    return cmd + (["--final"] if final else []) + (["--init-weights", str(init)] if init else [])
 
 
 def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int, repo: Path) -> None:
