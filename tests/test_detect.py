@@ -4,7 +4,7 @@ import pytest
 from wsi_screen.config import DetectConfig
 from wsi_screen.detect import detect_image, instances, to_detections
 from wsi_screen.registry import create_model, fold_batchnorm
-from wsi_screen.segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, ClassicalSegmenter, nucleus_stain
+from wsi_screen.segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, ClassicalSegmenter, nucleus_stain, white_balanced
 
 
 def _disc(shape, cx, cy, r):
@@ -128,6 +128,28 @@ def test_an_instance_must_be_nucleated_and_a_small_core_seeds_no_cell():
     assert len(np.unique(labels[leukocyte])) == 1  # the lobe's 3 µm² core seeds no second cell
     labels, _ = instances(maps, DetectConfig(min_core_um2=1.0), mpp=0.5)
     assert labels[40, 40] > 0 and len(np.unique(labels[leukocyte])) == 2  # without either check
+
+
+def test_a_lamp_cast_does_not_hide_a_nucleus_from_the_nucleated_check():
+    """wbc_seg's lab images under a yellow cast: the U-Net found its pale monocytes, but their
+    nuclei read below the fixed stain level and the check dropped 26 of 300 cells. Dividing by the
+    plasma's colour (the illumination) restores them; the red cell stays un-nucleated."""
+    shape = (80, 160)
+    rgb = np.full(shape + (3,), (235, 215, 215), np.uint8)
+    red_cell, leukocyte = _disc(shape, 40, 40, 12), _disc(shape, 110, 40, 14)
+    rgb[red_cell] = (215, 150, 160)
+    rgb[leukocyte] = (200, 180, 200)
+    rgb[_disc(shape, 110, 40, 6)] = (130, 80, 170)  # a pale nucleus
+    cast = (rgb * np.array([1.0, 0.97, 0.6])).astype(np.uint8)
+    assert nucleus_stain(cast[40:41, 110:111])[0, 0] < NUCLEUS_PIXEL < nucleus_stain(rgb[40:41, 110:111])[0, 0]
+    cell = red_cell | leukocyte
+    maps = np.stack([cell, _disc(shape, 40, 40, 5) | _disc(shape, 110, 40, 5)]).astype(np.float32)
+    labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=cast)
+    assert labels[40, 40] == 0 and labels[40, 110] > 0
+    balanced = white_balanced(cast, ~cell)
+    assert np.abs(balanced[5, 5].astype(int) - (255, 255, 255)).max() <= 2  # plasma back to white
+    on_glass = np.where(cell[..., None], rgb, np.uint8(255))
+    assert white_balanced(on_glass, ~cell) is on_glass  # white light: nothing to correct
 
 
 def test_a_piece_cut_by_the_frame_must_show_a_nucleus():

@@ -45,11 +45,13 @@ def detector_mpp(cfg: DetectConfig) -> float:
 def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability). With the
     image, an instance must also be nucleated (cfg.min_nucleus_fraction of its pixels nucleus-
-    stained): red cells and platelets never are, whatever a network makes of their colour. So must
-    its seed: a core on a red cell touching a leukocyte would otherwise win a basin that takes in
-    part of the leukocyte's nucleus; dropped, its basin becomes background, not part of the cell.
-    A piece cut by the image frame is judged on its own pixels by a stricter nucleus level (a
-    camera field's cut red cells would otherwise count; a slide's tile edges lie in the halo)."""
+    stained, read under white light: the image divided by its plasma colour, so another lab's lamp
+    cast does not hide a pale nucleus): red cells and platelets never are, whatever a network makes
+    of their colour. So must its seed: a core on a red cell touching a leukocyte would otherwise
+    win a basin that takes in part of the leukocyte's nucleus; dropped, its basin becomes
+    background, not part of the cell. A piece cut by the image frame is judged on its own raw
+    pixels by a stricter nucleus level (a camera field's cut red cells would otherwise count; a
+    slide's tile edges lie in the halo)."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
     min_seed_px = max(1.0, cfg.min_core_um2 / mpp**2)
@@ -76,13 +78,12 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
     keep = (area_um2 >= min_area) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
     if rgb is not None and cfg.min_nucleus_fraction > 0:
-        from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, nucleus_stain
+        from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, nucleus_stain, white_balanced
 
-        stain = nucleus_stain(rgb)
-        nucleus_px = stain > NUCLEUS_PIXEL
+        nucleus_px = nucleus_stain(white_balanced(rgb, ~cell)) > NUCLEUS_PIXEL
         stained = np.asarray(ndi.mean(nucleus_px, labels, np.arange(count + 1)))
         seeded_on_nucleus = np.nan_to_num(np.asarray(ndi.mean(nucleus_px, seeds, np.arange(count + 1))), nan=1.0)
-        cut_stained = np.asarray(ndi.mean(stain >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))
+        cut_stained = np.asarray(ndi.mean(nucleus_stain(rgb) >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))
         nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
         keep &= np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
     keep[0] = False
