@@ -80,7 +80,7 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     if rgb is not None and cfg.min_nucleus_fraction > 0:
         from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, nucleus_stain, white_balanced
 
-        nucleus_px = nucleus_stain(white_balanced(rgb, ~cell)) > NUCLEUS_PIXEL
+        nucleus_px = nucleus_stain(white_balanced(rgb)) > NUCLEUS_PIXEL
         stained = np.asarray(ndi.mean(nucleus_px, labels, np.arange(count + 1)))
         seeded_on_nucleus = np.nan_to_num(np.asarray(ndi.mean(nucleus_px, seeds, np.arange(count + 1))), nan=1.0)
         cut_stained = np.asarray(ndi.mean(nucleus_stain(rgb) >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))

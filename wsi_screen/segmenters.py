@@ -52,15 +52,13 @@ NUCLEUS_PIXEL = 0.5  # nucleus_stain above this counts as a nucleus pixel (the n
 FRAME_CUT_NUCLEUS_PIXEL = 0.65
 
 
-def white_balanced(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """`rgb` divided by its illumination (von Kries): the per-channel 98th percentile of the
-    `background` pixels (plasma, glass and red cells; plasma is the brightest of them). A yellow or
-    pink cast of another lab's lamp or camera then no longer hides a nucleus from a fixed stain
-    level; a channel is only ever brightened, never dimmed."""
-    sample, keep = rgb[::4, ::4], background[::4, ::4]  # a 1-in-16 sample estimates a percentile well enough
-    pixels = sample[keep] if keep.any() else sample.reshape(-1, 3)
-    white = np.percentile(pixels, 98, axis=0).astype(np.float32)
-    gain = 255.0 / np.clip(white, 64.0, 255.0)
+def white_balanced(rgb: np.ndarray) -> np.ndarray:
+    """`rgb` divided by its illumination (von Kries), taken as the plasma's colour (`qc.plasma_colour`,
+    the QC's own estimate, on a 1-in-16 pixel sample): a yellow or pink cast of another lab's lamp or
+    camera then no longer hides a nucleus from a fixed stain level. A channel is only brightened."""
+    from .qc import plasma_colour
+
+    gain = 255.0 / np.maximum(plasma_colour(rgb[::4, ::4].astype(np.float32)), 1.0)
     if np.all(gain <= 1.0):
         return rgb
     return np.clip(rgb * np.maximum(gain, 1.0), 0, 255).astype(np.uint8)
