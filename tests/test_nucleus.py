@@ -58,6 +58,16 @@ def test_real_wbc_seg_outlines_and_nuclei():
     assert np.median(cells) > 0.8
 
 
+def test_wbc_seg_monocytes_under_a_yellow_lamp_are_found():
+    """wbc_seg's monocytes, many under a yellow cast: the U-Net outlines them, and the nucleated
+    check, reading the stain under white light, must keep them (before it did, 27 of 48)."""
+    crops = [c for c in load_wbc_seg(shared("segmentation", "wbc_seg", "Dataset1")) if c.cls == "monocyte"]
+    cfg = DetectConfig()
+    segmenter = make_segmenter(cfg)
+    found = [detector_cell(c, 0.174, segmenter, cfg).any() for c in crops]
+    assert len(crops) == 48 and sum(found) >= 46
+
+
 def test_measure_nucleus_in_a_patch_maps_back_to_level0():
     """A 200 px patch of a 400 px level-0 box (2 level-0 px per patch px): the nucleus area, its
     share of the cell and its lobes' outlines in level-0 px."""
