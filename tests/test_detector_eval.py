@@ -113,14 +113,16 @@ def test_gallery_has_one_crop_per_error(one_field_eval, tmp_path):
 
 
 def test_shipped_detector_on_a_sample_of_real_fields_per_source():
-    """Three val fields per source, each source at its median µm/px: the shipped U-Net finds the
-    sample's leukocytes with few false detections (val figures in docs/detector.md)."""
+    """Eight val fields per source, each source at its median µm/px: the shipped U-Net finds the
+    sample's leukocytes with few false detections (val figures in docs/detector.md). Eight, not
+    three: one frame-cut sliver showing almost no nucleus (not counted since the frame-cut level
+    is 0.75) was one of three fields' 14 boxes."""
     fields = load_fields(shared("detection", "txl_pbc"), "val")
     mpps = source_mpp(fields)
-    sample = [f for s in ("raabin", "pbc", "bccd", "bcd") for f in [g for g in fields if source_of(g) == s][:3]]
+    sample = [f for s in ("raabin", "pbc", "bccd", "bcd") for f in [g for g in fields if source_of(g) == s][:8]]
     cfg = DetectConfig()
     figures = summarize(evaluate_sources(sample, mpps, make_segmenter(cfg), cfg))
     assert set(figures) == {"raabin", "pbc", "bccd", "bcd", "pooled"}
-    assert figures["pooled"]["tp"] + figures["pooled"]["fn"] >= 12
+    assert figures["pooled"]["tp"] + figures["pooled"]["fn"] >= 32
     assert figures["pooled"]["recall"] >= 0.9 and figures["pooled"]["precision"] >= 0.8
     assert figures["pooled"]["far_fp_per_1000_rbc"] < 5
