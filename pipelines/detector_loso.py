@@ -24,10 +24,11 @@ from wsi_screen.train.loso import SOURCES, LosoConfig, run_one, summarize_loso
 @click.option("-o", "--out", type=click.Path(path_type=Path), required=True)
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--source", "sources", multiple=True, type=click.Choice(SOURCES), help="Left-out source(s); default: all four.")
-def main(data: Path, out: Path, config_path: Path | None, sources: tuple[str, ...]) -> None:
+@click.option("--retest", is_flag=True, help="Test complete runs again with their trained models (after a change to the instance checks).")
+def main(data: Path, out: Path, config_path: Path | None, sources: tuple[str, ...], retest: bool) -> None:
     cfg = load_dataclass(LosoConfig, config_path) if config_path else LosoConfig()
     card = load_card("default", "detector")  # the shipped architecture and µm/px, trained afresh per run
-    results = [run_one(data, s, out / s, card, cfg) for s in sources or SOURCES]
+    results = [run_one(data, s, out / s, card, cfg, retest) for s in sources or SOURCES]
     summary = summarize_loso(results)
     record = {"config": asdict(cfg), "detector": {"arch": card.arch, "mpp": card.mpp}, "runs": results, **summary}
     (out / "loso.json").write_text(json.dumps(record, indent=1, default=float))

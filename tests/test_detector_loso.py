@@ -1,7 +1,9 @@
 """Leave-one-source-out end to end on a tiny generated two-source dataset (1 epoch): the left-out
-source never trains or picks the threshold, is tested on all its fields, and a rerun resumes."""
+source never trains or picks the threshold, is tested on all its fields, a rerun resumes, and a
+retest keeps the trained model."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,5 +53,11 @@ def test_leave_one_source_out_on_tiny_data(tmp_path):
     stamp = weights.stat().st_mtime_ns
     assert run_one(data, "pbc", tmp_path / "pbc", card, cfg) == json.loads((tmp_path / "pbc" / "result.json").read_text())
     assert weights.stat().st_mtime_ns == stamp  # resumed: not retrained
+    stale = tmp_path / "pbc" / "gallery" / "false_positives_09.png"
+    stale.write_bytes(b"")
+    retested = run_one(data, "pbc", tmp_path / "pbc", card, replace(cfg, thresholds=(0.6,)), retest=True)
+    assert weights.stat().st_mtime_ns == stamp and not stale.exists()  # tested again, not retrained; old sheets gone
+    assert retested["threshold"] == 0.6 and retested["best_epoch"] == result["best_epoch"]
+    assert json.loads((tmp_path / "pbc" / "result.json").read_text())["threshold"] == 0.6
     summary = summarize_loso([result])
     assert summary["min_recall"] == result["figures"]["recall"] and set(summary["per_source"]) == {"pbc"}

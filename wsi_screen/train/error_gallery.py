@@ -45,8 +45,11 @@ def _crop(e: FieldEval, rgb: np.ndarray, centre: tuple[float, float], error) -> 
 
 
 def write_gallery(evals: list[FieldEval], out: Path) -> dict[str, int]:
-    """out/false_positives_NN.png and out/false_negatives_NN.png; returns the error counts."""
+    """out/false_positives_NN.png and out/false_negatives_NN.png (an earlier run's sheets are
+    removed first: a rerun with fewer errors leaves none behind); returns the error counts."""
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("false_positives_*.png"), *out.glob("false_negatives_*.png")]:
+        stale.unlink()
     fps, fns = [], []
     for e in evals:
         if e.false_positives or e.missed:

@@ -63,14 +63,17 @@ def choose_threshold(segmenter, fields: list[Field], thresholds: tuple[float, ..
     return max(thresholds, key=lambda t: (round(f1[t], 6), -abs(t - 0.5))), f1
 
 
-def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig) -> dict:
+def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig, retest: bool = False) -> dict:
     """Train `card` (a DetectorCard: architecture and µm/px) afresh without `left_out`, choose the
-    threshold on the others' val fields, test on all of `left_out`'s fields; writes out/result.json and out/gallery/."""
+    threshold on the others' val fields, test on all of `left_out`'s fields; writes out/result.json and out/gallery/.
+    With `retest`, a complete run keeps its trained model and is tested again: a change to what
+    follows the network (the instance checks) needs no retraining."""
     from ..segmenters import UnetSegmenter
 
     done = out / "result.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    previous = json.loads(done.read_text()) if done.exists() else None
+    if previous and not retest:
+        return previous
     t0 = time.time()
     train = _subset(load_fields(data, "train"), cfg.fields_per_source)
     val = _subset(load_fields(data, "val"), cfg.fields_per_source)
@@ -79,11 +82,15 @@ def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig) -> dict
         return [f for f in fields if source_of(f) != left_out]
 
     test = [f for f in train + val if source_of(f) == left_out]
-    view = write_view(out / "data", {"train": keep(train), "val": keep(val)}, data)
     name = f"unet-loso-{left_out}"
-    run_card = replace(card, provenance={"data": f"TXL-PBC train split without {left_out}", "train_config": asdict(cfg.train)})
-    best_epoch = train_detector(view, out / "model", name, run_card, cfg.train)
-    t_train = time.time() - t0
+    if previous:
+        best_epoch, t_train = previous["best_epoch"], previous["seconds"]["train"]
+    else:
+        view = write_view(out / "data", {"train": keep(train), "val": keep(val)}, data)
+        run_card = replace(card, provenance={"data": f"TXL-PBC train split without {left_out}", "train_config": asdict(cfg.train)})
+        best_epoch = train_detector(view, out / "model", name, run_card, cfg.train)
+        t_train = time.time() - t0
+    t_test = time.time()
     segmenter = UnetSegmenter(str(out / "model" / f"{name}.pt"), "cpu")
     threshold, f1 = choose_threshold(segmenter, keep(val), cfg.thresholds)
     detect_cfg = DetectConfig(threshold=threshold)
@@ -99,7 +106,7 @@ def run_one(data: Path, left_out: str, out: Path, card, cfg: LosoConfig) -> dict
         "test_mpp": source_mpp(test),
         "figures": summarize(evals)["pooled"],
         "gallery": write_gallery(evals, out / "gallery"),
-        "seconds": {"train": t_train, "total": time.time() - t0},
+        "seconds": {"train": t_train, "total": t_train + time.time() - t_test},
     }
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1, default=float))
