@@ -32,6 +32,7 @@ class DetectorTrainConfig:
     lr: float = 2e-3
     scale_jitter: float = 0.25
     negative_weight: float = 4.0  # loss weight of red-cell and platelet pixels (plasma: 1)
+    gamma: tuple[float, float] = (0.4, 1.6)  # per-channel gamma range of the stain jitter: < 1 fades (pale, washed-out stains), > 1 darkens
     seed: int = 0
     threads: int = 1
 
@@ -42,11 +43,12 @@ def _resize(a: np.ndarray, factor: float, resample) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize(size, resample))
 
 
-def _stain_jitter(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Per-channel gain/gamma (gamma up to 1.6: dark, dense stains), saturation and brightness
+def _stain_jitter(rgb: np.ndarray, rng: np.random.Generator, gamma: tuple[float, float]) -> np.ndarray:
+    """Per-channel gain/gamma (a gamma multiplies each channel's optical density: 0.4 is a stain
+    faded to 40 %, as BCD's palest cells; 1.6 dark, dense stains), saturation and brightness
     changes, sometimes blur (focus)."""
     x = rgb.astype(np.float32) / 255.0
-    x = np.clip(x, 1e-3, 1) ** rng.uniform(0.7, 1.6, 3) * rng.uniform(0.8, 1.12, 3)
+    x = np.clip(x, 1e-3, 1) ** rng.uniform(*gamma, 3) * rng.uniform(0.8, 1.12, 3)
     grey = x.mean(-1, keepdims=True)
     x = grey + (x - grey) * rng.uniform(0.5, 1.6)
     x = (x - 0.5) * rng.uniform(0.75, 1.25) + 0.5 + rng.uniform(-0.12, 0.08)
@@ -87,7 +89,7 @@ class FieldSamples:
         y = rng.integers(img.shape[0] - c + 1)
         x = rng.integers(img.shape[1] - c + 1)
         img, tgt = img[y : y + c, x : x + c], tgt[:, y : y + c, x : x + c]
-        return _stain_jitter(np.ascontiguousarray(img), rng), np.ascontiguousarray(tgt, dtype=np.float32)
+        return _stain_jitter(np.ascontiguousarray(img), rng, self.cfg.gamma), np.ascontiguousarray(tgt, dtype=np.float32)
 
 
 def detect_field(segmenter, field: Field, mpp: float, detect_cfg: DetectConfig) -> list[Detection]:
