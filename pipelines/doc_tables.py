@@ -287,7 +287,8 @@ def detector_loso() -> str:
     train = d["config"]["train"]
     recipe = (
         f"{d['detector']['arch']} at {d['detector']['mpp']} µm/px, {train['epochs']} epochs, {train['threads']} thread(s) per run, "
-        f"negative weight {train['negative_weight']}, thresholds chosen among {', '.join(map(str, d['config']['thresholds']))}."
+        f"negative weight {train['negative_weight']}, stain gamma {train['gamma'][0]}–{train['gamma'][1]}, "
+        f"thresholds chosen among {', '.join(map(str, d['config']['thresholds']))}."
     )
     worst = f"worst source: precision {d['min_precision']:.3f}, recall {d['min_recall']:.3f}"
     targets = [
