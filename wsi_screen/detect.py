@@ -80,12 +80,17 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     if rgb is not None and cfg.min_nucleus_fraction > 0:
         from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, nucleus_stain, white_balanced
 
-        nucleus_px = nucleus_stain(white_balanced(rgb)) > NUCLEUS_PIXEL
+        balanced = white_balanced(rgb)
+        stain = nucleus_stain(balanced)
+        nucleus_px = stain > NUCLEUS_PIXEL
         stained = np.asarray(ndi.mean(nucleus_px, labels, np.arange(count + 1)))
         seeded_on_nucleus = np.nan_to_num(np.asarray(ndi.mean(nucleus_px, seeds, np.arange(count + 1))), nan=1.0)
-        cut_stained = np.asarray(ndi.mean(nucleus_stain(rgb) >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))
         nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
-        keep &= np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
+        if at_edge[1:].any():  # only camera fields: a slide tile's edges lie in its halo
+            raw = stain if balanced is rgb else nucleus_stain(rgb)
+            cut_stained = np.asarray(ndi.mean(raw >= FRAME_CUT_NUCLEUS_PIXEL, labels, np.arange(count + 1)))
+            nucleated = np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
+        keep &= nucleated
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     return labels, score
