@@ -86,18 +86,19 @@ def folder_tree(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_screened(tmp_path_factory) -> Path:
-    """OUT/demo_smear of `wsi-screen screen` on the shipped demo slide, once per session; tests
-    that change it work on a copy."""
+    """OUT/demo_smear of `wsi-screen screen --specimen-id SPEC-42` on the shipped demo slide, once
+    per session (the screen and review tests share it); tests that change it work on a copy."""
     import subprocess
     import sys
 
     out = tmp_path_factory.mktemp("demo_screen")
     demo = REPO / "wsi_screen" / "demo" / "demo_smear.tiff"
     run = subprocess.run(
-        [sys.executable, "-m", "wsi_screen.cli", "screen", str(demo), "-o", str(out), "--workers", "2"],
+        [sys.executable, "-m", "wsi_screen.cli", "screen", str(demo), "-o", str(out), "--specimen-id", "SPEC-42", "--workers", "2"],
         capture_output=True,
         text=True,
         timeout=900,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1].endswith("report.html")
     return out / "demo_smear"

@@ -30,13 +30,10 @@ def _cli(*args, timeout=900):
     return subprocess.run([sys.executable, "-m", "wsi_screen.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def screened(tmp_path_factory):
-    out = tmp_path_factory.mktemp("screen")
-    run = _cli("screen", DEMO, "-o", out, "--specimen-id", "SPEC-42", "--workers", "2")
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip().splitlines()[-1].endswith("report.html")
-    return out / "demo_smear"
+@pytest.fixture
+def screened(demo_screened):
+    """The demo slide screened once per session (conftest), read only here."""
+    return demo_screened
 
 
 def test_report_json_has_the_morning_figures(screened):
