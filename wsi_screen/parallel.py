@@ -40,8 +40,11 @@ def make_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
 
 @contextmanager
 def dask_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = None):
-    """A client for the duration of one job; a local cluster we started is shut down after."""
+    """A client for the duration of one job; a local cluster we started is shut down after, and
+    warmed up as it starts (`warm_workers`)."""
     client = make_client(scheduler, cfg, workers)
+    if not scheduler:
+        warm_workers(client)
     try:
         yield client
     finally:
@@ -49,6 +52,23 @@ def dask_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def warm_workers(client) -> None:
+    """Have every worker import what its tasks need (torch, the U-Net library, the nucleus and
+    store code: seconds per process) now, all at once and while this process goes on, rather than
+    each on its first task; fire-and-forget tasks, so the tasks that follow simply queue behind."""
+    from distributed import fire_and_forget
+
+    for address in client.scheduler_info().get("workers", {}):
+        fire_and_forget(client.submit(_import_task_libraries, workers=[address], allow_other_workers=False, pure=False))
+
+
+def _import_task_libraries() -> None:
+    import segmentation_models_pytorch  # noqa: F401  (torch, timm)
+
+    from .export import store  # noqa: F401
+    from .nucleus import measure_nucleus  # noqa: F401
 
 
 def in_flight(client) -> int:
