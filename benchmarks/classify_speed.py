@@ -20,7 +20,8 @@ from benchmarks.screen_speed import raw_forward_cells_per_s
 from wsi_screen.cell_images import CELL_IMAGE_SUFFIXES
 from wsi_screen.classify import classify_files
 from wsi_screen.config import Config
-from wsi_screen.registry import DEFAULT_WEIGHTS, for_inference, load_model
+from wsi_screen.model_files import DEFAULT_WEIGHTS
+from wsi_screen.registry import for_inference, load_model
 
 
 @click.command()

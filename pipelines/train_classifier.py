@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from wsi_screen.config import load_config
-from wsi_screen.registry import DEFAULT_WEIGHTS
+from wsi_screen.model_files import DEFAULT_WEIGHTS
 from wsi_screen.train.export import export
 from wsi_screen.train.jobs import run_jobs, train_command
 from wsi_screen.train.non_leukocytes import cut_non_leukocytes

@@ -27,7 +27,8 @@ def locked_cells():
     """The shared cells folder, the shipped model and card, and the locked test cells
     (configs/locked_test.csv, checked against its SHA-256): whole patients and PBC images that no
     run of the locked era trains on, so data growth never changes what these tests use."""
-    from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
+    from wsi_screen.model_files import DEFAULT_WEIGHTS
+    from wsi_screen.registry import load_model
     from wsi_screen.train.export import locked_rows
 
     cells = shared("cells", "manifest.csv").parent

@@ -8,8 +8,8 @@ import torch
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.errors import ModelError
+from wsi_screen.model_files import WEIGHTS_DIR, resolve_model
 from wsi_screen.registry import (
-    WEIGHTS_DIR,
     ClassifierCard,
     DetectorCard,
     ModelCard,
@@ -19,7 +19,6 @@ from wsi_screen.registry import (
     load_card,
     load_model,
     model_task,
-    resolve_model,
     save_weights,
 )
 

@@ -19,7 +19,7 @@ from wsi_screen.cell_images import read_folder_tree
 from wsi_screen.classes import CLASS_CODES, CLASS_NAMES
 from wsi_screen.cli import main
 from wsi_screen.export.geojson import read_features
-from wsi_screen.registry import DEFAULT_WEIGHTS, sha256
+from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
 
 pytestmark = pytest.mark.slow  # screens the demo slide
 

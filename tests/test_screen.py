@@ -17,7 +17,8 @@ from wsi_screen.classes import CLASS_CODES, CLASS_COLORS, CLASS_NAMES
 from wsi_screen.classify import batch_logits, patch_batch, to_probabilities
 from wsi_screen.export.geojson import read_features, validate_qupath
 from wsi_screen.export.store import open_patches, read_table
-from wsi_screen.registry import DEFAULT_WEIGHTS, load_model
+from wsi_screen.model_files import DEFAULT_WEIGHTS
+from wsi_screen.registry import load_model
 
 from .conftest import shared
 

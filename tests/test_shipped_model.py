@@ -7,7 +7,8 @@ import pytest
 
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.classify import classify_files
-from wsi_screen.registry import DEFAULT_WEIGHTS, default_input_px, load_model
+from wsi_screen.model_files import DEFAULT_WEIGHTS
+from wsi_screen.registry import default_input_px, load_model
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ def software_versions() -> dict:
 def model_checksums(config: Config) -> dict:
     """run.json's "models": the configured classifier's and detector's weights checksums (None: the
     classical detector has none)."""
-    from .registry import resolve_model, sha256
+    from .model_files import resolve_model, sha256
 
     detector = sha256(resolve_model(config.detect.model, "detector")) if config.detect.method == "unet" else None
     return {"classifier": sha256(resolve_model(config.classify.model, "classifier")), "detector": detector}
@@ -26,7 +26,7 @@ def model_checksums(config: Config) -> dict:
 
 def model_provenance(config: Config, classifier_path: Path, card) -> dict:
     """report.json's "model": the detector and the classifier that made the result, by name and checksum."""
-    from .registry import resolve_model, sha256
+    from .model_files import resolve_model, sha256
 
     detector = {"name": "classical", "method": "classical", "sha256": None}
     if config.detect.method == "unet":

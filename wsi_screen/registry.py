@@ -1,12 +1,11 @@
 """One registry for every model: builders registered by name and task (timm's `@register_model` /
 `create_model`), the card that travels with every weights file (as JSON beside it, and inside it),
-`resolve_model` for "default", a shipped name or a path, and weights loading. Preprocessing
+and weights loading (which file a name means: model_files.py). Preprocessing
 (field or µm/px, input size, mean/std) is read from the card, never repeated by callers or configs."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +17,7 @@ from torchvision.models import resnet
 
 from .classes import CLASS_CODES
 from .errors import ModelError
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODELS = {"classifier": "classifier", "detector": "unet-wbc"}  # shipped weights per task
-DEFAULT_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_MODELS['classifier']}.pt"
+from .model_files import resolve_model
 
 
 @dataclass(frozen=True)
@@ -217,18 +213,6 @@ def save_weights(model: nn.Module, card: Card, path: str | Path, half: bool = Tr
     return path
 
 
-def resolve_model(name_or_path: str | Path | None, task: str) -> Path:
-    """The weights file of "default" (or None: the shipped model of `task`), of a shipped name
-    (wsi_screen/weights/<name>.pt) or of a path; a ModelError naming the file when there is none."""
-    spec = DEFAULT_MODELS[task] if name_or_path is None or str(name_or_path) == "default" else str(name_or_path)
-    path = Path(spec)
-    if path.suffix != ".pt" and path.parent == Path("."):
-        path = WEIGHTS_DIR / f"{spec}.pt"
-    if not path.is_file():
-        raise ModelError("model file not found", path)
-    return path
-
-
 def _read(path: Path, task: str) -> tuple[Card, dict]:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -282,7 +266,3 @@ def for_inference(model: nn.Module, device: str | torch.device) -> nn.Module:
     CPU, tensor cores on CUDA): about 1.5-2x faster on CPU. Changes the model in place; never use
     it on a model that will be trained or saved."""
     return fold_batchnorm(model.eval()).to(device, memory_format=torch.channels_last)
-
-
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

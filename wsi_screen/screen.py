@@ -66,7 +66,8 @@ class ScreenResult:
 
 def load_classifier(config: Config):
     """The configured classifier, its card and its weights file."""
-    from .registry import load_model, resolve_model
+    from .model_files import resolve_model
+    from .registry import load_model
 
     path = resolve_model(config.classify.model, "classifier")
     return *load_model(path), path
@@ -83,9 +84,9 @@ def screen_slide(
     from .export.outdir import staged_dir
     from .export.report import write_report
     from .export.store import drop_model_input, write_calls
+    from .model_files import sha256
     from .parallel import dask_client
     from .provenance import model_provenance, software_versions
-    from .registry import sha256
     from .summarize import rates_from_card, summarize_slide
 
     t0 = time.perf_counter()

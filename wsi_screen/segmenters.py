@@ -17,7 +17,8 @@ class UnetSegmenter:
     def __init__(self, name_or_path: str, device: str = "auto"):
         import torch
 
-        from .registry import for_inference, load_model, resolve_model, sha256
+        from .model_files import resolve_model, sha256
+        from .registry import for_inference, load_model
 
         self.path = resolve_model(name_or_path, "detector")
         model, self.card = load_model(self.path, task="detector")

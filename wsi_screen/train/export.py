@@ -18,7 +18,8 @@ from ..cell_images import load_table
 from ..classes import ATYPICAL, BLAST, CLASS_CODES
 from ..classify import classify_files
 from ..evaluate import full_summary, joined, json_safe, read_labels
-from ..registry import ModelCard, load_model, save_weights, sha256
+from ..model_files import sha256
+from ..registry import ModelCard, load_model, save_weights
 from ..summarize import rates_from_metrics
 from .reject_rate import reject_rates
 from .run import pooled_labels
