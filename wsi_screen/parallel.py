@@ -56,8 +56,8 @@ def dask_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
 
 def warm_workers(client) -> None:
     """Have every worker import what its tasks need (torch, the U-Net library, the nucleus and
-    store code: seconds per process) now, all at once and while this process goes on, rather than
-    each on its first task; fire-and-forget tasks, so the tasks that follow simply queue behind."""
+    store code: seconds per process) now, all at once, rather than each on its first task (on a
+    small slide one after the other); fire-and-forget tasks, so the tasks that follow queue behind."""
     from distributed import fire_and_forget
 
     for address in client.scheduler_info().get("workers", {}):

@@ -94,11 +94,11 @@ def screen_slide(
     with ExitStack() as cluster:
         with stages.time("startup"):
             info, mask = prepare(slide_path, config, options.mpp, options.aoi)  # bad slide/AOI: fail before torch and Dask
-            if client is None:  # its workers warm up while this process loads the classifier
-                client = cluster.enter_context(dask_client(options.scheduler, config.dask, options.workers))
-            model, card, model_path = load_classifier(config)  # bad model: fail before anything is written
+            model, card, model_path = load_classifier(config)  # bad model: fail before any work
             rates = rates_from_card(card)
             out_dir = Path(out_root) / (out_name or Path(slide_path).stem)
+            if client is None:
+                client = cluster.enter_context(dask_client(options.scheduler, config.dask, options.workers))
         with stages.time("detection"):
             cells = find_cells(client, slide_path, info, mask, config, options.mpp, options.progress, tasks)
         with staged_dir(out_dir) as tmp:
