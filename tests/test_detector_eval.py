@@ -86,6 +86,17 @@ def test_field_errors_are_counted_by_kind(one_field_eval):
     assert pooled["precision_ci95"] == pytest.approx(wilson(1, 3))
 
 
+def test_swallowing_beyond_its_own_box_counts_only_outlines_running_past_the_leukocyte(tmp_path):
+    """A: a red-cell box overlapping A's own box and covered by A's outline there (label geometry:
+    swallowing, not beyond). B: a tightly boxed cell whose outline runs past its box onto a red
+    cell (swallowing beyond its own box)."""
+    rows = [(0, 20, 20, 52, 52), (1, 40, 40, 56, 56), (0, 125, 65, 145, 85), (1, 143, 70, 153, 80)]
+    (field,) = _write_field(tmp_path, rows)
+    e = evaluate_field(field, 0.5, _Painted([(36, 36, 14), (135, 75, 14)]), DetectConfig(min_nucleus_fraction=0))
+    assert (e.score.tp, e.score.fp, e.swallowing, e.swallowing_beyond_box) == (2, 0, 2, 1)
+    assert summarize([e])["pooled"]["swallowing_beyond_own_box_fraction"] == 0.5
+
+
 def test_a_second_look_drops_detections_before_matching(tmp_path):
     """What the second look rejects is neither found nor false: here it drops the instance on the
     red cell (index 1 in detection order), leaving one found, one false beside A, B missed."""

@@ -3,7 +3,10 @@
 
 A smear has hundreds of red cells per leukocyte, so false detections away from any leukocyte are
 counted per 1,000 labelled red cells; an outline that swallows a neighbouring red cell is counted
-by the share of a red-cell box it covers. Duplicate WBC boxes are merged before matching."""
+by the share of a red-cell box it covers, and apart from that by the part of the outline outside
+its own leukocyte's box: TXL-PBC's red-cell boxes often overlap the leukocyte they touch, so the
+first figure counts label geometry too, the second only outlines that run onto a red cell.
+Duplicate WBC boxes are merged before matching."""
 
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class FieldEval:
     far_fp: int  # false positives touching no WBC box
     swallowing: int  # instances covering > RBC_COVER of some red-cell box
     swallowing_tp: int  # of which matched leukocytes
+    swallowing_beyond_box: int  # instances whose outline outside their matched WBC box still covers > RBC_COVER of a red-cell box
     outlines: tuple[Polygon, ...]
     false_positives: tuple[int, ...]  # indices into outlines
     wbc_boxes: np.ndarray  # merged
@@ -56,7 +60,9 @@ def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig, secon
     fps = tuple(i for i in range(len(outlines)) if i not in matched_det)
     wbc_shapes = [box(*b) for b in wbc]
     rbc_shapes = [box(*b) for b in field.boxes[field.boxes[:, 0] == RBC, 1:]]
-    swallows = [any(o.intersection(r).area > RBC_COVER * r.area for r in rbc_shapes if o.intersects(r)) for o in outlines]
+    swallows = [_swallows(o, rbc_shapes) for o in outlines]
+    own_box = {r: wbc_shapes[c] for r, c in pairs}
+    beyond = [_swallows(o.difference(own_box[i]) if i in own_box else o, rbc_shapes) for i, o in enumerate(outlines)]
     return FieldEval(
         field=field,
         source=source_of(field),
@@ -66,12 +72,17 @@ def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig, secon
         far_fp=sum(not any(outlines[i].intersects(w) for w in wbc_shapes) for i in fps),
         swallowing=int(sum(swallows)),
         swallowing_tp=sum(swallows[i] for i in matched_det),
+        swallowing_beyond_box=int(sum(beyond)),
         outlines=outlines,
         false_positives=fps,
         wbc_boxes=wbc,
         missed=tuple(i for i in range(len(wbc)) if i not in matched_box),
         rejected=found - len(detections),
     )
+
+
+def _swallows(shape, rbc_shapes: list[Polygon]) -> bool:
+    return any(shape.intersection(r).area > RBC_COVER * r.area for r in rbc_shapes if shape.intersects(r))
 
 
 def evaluate_sources(
@@ -111,6 +122,7 @@ def _summary(evals: list[FieldEval]) -> dict:
         "swallowing_rbc_fraction": swallowing / n_inst if n_inst else 0.0,
         "swallowing_rbc_fraction_ci95": wilson(swallowing, n_inst),
         "swallowing_rbc_fraction_of_leukocytes": sum(e.swallowing_tp for e in evals) / score.tp if score.tp else 0.0,
+        "swallowing_beyond_own_box_fraction": sum(e.swallowing_beyond_box for e in evals) / n_inst if n_inst else 0.0,
         "rejected": sum(e.rejected for e in evals),
     }
 
