@@ -65,11 +65,13 @@ class ScreenResult:
 
 
 def load_classifier(config: Config):
-    """The configured classifier, its card and its weights file."""
+    """The configured classifier, its card and its weights file (a missing file is told before
+    torch is imported)."""
     from .model_files import resolve_model
-    from .registry import load_model
 
     path = resolve_model(config.classify.model, "classifier")
+    from .registry import load_model
+
     return *load_model(path), path
 
 
