@@ -36,10 +36,10 @@ def composition(predicted_counts: np.ndarray, confusion: np.ndarray, iterations:
     known = confusion.sum(-1) > 0
     pi = np.broadcast_to(known / np.maximum(known.sum(-1, keepdims=True), 1), confusion.shape[:-1]).copy()
     counts = np.asarray(predicted_counts, float)
-    for _ in range(iterations):
-        joint = pi[..., :, None] * confusion  # (..., true, predicted)
-        post = joint / np.maximum(joint.sum(-2, keepdims=True), 1e-300)
-        pi = (post * counts[..., None, :]).sum(-1) / max(counts.sum(), 1e-300)
+    total = max(counts.sum(), 1e-300)
+    for _ in range(iterations):  # π_i ← π_i Σ_j C_ij n_j / (Σ_k π_k C_kj) / N, as matrix-vector products
+        called = np.einsum("...i,...ij->...j", pi, confusion)
+        pi = pi * np.einsum("...ij,...j->...i", confusion, counts / np.maximum(called, 1e-300)) / total
     return pi
 
 
