@@ -93,7 +93,8 @@ def test_swallowing_beyond_its_own_box_counts_only_outlines_running_past_the_leu
     rows = [(0, 20, 20, 52, 52), (1, 40, 40, 56, 56), (0, 125, 65, 145, 85), (1, 143, 70, 153, 80)]
     (field,) = _write_field(tmp_path, rows)
     e = evaluate_field(field, 0.5, _Painted([(36, 36, 14), (135, 75, 14)]), DetectConfig(min_nucleus_fraction=0))
-    assert (e.score.tp, e.score.fp, e.swallowing, e.swallowing_beyond_box) == (2, 0, 2, 1)
+    assert (e.score.tp, e.score.fp, e.swallowing) == (2, 0, 2)
+    assert [e.outlines[i].centroid.x for i in e.swallowing_beyond_box] == [pytest.approx(135, abs=1)]  # B's
     assert summarize([e])["pooled"]["swallowing_beyond_own_box_fraction"] == 0.5
 
 
@@ -116,11 +117,14 @@ def test_a_second_look_drops_detections_before_matching(tmp_path):
 
 
 def test_gallery_has_one_crop_per_error(one_field_eval, tmp_path):
+    """The instance on red cell R is a false positive and swallows R beyond any leukocyte's box."""
     counts = write_gallery([one_field_eval], tmp_path / "g")
-    assert counts == {"false_positives": 2, "false_negatives": 1}
+    assert counts == {"false_positives": 2, "false_negatives": 1, "swallowing_beyond_box": 1}
     sheet = Image.open(tmp_path / "g" / "false_positives_01.png")
     assert sheet.size == (8 * 160, 160)
     assert (tmp_path / "g" / "false_negatives_01.png").exists()
+    swallowed = np.asarray(Image.open(tmp_path / "g" / "swallowing_beyond_box_01.png").convert("RGB")).astype(int)
+    assert (np.abs(swallowed - [230, 200, 0]).sum(-1) < 30).any()  # the red-cell boxes are drawn
 
 
 def test_shipped_detector_on_a_sample_of_real_fields_per_source():

@@ -40,7 +40,7 @@ class FieldEval:
     far_fp: int  # false positives touching no WBC box
     swallowing: int  # instances covering > RBC_COVER of some red-cell box
     swallowing_tp: int  # of which matched leukocytes
-    swallowing_beyond_box: int  # instances whose outline outside their matched WBC box still covers > RBC_COVER of a red-cell box
+    swallowing_beyond_box: tuple[int, ...]  # indices into outlines still covering > RBC_COVER of a red-cell box outside their WBC box
     outlines: tuple[Polygon, ...]
     false_positives: tuple[int, ...]  # indices into outlines
     wbc_boxes: np.ndarray  # merged
@@ -72,7 +72,7 @@ def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig, secon
         far_fp=sum(not any(outlines[i].intersects(w) for w in wbc_shapes) for i in fps),
         swallowing=int(sum(swallows)),
         swallowing_tp=sum(swallows[i] for i in matched_det),
-        swallowing_beyond_box=int(sum(beyond)),
+        swallowing_beyond_box=tuple(i for i, b in enumerate(beyond) if b),
         outlines=outlines,
         false_positives=fps,
         wbc_boxes=wbc,
@@ -122,7 +122,7 @@ def _summary(evals: list[FieldEval]) -> dict:
         "swallowing_rbc_fraction": swallowing / n_inst if n_inst else 0.0,
         "swallowing_rbc_fraction_ci95": wilson(swallowing, n_inst),
         "swallowing_rbc_fraction_of_leukocytes": sum(e.swallowing_tp for e in evals) / score.tp if score.tp else 0.0,
-        "swallowing_beyond_own_box_fraction": sum(e.swallowing_beyond_box for e in evals) / n_inst if n_inst else 0.0,
+        "swallowing_beyond_own_box_fraction": sum(len(e.swallowing_beyond_box) for e in evals) / n_inst if n_inst else 0.0,
         "rejected": sum(e.rejected for e in evals),
     }
 
