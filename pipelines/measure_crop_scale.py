@@ -23,7 +23,7 @@ import click
 import numpy as np
 
 from wsi_screen.cell_images import CROP_MPP, read_manifest
-from wsi_screen.train.fields import RBC, RBC_DIAMETER_UM, estimate_mpp, load_fields, read_rgb
+from wsi_screen.train.fields import RBC_DIAMETER_UM, estimate_mpp, load_fields, read_rgb
 from wsi_screen.train.red_cells import segment_red_cells
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def main(data: Path, n: int, seed: int, out: Path) -> None:
     for src, s in sample.items():
         diameters[src], _ = measure(s.file)
         clusters[src] = [p or f for p, f in zip(s.patient, s.file)]  # PBC has no patients: its images are the clusters
-    diameters["txl_pbc"], box_ratios = measure([f.image for f in txl], [f.boxes[f.boxes[:, 0] == RBC, 1:] for f in txl])
+    diameters["txl_pbc"], box_ratios = measure([f.image for f in txl], [f.rbc_boxes for f in txl])
     clusters["txl_pbc"] = [str(f.image) for f in txl]
 
     rng = np.random.default_rng(1)

@@ -20,7 +20,7 @@ from ..config import DetectConfig
 from ..records import Detection
 from .detection_metrics import DetectionScore, assign, merge_duplicates, wilson
 from .detector import detect_field
-from .fields import RBC, Field, source_of
+from .fields import Field, source_of
 
 # a second look at a field's detections: which of them to keep (e.g. the classifier's reject output)
 SecondLook = Callable[[Field, float, list[Detection]], np.ndarray]
@@ -59,7 +59,7 @@ def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig, secon
     matched_det, matched_box = {r for r, _ in pairs}, {c for _, c in pairs}
     fps = tuple(i for i in range(len(outlines)) if i not in matched_det)
     wbc_shapes = [box(*b) for b in wbc]
-    rbc_shapes = [box(*b) for b in field.boxes[field.boxes[:, 0] == RBC, 1:]]
+    rbc_shapes = [box(*b) for b in field.rbc_boxes]
     swallows = [_swallows(o, rbc_shapes) for o in outlines]
     own_box = {r: wbc_shapes[c] for r, c in pairs}
     beyond = [_swallows(o.difference(own_box[i]) if i in own_box else o, rbc_shapes) for i, o in enumerate(outlines)]

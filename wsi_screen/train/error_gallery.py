@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .detector_eval import FieldEval
-from .fields import RBC, read_rgb
+from .fields import read_rgb
 
 CROP_UM = 30.0  # a leukocyte (≤ 20 µm) and its neighbours
 THUMB = 160
@@ -46,7 +46,7 @@ def _crop(e: FieldEval, rgb: np.ndarray, centre: tuple[float, float], error, red
 
     for b in e.wbc_boxes:
         draw.rectangle([shift(b[0], b[1]), shift(b[2], b[3])], outline=(40, 90, 255), width=2)
-    for b in e.field.boxes[e.field.boxes[:, 0] == RBC, 1:] if red_cells else ():
+    for b in e.field.rbc_boxes if red_cells else ():
         draw.rectangle([shift(b[0], b[1]), shift(b[2], b[3])], outline=(230, 200, 0), width=1)
     for o in e.outlines:
         draw.line([shift(x, y) for x, y in o.exterior.coords], fill=(255, 0, 0) if o is error else (0, 170, 0), width=2)

@@ -38,6 +38,10 @@ class Field:
     def wbc_boxes(self) -> np.ndarray:
         return self.boxes[self.boxes[:, 0] == WBC, 1:]
 
+    @property
+    def rbc_boxes(self) -> np.ndarray:
+        return self.boxes[self.boxes[:, 0] == RBC, 1:]
+
 
 def load_fields(root: str | Path, split: str) -> list[Field]:
     root = Path(root)
@@ -61,7 +65,7 @@ def estimate_mpp(fields: list[Field]) -> list[float]:
     fields without such cells take the median of fields of the same pixel size (same source)."""
     own: list[float | None] = []
     for f in fields:
-        b = f.boxes[f.boxes[:, 0] == RBC, 1:]
+        b = f.rbc_boxes
         inside = (b[:, 0] > 1) & (b[:, 1] > 1) & (b[:, 2] < f.width - 1) & (b[:, 3] < f.height - 1)
         b = b[inside]
         own.append(RBC_DIAMETER_UM / float(np.median(np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]))) if len(b) else None)
