@@ -22,8 +22,8 @@ from pathlib import Path
 import click
 import numpy as np
 
-from wsi_screen.cell_images import CROP_MPP, read_manifest
-from wsi_screen.train.fields import RBC_DIAMETER_UM, estimate_mpp, load_fields, read_rgb
+from wsi_screen.cell_images import CROP_MPP, read_image, read_manifest
+from wsi_screen.train.fields import RBC_DIAMETER_UM, estimate_mpp, load_fields
 from wsi_screen.train.red_cells import segment_red_cells
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def measure(paths, boxes=None) -> tuple[list[list[float]], list[float]]:
     diameter of every segmented cell that matches a box."""
     diameters, box_ratios = [], []
     for i, path in enumerate(paths):
-        cells = segment_red_cells(read_rgb(path))
+        cells = segment_red_cells(read_image(path))
         diameters.append([c.equivalent_diameter_area for c in cells])
         for c in cells if boxes is not None else []:
             y0, x0, y1, x1 = c.bbox

@@ -16,12 +16,13 @@ import numpy as np
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
+from ..cell_images import read_image
 from ..config import DetectConfig
 from ..detect import detect_image
 from ..records import Detection
 from ..registry import DetectorCard, create_model, default_input_px, save_weights
 from .detection_metrics import DetectionScore, match, merge_duplicates
-from .fields import Field, estimate_mpp, load_fields, negative_weights, read_rgb, wbc_targets
+from .fields import Field, estimate_mpp, load_fields, negative_weights, wbc_targets
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class FieldSamples:
         self.cfg, self.mpp, self.crop_px = cfg, mpp, crop_px
         self.items = []
         for f, m in tqdm(list(zip(fields, mpps)), desc="preparing fields", leave=False):
-            rgb = read_rgb(f.image)
+            rgb = read_image(f.image)
             targets = wbc_targets(rgb, f.wbc_boxes)
             weights = negative_weights(rgb.shape[:2], f.boxes, targets[0] > 0, cfg.negative_weight)
             self.items.append((rgb, (targets * 255).astype(np.uint8), weights, m))
@@ -96,7 +97,7 @@ def detect_field(segmenter, field: Field, mpp: float, detect_cfg: DetectConfig) 
     """Detections of one camera field taken to be at `mpp` µm/px, in the field's own pixels
     (the field is resampled to the segmenter's µm/px, read from its card)."""
     factor = mpp / segmenter.mpp
-    return detect_image(_resize(read_rgb(field.image), factor, Image.BILINEAR), segmenter, detect_cfg, scale=1 / factor)
+    return detect_image(_resize(read_image(field.image), factor, Image.BILINEAR), segmenter, detect_cfg, scale=1 / factor)
 
 
 def evaluate(segmenter, fields: list[Field], mpps: list[float], detect_cfg: DetectConfig, sliver_um: float = 0.0) -> DetectionScore:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..cell_images import read_image
 from .detector_eval import FieldEval
-from .fields import read_rgb
 
 CROP_UM = 30.0  # a leukocyte (≤ 20 µm) and its neighbours
 THUMB = 160
@@ -63,7 +63,7 @@ def write_gallery(evals: list[FieldEval], out: Path) -> dict[str, int]:
     found: dict[str, list[Image.Image]] = {kind: [] for kind in KINDS}
     for e in evals:
         if e.false_positives or e.missed or e.swallowing_beyond_box:
-            for kind, crops in error_crops(e, read_rgb(e.field.image)).items():
+            for kind, crops in error_crops(e, read_image(e.field.image)).items():
                 found[kind] += crops
     for name, crops in found.items():
         per = COLUMNS * ROWS

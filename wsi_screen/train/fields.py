@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 from scipy import ndimage as ndi
 
 from ..errors import DatasetError
@@ -75,12 +75,6 @@ def estimate_mpp(fields: list[Field]) -> list[float]:
             by_size.setdefault((f.width, f.height), []).append(m)
     overall = float(np.median([m for m in own if m is not None]))
     return [m if m is not None else float(np.median(by_size.get((f.width, f.height), [overall]))) for f, m in zip(fields, own)]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    ImageFile.LOAD_TRUNCATED_IMAGES = True
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def optical_density(rgb: np.ndarray) -> np.ndarray:

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..cell_images import read_image
 from ..config import DetectConfig, PatchConfig
 from ..detect import instances
 from ..nucleus import nucleus_mask
-from .fields import Field, estimate_mpp, read_rgb
+from .fields import Field, estimate_mpp
 
 CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
 CONTEXT_UM = 48.0  # the crop is padded with its own background to this field for the U-Net
@@ -39,7 +40,7 @@ def load_wbc_seg(root: Path) -> list[Crop]:
         Crop(
             int(i),
             CLASSES[int(c)],
-            read_rgb(root / "images" / f"{int(i):03d}.png"),
+            read_image(root / "images" / f"{int(i):03d}.png"),
             np.asarray(Image.open(root / "masks" / f"{int(i):03d}.png")),
         )
         for i, c in zip(labels.iloc[:, 0], labels.iloc[:, 1])
