@@ -18,11 +18,18 @@ BRIGHTEST = 99.0  # grey percentile above which pixels are taken to be plasma or
 MIN_PLASMA_GREY = 0.75  # brighter than this, or the tile has no plasma (thick end): white is used
 
 
+def brightest_colour(rgb: np.ndarray, percentile: float) -> np.ndarray:
+    """Median RGB of the pixels whose grey level is at or above `percentile`: the glass or plasma
+    of a tile (a high percentile) or of a cell crop (a lower one, the cell filling much of it)."""
+    a = np.asarray(rgb, np.float32)
+    grey = a.mean(-1)
+    return np.median(a[grey >= np.percentile(grey, percentile)], 0)
+
+
 def plasma_colour(a: np.ndarray) -> np.ndarray:
     """The tile's plasma colour: the median of its brightest pixels. Cells are measured against it
     so a tinted background (a scanner's white balance, a yellowish plasma) is not counted as cells."""
-    grey = a.mean(-1)
-    bg = np.median(a[grey >= np.percentile(grey, BRIGHTEST)], 0)
+    bg = brightest_colour(a, BRIGHTEST)
     return bg if bg.mean() >= MIN_PLASMA_GREY * 255 else np.full(3, 255.0, np.float32)
 
 

@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 from skimage import feature, filters, measure, morphology, segmentation
 
 from .cell_images import CROP_MPP
+from .qc import brightest_colour
 
 RBC_UM = 7.5  # red-cell diameter used to calibrate each field's µm/px
 
@@ -43,9 +44,8 @@ class Sprite:
 
 
 def _glass(rgb: np.ndarray) -> np.ndarray:
-    """The image's own glass: median of its brightest pixels."""
-    f = rgb.astype(np.float32)
-    return np.median(f[f[..., 1] >= np.percentile(f[..., 1], 95)], axis=0)
+    """The image's own glass: median of its brightest twentieth."""
+    return brightest_colour(rgb, 95)
 
 
 def _od_of(rgb: np.ndarray) -> np.ndarray:

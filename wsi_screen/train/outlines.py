@@ -20,6 +20,7 @@ from ..cell_images import read_image
 from ..config import DetectConfig, PatchConfig
 from ..detect import instances
 from ..nucleus import nucleus_mask
+from ..qc import brightest_colour
 from .fields import Field, estimate_mpp
 
 CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
@@ -72,7 +73,7 @@ def detector_cell(crop: Crop, mpp: float, segmenter, cfg: DetectConfig) -> np.nd
     rgb = crop.rgb
     factor = mpp / segmenter.mpp
     small = _resize(rgb, (max(1, round(rgb.shape[0] * factor)), max(1, round(rgb.shape[1] * factor))), Image.BILINEAR)
-    background = np.median(rgb.reshape(-1, 3)[rgb.reshape(-1, 3).sum(1) >= np.percentile(rgb.sum(-1), 80)], 0)  # the palest fifth: plasma
+    background = brightest_colour(rgb, 80)  # the palest fifth: plasma
     h, w = small.shape[:2]
     side = max(round(CONTEXT_UM / segmenter.mpp), h, w)
     canvas = np.empty((side, side, 3), np.uint8)
