@@ -109,7 +109,7 @@ def add_model_input(path: Path, px: int, cells_per_writer: int = 1) -> None:
 
 
 def write_model_input(path: Path, start: int, inputs: np.ndarray) -> None:
-    zarr.open_array(str(Path(path) / MODEL_INPUT), mode="r+")[start : start + len(inputs)] = inputs
+    _writable(Path(path) / MODEL_INPUT)[start : start + len(inputs)] = inputs
 
 
 def open_model_input(path: Path) -> zarr.Array:
@@ -127,7 +127,14 @@ def drop_model_input(path: Path) -> None:
 
 
 def write_patches(path: Path, start: int, patches: np.ndarray) -> None:
-    zarr.open_array(str(Path(path) / "patches"), mode="r+")[start : start + len(patches)] = patches
+    _writable(Path(path) / "patches")[start : start + len(patches)] = patches
+
+
+def _writable(array: Path) -> zarr.Array:
+    """An image array opened for writing whole chunks as they come: zarr's default first compares
+    every chunk with the fill value to skip empty ones, which no cell image is; that test cost
+    more than the JPEG encoding (4.4–6.7 vs 1.8–2.8 ms a 400 px patch)."""
+    return zarr.open_array(str(array), mode="r+").with_config({"write_empty_chunks": True})
 
 
 def write_columns(path: Path, columns: dict[str, np.ndarray], attrs: dict | None = None) -> None:
