@@ -105,23 +105,29 @@ def decode_seconds(path: Path, config, workers: int) -> float:
 
 
 class PeakMemory:
-    """Samples the summed RSS of this process and all its descendants (Dask workers included)."""
+    """Samples the summed RSS of this process and all its descendants (Dask workers included); at the
+    peak it keeps the split between this process and the others and the seconds since the start,
+    so a growth with slide size can be traced to the client or the workers and to a stage."""
 
     def __init__(self, interval: float = 0.1):
         self.interval = interval
         self.peak = 0
+        self.at_peak = {"this process": 0, "descendants": 0, "seconds": 0.0}
         self._stop = threading.Event()
 
     def _run(self):
         me = psutil.Process()
+        t0 = time.perf_counter()
         while not self._stop.is_set():
-            total = 0
-            for p in [me, *me.children(recursive=True)]:
+            own, others = me.memory_info().rss, 0
+            for p in me.children(recursive=True):
                 try:
-                    total += p.memory_info().rss
+                    others += p.memory_info().rss
                 except psutil.Error:
                     pass
-            self.peak = max(self.peak, total)
+            if own + others > self.peak:
+                self.peak = own + others
+                self.at_peak = {"this process": own, "descendants": others, "seconds": time.perf_counter() - t0}
             time.sleep(self.interval)
 
     def __enter__(self):

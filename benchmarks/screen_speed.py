@@ -73,13 +73,16 @@ def steady_state(model, card, store: Path, batch: int, device: str, reps: int = 
     return float(np.median(pipe)), float(np.median(raw))
 
 
-def screen(slide: Path, out: Path, config: Config, workers: int, aoi: str) -> tuple[ScreenResult, float, float]:
-    """One `screen` run: its result, its wall time and the peak memory (GB) of all processes."""
+def screen(slide: Path, out: Path, config: Config, workers: int, aoi: str) -> tuple[ScreenResult, float, dict]:
+    """One `screen` run: its result, its wall time and its peak memory: GB of all processes, GB of
+    the client and of the workers at that moment, and when it came (s after the start)."""
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         result = screen_slide(slide, out, config, ScreenOptions(workers=workers, aoi=aoi, progress=False))
         wall = time.perf_counter() - t0
-    return result, wall, mem.peak / 1e9
+    split = mem.at_peak
+    peak = {"gb": mem.peak / 1e9, "client_gb": split["this process"] / 1e9, "workers_gb": split["descendants"] / 1e9}
+    return result, wall, peak | {"at_s": split["seconds"]}
 
 
 def profile_table(result: ScreenResult, wall: float, workers: int) -> tuple[str, dict]:
@@ -139,7 +142,8 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
             f"{device}_full_screen_s": screen_s,
             f"{device}_full_screen_over_decode": screen_s / decode_s,
             f"{device}_full_wall_over_decode": wall / decode_s,
-            f"{device}_full_peak_rss_gb": peak,
+            f"{device}_full_peak_rss_gb": peak["gb"],
+            f"{device}_full_peak_split": peak,
             f"{device}_classify_in_screen_cells_per_s": n / result.classify_seconds,
             f"{device}_classify_cells_per_s": pipe,
             f"{device}_raw_forward_cells_per_s": raw,
@@ -158,13 +162,17 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
         report |= {
             "memory_4x_cells": four.summary.n_leukocytes,
             "memory_4x_screen_s": four_wall - four.startup_seconds,
-            "memory_4x_peak_rss_gb": four_peak,
-            "memory_4x_over_1x": four_peak / report["cpu_full_peak_rss_gb"],
+            "memory_4x_peak_rss_gb": four_peak["gb"],
+            "memory_4x_peak_split": four_peak,
+            "memory_4x_over_1x": four_peak["gb"] / report["cpu_full_peak_rss_gb"],
         }
     json_path = json_path or workdir / "screen_speed.json"
     json_path.write_text(json.dumps(report, indent=1))
-    flat = {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items() if not k.endswith("_profile")}
+    flat = {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items() if not k.endswith(("_profile", "_split"))}
     print(json.dumps(flat, indent=1))
+    for key in (k for k in report if k.endswith("_split")):
+        gb, client, workers_gb, at = report[key].values()
+        print(f"{key}: {gb:.2f} GB = client {client:.2f} + workers {workers_gb:.2f}, at {at:.0f} s")
     for device, table in tables.items():
         print(f"\nProfile of `screen --aoi full` ({device}):\n{table}")
     print(f"\nwritten {json_path}")
