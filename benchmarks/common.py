@@ -13,7 +13,6 @@ import psutil
 import tifffile
 from PIL import Image
 
-from wsi_screen.records import Box
 from wsi_screen.synth import make_slide
 
 MPP = 0.1
@@ -80,13 +79,14 @@ def bench_slides(
 
 
 def decode_row(row: tuple[int, int, int], path: str) -> int:
-    """Decode one row of level-0 tiles at native resolution (no resampling)."""
-    from wsi_screen.slide import open_slide
+    """Decode one row of level-0 tiles with OpenSlide and nothing else: no copy to numpy, no
+    resampling, none of the product's reader (the issue's decode-only)."""
+    import openslide
 
     y0, y1, width = row
-    with open_slide(path, max_mpp=1.0) as slide:
+    with openslide.OpenSlide(path) as slide:
         for x0 in range(0, width, 4096):
-            slide.read(Box(x0, y0, min(x0 + 4096, width), y1), slide.info.mpp)
+            slide.read_region((x0, y0), 0, (min(4096, width - x0), y1 - y0))
     return y1 - y0
 
 
@@ -105,29 +105,35 @@ def decode_seconds(path: Path, config, workers: int) -> float:
 
 
 class PeakMemory:
-    """Samples the summed RSS of this process and all its descendants (Dask workers included); at the
-    peak it keeps the split between this process and the others and the seconds since the start,
-    so a growth with slide size can be traced to the client or the workers and to a stage."""
+    """Samples the summed RSS of a process (by default this one) and all its descendants (Dask
+    workers included); at the peak it keeps the split between that process and the others and the
+    seconds since the start, so a growth with slide size can be traced to the client or the
+    workers and to a stage."""
 
-    def __init__(self, interval: float = 0.1):
+    def __init__(self, pid: int | None = None, interval: float = 0.1):
+        self.pid = pid
         self.interval = interval
         self.peak = 0
-        self.at_peak = {"this process": 0, "descendants": 0, "seconds": 0.0}
+        self.at_peak = {"root": 0, "descendants": 0, "seconds": 0.0}
         self._stop = threading.Event()
 
     def _run(self):
-        me = psutil.Process()
+        root = psutil.Process(self.pid)
         t0 = time.perf_counter()
         while not self._stop.is_set():
-            own, others = me.memory_info().rss, 0
-            for p in me.children(recursive=True):
+            try:
+                own, others = root.memory_info().rss, 0
+                children = root.children(recursive=True)
+            except psutil.Error:  # the root process has ended
+                return
+            for p in children:
                 try:
                     others += p.memory_info().rss
                 except psutil.Error:
                     pass
             if own + others > self.peak:
                 self.peak = own + others
-                self.at_peak = {"this process": own, "descendants": others, "seconds": time.perf_counter() - t0}
+                self.at_peak = {"root": own, "descendants": others, "seconds": time.perf_counter() - t0}
             time.sleep(self.interval)
 
     def __enter__(self):

@@ -1,7 +1,8 @@
 """`screen` speed on a generated gigapixel smear as dense as a real monolayer, side by side in one run
 (issue 16: a benchmark that cannot flatter):
 
-- decode-only: every level-0 tile of the slide decoded once, on the same number of Dask workers;
+- decode-only: every level-0 tile of the slide decoded once by OpenSlide alone (no copy, no
+  resampling), on the same number of Dask workers;
 - `screen --aoi full`, the whole slide, with its start-up (slide check, AOI, model load, cluster
   start) reported apart, divided by the decode-only time; then `screen` with the automatic AOI,
   reported separately;
@@ -12,7 +13,9 @@
 - classification throughput (cells/s) inside that run (model load and first-call set-up included),
   and the steady-state throughput of the same code (`classify_inputs`) against the raw forward of
   the same prepared network on the same batch size, alternated five times, medians;
-- with --memory, peak memory summed over all processes screening the slide and one of 4x its area;
+- with --memory, peak memory of `wsi-screen screen --aoi full` on the slide and on one of 4x its
+  area, each a fresh process as a lab runs it (so neither inherits this script's memory), summed
+  over the command and its Dask workers;
 - the same screen, classifying on CUDA with AMP, wherever a GPU is available.
 
 Figures are printed and written to --json.
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,16 +78,24 @@ def steady_state(model, card, store: Path, batch: int, device: str, reps: int = 
     return float(np.median(pipe)), float(np.median(raw))
 
 
-def screen(slide: Path, out: Path, config: Config, workers: int, aoi: str) -> tuple[ScreenResult, float, dict]:
-    """One `screen` run: its result, its wall time and its peak memory: GB of all processes, GB of
-    the client and of the workers at that moment, and when it came (s after the start)."""
-    with PeakMemory() as mem:
-        t0 = time.perf_counter()
-        result = screen_slide(slide, out, config, ScreenOptions(workers=workers, aoi=aoi, progress=False))
-        wall = time.perf_counter() - t0
+def screen(slide: Path, out: Path, config: Config, workers: int, aoi: str) -> tuple[ScreenResult, float]:
+    """One `screen` run in this process: its result and its wall time."""
+    t0 = time.perf_counter()
+    result = screen_slide(slide, out, config, ScreenOptions(workers=workers, aoi=aoi, progress=False))
+    return result, time.perf_counter() - t0
+
+
+def screen_memory(slide: Path, out: Path, workers: int) -> dict:
+    """Peak memory of `wsi-screen screen --aoi full` run as its own process: GB of the command and
+    its workers together, of the command (the client) and of the workers at that moment, and
+    when it came (s after the start)."""
+    command = [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide), "--out", str(out), "--aoi", "full", "--workers", str(workers)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    with PeakMemory(process.pid) as mem:
+        if process.wait():
+            raise SystemExit(f"{slide}: `{' '.join(command)}` exited with {process.returncode}")
     split = mem.at_peak
-    peak = {"gb": mem.peak / 1e9, "client_gb": split["this process"] / 1e9, "workers_gb": split["descendants"] / 1e9}
-    return result, wall, peak | {"at_s": split["seconds"]}
+    return {"gb": mem.peak / 1e9, "client_gb": split["root"] / 1e9, "workers_gb": split["descendants"] / 1e9, "at_s": split["seconds"]}
 
 
 def profile_table(result: ScreenResult, wall: float, workers: int) -> tuple[str, dict]:
@@ -110,7 +123,12 @@ def profile_table(result: ScreenResult, wall: float, workers: int) -> tuple[str,
 @click.option("--reps", default=4, show_default=True, help="Block copies per side (8192 px blocks at 0.1 µm/px).")
 @click.option("--leukocytes", default=LEUKOCYTES_PER_BLOCK, show_default=True, help="Leukocytes per block.")
 @click.option("--workers", default=2, show_default=True)
-@click.option("--memory/--no-memory", default=False, show_default=True, help="Also screen a slide of 4x the area for peak memory.")
+@click.option(
+    "--memory/--no-memory",
+    default=False,
+    show_default=True,
+    help="Also the peak memory of `screen` (a fresh process) on the slide and on one of 4x its area.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Default: WORKDIR/screen_speed.json.")
 def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, json_path: Path | None) -> None:
     slides = bench_slides(workdir, reps, ("1x", "4x") if memory else ("1x",), leukocytes)
@@ -129,7 +147,7 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
     tables = {}
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         cfg = config.replace("classify", device=device)
-        result, wall, peak = screen(slide, workdir / f"screen_full_{device}", cfg, workers, "full")
+        result, wall = screen(slide, workdir / f"screen_full_{device}", cfg, workers, "full")
         table, profile = profile_table(result, wall, workers)
         tables[device] = table
         screen_s = wall - result.startup_seconds
@@ -142,15 +160,13 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
             f"{device}_full_screen_s": screen_s,
             f"{device}_full_screen_over_decode": screen_s / decode_s,
             f"{device}_full_wall_over_decode": wall / decode_s,
-            f"{device}_full_peak_rss_gb": peak["gb"],
-            f"{device}_full_peak_split": peak,
             f"{device}_classify_in_screen_cells_per_s": n / result.classify_seconds,
             f"{device}_classify_cells_per_s": pipe,
             f"{device}_raw_forward_cells_per_s": raw,
             f"{device}_classify_over_raw": pipe / raw,
             f"{device}_full_profile": profile,
         }
-        auto, auto_wall, _ = screen(slide, workdir / f"screen_auto_{device}", cfg, workers, "auto")
+        auto, auto_wall = screen(slide, workdir / f"screen_auto_{device}", cfg, workers, "auto")
         report |= {
             f"{device}_auto_aoi_mm2": auto.summary.aoi_area_mm2,
             f"{device}_auto_cells": auto.summary.n_leukocytes,
@@ -158,19 +174,14 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
             f"{device}_auto_screen_over_decode": (auto_wall - auto.startup_seconds) / decode_s,
         }
     if memory:
-        four, four_wall, four_peak = screen(slides["4x"], workdir / "screen_full_4x", config, workers, "full")
-        report |= {
-            "memory_4x_cells": four.summary.n_leukocytes,
-            "memory_4x_screen_s": four_wall - four.startup_seconds,
-            "memory_4x_peak_rss_gb": four_peak["gb"],
-            "memory_4x_peak_split": four_peak,
-            "memory_4x_over_1x": four_peak["gb"] / report["cpu_full_peak_rss_gb"],
-        }
+        peaks = {name: screen_memory(path, workdir / f"memory_{name}", workers) for name, path in slides.items()}
+        report |= {f"memory_{name}_peak": peak for name, peak in peaks.items()}
+        report["memory_4x_over_1x"] = peaks["4x"]["gb"] / peaks["1x"]["gb"]
     json_path = json_path or workdir / "screen_speed.json"
     json_path.write_text(json.dumps(report, indent=1))
-    flat = {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items() if not k.endswith(("_profile", "_split"))}
+    flat = {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items() if not k.endswith(("_profile", "_peak"))}
     print(json.dumps(flat, indent=1))
-    for key in (k for k in report if k.endswith("_split")):
+    for key in (k for k in report if k.endswith("_peak")):
         gb, client, workers_gb, at = report[key].values()
         print(f"{key}: {gb:.2f} GB = client {client:.2f} + workers {workers_gb:.2f}, at {at:.0f} s")
     for device, table in tables.items():
