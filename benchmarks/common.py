@@ -1,8 +1,10 @@
 """Helpers shared by the benchmark scripts: gigapixel test slides streamed to disk, and peak
-memory summed over a process tree."""
+memory summed over a process tree, of a `wsi-screen` command run as its own process."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -144,3 +146,22 @@ class PeakMemory:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+def command_peak_memory(command: str, slide: Path, out: Path, workers: int) -> dict:
+    """Peak memory of `wsi-screen COMMAND SLIDE --aoi full` run as its own process, as a lab runs it
+    (so it inherits no memory from the benchmark's earlier runs): GB of the command and its workers
+    together, of the command (the client) and of the workers at that moment, and when it came (s
+    after the start)."""
+    args = [sys.executable, "-m", "wsi_screen.cli", command, str(slide), "--out", str(out), "--aoi", "full", "--workers", str(workers)]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    with PeakMemory(process.pid) as mem:
+        if process.wait():
+            raise SystemExit(f"`{' '.join(args)}` exited with {process.returncode}")
+    split = mem.at_peak
+    return {"gb": mem.peak / 1e9, "client_gb": split["root"] / 1e9, "workers_gb": split["descendants"] / 1e9, "at_s": split["seconds"]}
+
+
+def peak_line(name: str, peak: dict) -> str:
+    """One printed line of a `command_peak_memory` figure."""
+    return f"{name}: {peak['gb']:.2f} GB = client {peak['client_gb']:.2f} + workers {peak['workers_gb']:.2f}, at {peak['at_s']:.0f} s"

@@ -1,9 +1,13 @@
 """Detection speed and memory on generated gigapixel smears, side by side in one run:
 
-- decode-only: every level-0 tile of the slide decoded once, on the same Dask workers;
-- detect: `wsi-screen detect` stages (AOI, tiles, U-Net, instances, patches, outputs), with the
-  start-up (slide check, AOI, cluster start) reported apart;
-- peak memory summed over all processes for the slide and for one with 4x its area.
+- decode-only: every level-0 tile of the slide decoded once by OpenSlide alone, on the same
+  number of Dask workers;
+- detect over the whole slide (`--aoi full`, the decode's own area): its stages (tiles, U-Net,
+  instances, patches, outputs), with the start-up (slide check, AOI, cluster start) reported
+  apart; then with the automatic AOI, reported separately;
+- peak memory of `wsi-screen detect --aoi full` on the slide and on one of 4x its area, each a
+  fresh process (so neither inherits this script's memory), summed over the command and its
+  Dask workers.
 
     python -m benchmarks.detect_speed [--workdir /tmp/wsi_bench] [--reps 4]
 """
@@ -17,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import PeakMemory, bench_slides, decode_seconds
+from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, peak_line
 from wsi_screen.config import Config
 from wsi_screen.export.geojson import cell_features, write_features
 from wsi_screen.export.outdir import staged_dir
@@ -25,10 +29,11 @@ from wsi_screen.find_cells import find_cells, prepare, write_store
 from wsi_screen.parallel import dask_client
 
 
-def run_detect(path: Path, out: Path, config: Config, workers: int) -> dict:
+def run_detect(path: Path, out: Path, config: Config, workers: int, aoi: str) -> dict:
+    """One detect run in this process, as `wsi-screen detect` composes it: start-up and detect seconds."""
     t0 = time.perf_counter()
-    info, mask = prepare(path, config, None, "auto")
-    with PeakMemory() as mem, dask_client(None, config.dask, workers) as client:
+    info, mask = prepare(path, config, None, aoi)
+    with dask_client(None, config.dask, workers) as client:
         startup = time.perf_counter() - t0
         t1 = time.perf_counter()
         cells = find_cells(client, path, info, mask, config, None, progress=False)
@@ -36,41 +41,38 @@ def run_detect(path: Path, out: Path, config: Config, workers: int) -> dict:
             nuclei = write_store(client, tmp / "cells.zarr", cells, config)
             write_features(cell_features(cells.detections, cells.slide_key, nuclei=nuclei), tmp / "detections.geojson")
         detect_s = time.perf_counter() - t1
-    return {
-        "startup_s": startup,
-        "detect_s": detect_s,
-        "cells": len(cells.detections),
-        "aoi_mm2": cells.aoi_area_mm2,
-        "peak_rss_gb": mem.peak / 1e9,
-        "gigapixels": info.width * info.height / 1e9,
-    }
+    return {"startup_s": startup, "detect_s": detect_s, "cells": len(cells.detections), "aoi_mm2": cells.aoi_area_mm2}
 
 
 @click.command()
-@click.option("--workdir", type=click.Path(path_type=Path), default=None)
+@click.option("--workdir", type=click.Path(path_type=Path), default=Path("/tmp/wsi_bench"), show_default=True)
 @click.option("--reps", default=4, show_default=True, help="Block copies per side (8192 px blocks at 0.1 µm/px).")
+@click.option("--leukocytes", default=LEUKOCYTES_PER_BLOCK, show_default=True, help="Leukocytes per block.")
 @click.option("--workers", default=2, show_default=True)
-def main(workdir: Path | None, reps: int, workers: int) -> None:
-    slides = bench_slides(workdir, reps, ("1x", "4x"))
+def main(workdir: Path, reps: int, leukocytes: int, workers: int) -> None:
+    slides = bench_slides(workdir, reps, ("1x", "4x"), leukocytes)
     config = Config()
     decode_s = decode_seconds(slides["1x"], config, workers)
-    results = {name: run_detect(path, slides["1x"].parent / "out", config, workers) for name, path in slides.items()}
-    one, four = results["1x"], results["4x"]
+    full = run_detect(slides["1x"], workdir / "detect_full", config, workers, "full")
+    auto = run_detect(slides["1x"], workdir / "detect_auto", config, workers, "auto")
+    peaks = {name: command_peak_memory("detect", path, workdir / f"detect_memory_{name}", workers) for name, path in slides.items()}
     report = {
-        "slide_gigapixels": one["gigapixels"],
         "workers": workers,
         "decode_only_level0_s": decode_s,
-        "detect_startup_s": one["startup_s"],
-        "detect_s": one["detect_s"],
-        "detect_over_decode": one["detect_s"] / decode_s,
-        "cells": one["cells"],
-        "aoi_mm2": one["aoi_mm2"],
-        "peak_rss_gb_1x": one["peak_rss_gb"],
-        "peak_rss_gb_4x_area": four["peak_rss_gb"],
-        "memory_growth_4x": four["peak_rss_gb"] / one["peak_rss_gb"] - 1,
-        "detect_s_4x_area": four["detect_s"],
+        "full_startup_s": full["startup_s"],
+        "full_detect_s": full["detect_s"],
+        "full_detect_over_decode": full["detect_s"] / decode_s,
+        "full_cells": full["cells"],
+        "full_aoi_mm2": full["aoi_mm2"],
+        "auto_detect_s": auto["detect_s"],
+        "auto_detect_over_decode": auto["detect_s"] / decode_s,
+        "auto_cells": auto["cells"],
+        "auto_aoi_mm2": auto["aoi_mm2"],
+        "memory_4x_over_1x": peaks["4x"]["gb"] / peaks["1x"]["gb"],
     }
     print(json.dumps({k: round(v, 3) if isinstance(v, float) and math.isfinite(v) else v for k, v in report.items()}, indent=1))
+    for name, peak in peaks.items():
+        print(peak_line(f"memory_{name}_peak", peak))
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import LEUKOCYTES_PER_BLOCK, PeakMemory, bench_slides, decode_seconds
+from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, peak_line
 from wsi_screen.classify import batch_logits, classify_inputs, resize_patches
 from wsi_screen.config import Config
 from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
@@ -83,19 +81,6 @@ def screen(slide: Path, out: Path, config: Config, workers: int, aoi: str) -> tu
     t0 = time.perf_counter()
     result = screen_slide(slide, out, config, ScreenOptions(workers=workers, aoi=aoi, progress=False))
     return result, time.perf_counter() - t0
-
-
-def screen_memory(slide: Path, out: Path, workers: int) -> dict:
-    """Peak memory of `wsi-screen screen --aoi full` run as its own process: GB of the command and
-    its workers together, of the command (the client) and of the workers at that moment, and
-    when it came (s after the start)."""
-    command = [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide), "--out", str(out), "--aoi", "full", "--workers", str(workers)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    with PeakMemory(process.pid) as mem:
-        if process.wait():
-            raise SystemExit(f"{slide}: `{' '.join(command)}` exited with {process.returncode}")
-    split = mem.at_peak
-    return {"gb": mem.peak / 1e9, "client_gb": split["root"] / 1e9, "workers_gb": split["descendants"] / 1e9, "at_s": split["seconds"]}
 
 
 def profile_table(result: ScreenResult, wall: float, workers: int) -> tuple[str, dict]:
@@ -174,7 +159,7 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
             f"{device}_auto_screen_over_decode": (auto_wall - auto.startup_seconds) / decode_s,
         }
     if memory:
-        peaks = {name: screen_memory(path, workdir / f"memory_{name}", workers) for name, path in slides.items()}
+        peaks = {name: command_peak_memory("screen", path, workdir / f"memory_{name}", workers) for name, path in slides.items()}
         report |= {f"memory_{name}_peak": peak for name, peak in peaks.items()}
         report["memory_4x_over_1x"] = peaks["4x"]["gb"] / peaks["1x"]["gb"]
     json_path = json_path or workdir / "screen_speed.json"
@@ -182,8 +167,7 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
     flat = {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items() if not k.endswith(("_profile", "_peak"))}
     print(json.dumps(flat, indent=1))
     for key in (k for k in report if k.endswith("_peak")):
-        gb, client, workers_gb, at = report[key].values()
-        print(f"{key}: {gb:.2f} GB = client {client:.2f} + workers {workers_gb:.2f}, at {at:.0f} s")
+        print(peak_line(key, report[key]))
     for device, table in tables.items():
         print(f"\nProfile of `screen --aoi full` ({device}):\n{table}")
     print(f"\nwritten {json_path}")
