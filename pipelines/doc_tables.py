@@ -212,10 +212,11 @@ def detector_eval() -> str:
                 f"{f['far_fp_per_1000_rbc']:.2f}",
                 pct(f["swallowing_rbc_fraction"]),
                 pct(f["swallowing_beyond_own_box_fraction"]),
+                pct(f["swallowing_label_floor_fraction"]),
             ]
         )
     header = ["source", "fields", "WBC", "precision (95 % CI)", "recall (95 % CI)", "F1", "red cells", "far FP", "far FP / 1,000 RBC"]
-    header += ["swallowing", "beyond its own box"]
+    header += ["swallowing", "beyond its own box", "labels' own ellipses"]
     p = figures["pooled"]
     far, swallow = p["far_fp_per_1000_rbc"], p["swallowing_rbc_fraction"]
     pr_met = min(p["precision"], p["recall"]) >= 0.98
@@ -228,6 +229,7 @@ def detector_eval() -> str:
         ["far FP per 1,000 red cells", "≤ 0.05", f"{far:.2f} ({_ci(p['far_fp_per_1000_rbc_ci95'], 2)})", _verdict(far <= 0.05)],
         ["instances swallowing a red cell", "≤ 2 %", swallowed, _verdict(swallow <= 0.02)],
         ["… counting only the outline outside its leukocyte's box", "(diagnostic)", pct(p["swallowing_beyond_own_box_fraction"]), "—"],
+        ["… the labelled boxes' inscribed ellipses alone", "(label floor)", pct(p["swallowing_label_floor_fraction"]), "—"],
     ]
     return "\n\n".join(
         [

@@ -88,14 +88,16 @@ def test_field_errors_are_counted_by_kind(one_field_eval):
 
 def test_swallowing_beyond_its_own_box_counts_only_outlines_running_past_the_leukocyte(tmp_path):
     """A: a red-cell box overlapping A's own box and covered by A's outline there (label geometry:
-    swallowing, not beyond). B: a tightly boxed cell whose outline runs past its box onto a red
-    cell (swallowing beyond its own box)."""
+    swallowing, not beyond, and by A's labels alone). B: a tightly boxed cell whose outline runs
+    past its box onto a red cell (swallowing beyond its own box)."""
     rows = [(0, 20, 20, 52, 52), (1, 40, 40, 56, 56), (0, 125, 65, 145, 85), (1, 143, 70, 153, 80)]
     (field,) = _write_field(tmp_path, rows)
     e = evaluate_field(field, 0.5, _Painted([(36, 36, 14), (135, 75, 14)]), DetectConfig(min_nucleus_fraction=0))
     assert (e.score.tp, e.score.fp, e.swallowing) == (2, 0, 2)
     assert [e.outlines[i].centroid.x for i in e.swallowing_beyond_box] == [pytest.approx(135, abs=1)]  # B's
     assert summarize([e])["pooled"]["swallowing_beyond_own_box_fraction"] == 0.5
+    # the labels alone: A's inscribed ellipse covers 35 % of its red cell's box, B's 16 %
+    assert e.label_floor == 1 and summarize([e])["pooled"]["swallowing_label_floor_fraction"] == 0.5
 
 
 def test_a_second_look_drops_detections_before_matching(tmp_path):

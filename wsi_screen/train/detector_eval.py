@@ -5,8 +5,11 @@ A smear has hundreds of red cells per leukocyte, so false detections away from a
 counted per 1,000 labelled red cells; an outline that swallows a neighbouring red cell is counted
 by the share of a red-cell box it covers, and apart from that by the part of the outline outside
 its own leukocyte's box: TXL-PBC's red-cell boxes often overlap the leukocyte they touch, so the
-first figure counts label geometry too, the second only outlines that run onto a red cell.
-Duplicate WBC boxes are merged before matching."""
+first figure counts label geometry too, the second only outlines that run onto a red cell. How
+much of the first is label geometry alone is measured by the labels themselves: the share of
+labelled leukocytes whose box's inscribed ellipse (an outline that follows the cell and nothing
+else) already covers more than RBC_COVER of a red-cell box. Duplicate WBC boxes are merged before
+matching."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from shapely.geometry import Polygon, box
+from shapely import affinity
+from shapely.geometry import Point, Polygon, box
 
 from ..config import DetectConfig
 from ..records import Detection
@@ -45,6 +49,7 @@ class FieldEval:
     false_positives: tuple[int, ...]  # indices into outlines
     wbc_boxes: np.ndarray  # merged
     missed: tuple[int, ...]  # indices into wbc_boxes
+    label_floor: int  # labelled leukocytes whose inscribed ellipse alone swallows a red cell
     rejected: int = 0  # detections the second look removed before matching
 
 
@@ -77,12 +82,18 @@ def evaluate_field(field: Field, mpp: float, segmenter, cfg: DetectConfig, secon
         false_positives=fps,
         wbc_boxes=wbc,
         missed=tuple(i for i in range(len(wbc)) if i not in matched_box),
+        label_floor=sum(_swallows(_inscribed_ellipse(b), rbc_shapes) for b in wbc),
         rejected=found - len(detections),
     )
 
 
 def _swallows(shape, rbc_shapes: list[Polygon]) -> bool:
     return any(shape.intersection(r).area > RBC_COVER * r.area for r in rbc_shapes if shape.intersects(r))
+
+
+def _inscribed_ellipse(b) -> Polygon:
+    x0, y0, x1, y1 = b
+    return affinity.scale(Point((x0 + x1) / 2, (y0 + y1) / 2).buffer(1, 32), (x1 - x0) / 2, (y1 - y0) / 2)
 
 
 def evaluate_sources(
@@ -123,6 +134,7 @@ def _summary(evals: list[FieldEval]) -> dict:
         "swallowing_rbc_fraction_ci95": wilson(swallowing, n_inst),
         "swallowing_rbc_fraction_of_leukocytes": sum(e.swallowing_tp for e in evals) / score.tp if score.tp else 0.0,
         "swallowing_beyond_own_box_fraction": sum(len(e.swallowing_beyond_box) for e in evals) / n_inst if n_inst else 0.0,
+        "swallowing_label_floor_fraction": sum(e.label_floor for e in evals) / (score.tp + score.fn) if score.tp + score.fn else 0.0,
         "rejected": sum(e.rejected for e in evals),
     }
 
