@@ -46,7 +46,7 @@ def held_out(locked_cells):
 
 @pytest.mark.parametrize("prevalence, should_flag", [(0.0, False), (0.05, True)])
 def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
-    """Screened end to end on faithful slides of locked cells: the leukocyte count within 2 % and a
+    """Screened end to end on faithful slides of locked cells: the leukocyte count within 1 % and a
     5 % population flagged. The blast count within the classifier's measured out-of-fold error, the
     CI covering the placed prevalence and no flag at 0 % are asserted once the card says its rates
     hold on the locked cells (its 0 % smear target met). r5's card says they do not: the locked AML
@@ -77,7 +77,7 @@ def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
     summary = screen_slide(synth.path, tmp_path / "out", Config(), ScreenOptions(aoi=str(synth.geojson), workers=2, progress=False))
     report = json.loads((summary.out_dir / "report.json").read_text())
     n = report["n_leukocytes"]
-    assert abs(n - N_CELLS) <= 0.02 * N_CELLS
+    assert abs(n - N_CELLS) <= 0.01 * N_CELLS  # the detector issue's target (300 and 299 counted, 2026-12-04)
     b, se = report["blast"], report["error_rates"]["blast"]["sensitivity"]
     if prevalence == 0.05:
         assert b["flag"] is True
