@@ -16,32 +16,24 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import click
 
 from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, peak_line
 from wsi_screen.config import Config
-from wsi_screen.export.geojson import cell_features, write_features
-from wsi_screen.export.outdir import staged_dir
-from wsi_screen.find_cells import find_cells, prepare, write_store
-from wsi_screen.parallel import dask_client
+from wsi_screen.find_cells import detect_slide
 
 
 def run_detect(path: Path, out: Path, config: Config, workers: int, aoi: str) -> dict:
-    """One detect run in this process, as `wsi-screen detect` composes it: start-up and detect seconds."""
-    t0 = time.perf_counter()
-    info, mask = prepare(path, config, None, aoi)
-    with dask_client(None, config.dask, workers) as client:
-        startup = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        cells = find_cells(client, path, info, mask, config, None, progress=False)
-        with staged_dir(out / path.stem) as tmp:
-            nuclei = write_store(client, tmp / "cells.zarr", cells, config)
-            write_features(cell_features(cells.detections, cells.slide_key, nuclei=nuclei), tmp / "detections.geojson")
-        detect_s = time.perf_counter() - t1
-    return {"startup_s": startup, "detect_s": detect_s, "cells": len(cells.detections), "aoi_mm2": cells.aoi_area_mm2}
+    """One `wsi-screen detect` run in this process (`detect_slide`): start-up and detect seconds."""
+    summary = detect_slide(path, out, config, aoi=aoi, workers=workers, progress=False)
+    return {
+        "startup_s": summary.startup_seconds,
+        "detect_s": summary.seconds - summary.startup_seconds,
+        "cells": summary.n_cells,
+        "aoi_mm2": summary.aoi_area_mm2,
+    }
 
 
 @click.command()
