@@ -6,6 +6,7 @@ slide µm/px; written to docs/slide_agreement.json and .md. Slides are monolayer
 end or glass to screen for nothing), `--cells-per-slide` cells on each.
 
     PYTHONPATH=$PWD python pipelines/slide_agreement.py [--data-dir ../shared/data] [--work /tmp/agreement]
+        [--classifier runs/r10/export/classifier.pt --out /tmp/r10_agreement.json]   # a candidate, not shipped
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import yaml
 from doc_tables import slide_agreement_page as markdown  # pipelines/ is on sys.path when run as a script
 from shapely.geometry import Polygon, shape
 
@@ -36,10 +38,11 @@ CODE_OF = {name: code for code, name in CLASS_NAMES.items()}
 UM2_PER_CELL = 1400.0  # monolayer area per placed cell: room to place each with its 2 µm margin and gap
 
 
-def screened_calls(slide_path: Path, out: Path) -> list[tuple[float, float, str]]:
-    """Screen one slide through the CLI and return its detections as (x, y, code)."""
+def screened_calls(slide_path: Path, out: Path, config: Path | None = None) -> list[tuple[float, float, str]]:
+    """Screen one slide through the CLI (with `config` when given) and return its detections as (x, y, code)."""
     subprocess.run(
-        [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full"],
+        [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full"]
+        + (["--config", str(config)] if config else []),
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -61,7 +64,9 @@ def slide_size(per_slide: int, mpp: float) -> tuple[int, int]:
     return round(4 * side_um / mpp), round(3 * side_um / mpp)
 
 
-def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: Path, work: Path, seed: int) -> dict[str, str | None]:
+def run_condition(
+    cells, generator: str, mpp: float, per_slide: int, data_dir: Path, work: Path, seed: int, config: Path | None = None
+) -> dict[str, str | None]:
     """Slide call per placed cell (keyed by its crop file) for one generator and µm/px."""
     width, height = slide_size(per_slide, mpp)
     calls: dict[str, str | None] = {}
@@ -78,7 +83,7 @@ def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: P
             generator=generator,
             zones=(0.0, 1.0, 0.0),
         )
-        found = slide_calls([Polygon(c.polygon) for c in slide.cells], screened_calls(slide.path, work / "screens"))
+        found = slide_calls([Polygon(c.polygon) for c in slide.cells], screened_calls(slide.path, work / "screens", config))
         calls.update({c.source: call for c, call in zip(slide.cells, found)})
         click.echo(f"  {generator} {mpp} µm/px slide {k}: {len(slide.cells)}/{len(chunk)} placed")
     return calls
@@ -95,11 +100,24 @@ def run_condition(cells, generator: str, mpp: float, per_slide: int, data_dir: P
 @click.option("--limit", type=int, help="Use N of the locked cells (shuffled by --seed); default all.")
 @click.option("--seed", default=12, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=ROOT / "docs" / "slide_agreement.json", show_default=True)
-def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, limit: int | None, seed: int, out: Path) -> None:
+@click.option(
+    "--classifier",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Weights to judge instead of the shipped classifier (a run's export, before it is shipped).",
+)
+def main(
+    data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, limit: int | None, seed: int, out: Path, classifier: Path | None
+) -> None:
     locked = read_locked()
     locked = locked[locked["class"].isin(CLASS_CODES)].sample(frac=1.0, random_state=seed)[:limit]
     cells = list(zip(locked["file"], locked["class"]))
-    model, card = load_model()
+    model, card = load_model(classifier)
+    weights = classifier.resolve() if classifier else ROOT / "wsi_screen" / "weights" / "classifier.pt"
+    config = None
+    if classifier:
+        work.mkdir(parents=True, exist_ok=True)
+        config = work / "classifier.yaml"
+        config.write_text(yaml.safe_dump({"classify": {"model": str(weights)}}))
     device = resolve_device("auto")
     t0 = time.time()
     probs = classify_files(
@@ -111,7 +129,7 @@ def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, lim
     result = {
         "n_locked_cells": len(cells),
         "locked_list_sha256": sha256(LOCKED_TEST),
-        "model": f"shipped classifier (sha256 {sha256(ROOT / 'wsi_screen' / 'weights' / 'classifier.pt')[:12]})",
+        "model": f"{'shipped classifier' if classifier is None else weights.name} (sha256 {sha256(weights)[:12]})",
         "crop_mpp": CROP_MPP,
         "cells_per_slide": cells_per_slide,
         "seed": seed,
@@ -120,7 +138,7 @@ def main(data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, lim
     for generator in generators:
         for mpp in mpps:
             t0 = time.time()
-            calls = run_condition(cells, generator, mpp, cells_per_slide, data_dir, work, seed)
+            calls = run_condition(cells, generator, mpp, cells_per_slide, data_dir, work, seed, config)
             files = [f for f, _ in cells if f in calls]
             r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
             done = {"generator": generator, "mpp": mpp, **r, "not_placed": len(cells) - len(files), "seconds": round(time.time() - t0)}
