@@ -103,7 +103,7 @@ def run_condition(
 @click.option(
     "--classifier",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Weights to judge instead of the shipped classifier (a run's export, before it is shipped).",
+    help="Weights to judge instead of the shipped classifier: an exported run (screen needs its card's held-out rates).",
 )
 def main(
     data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, limit: int | None, seed: int, out: Path, classifier: Path | None
