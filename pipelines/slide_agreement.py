@@ -28,7 +28,7 @@ from wsi_screen.cell_agreement import paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES, CLASS_NAMES
 from wsi_screen.classify import classify_files, resolve_device
-from wsi_screen.model_files import sha256
+from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
 from wsi_screen.registry import for_inference, load_model
 from wsi_screen.synth import make_slide
 from wsi_screen.train.splits import LOCKED_TEST, read_locked
@@ -38,11 +38,10 @@ CODE_OF = {name: code for code, name in CLASS_NAMES.items()}
 UM2_PER_CELL = 1400.0  # monolayer area per placed cell: room to place each with its 2 µm margin and gap
 
 
-def screened_calls(slide_path: Path, out: Path, config: Path | None = None) -> list[tuple[float, float, str]]:
-    """Screen one slide through the CLI (with `config` when given) and return its detections as (x, y, code)."""
+def screened_calls(slide_path: Path, out: Path, config: Path) -> list[tuple[float, float, str]]:
+    """Screen one slide through the CLI with `config` and return its detections as (x, y, code)."""
     subprocess.run(
-        [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full"]
-        + (["--config", str(config)] if config else []),
+        [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full", "--config", str(config)],
         check=True,
         stdout=subprocess.DEVNULL,
     )
@@ -65,7 +64,7 @@ def slide_size(per_slide: int, mpp: float) -> tuple[int, int]:
 
 
 def run_condition(
-    cells, generator: str, mpp: float, per_slide: int, data_dir: Path, work: Path, seed: int, config: Path | None = None
+    cells, generator: str, mpp: float, per_slide: int, data_dir: Path, work: Path, seed: int, config: Path
 ) -> dict[str, str | None]:
     """Slide call per placed cell (keyed by its crop file) for one generator and µm/px."""
     width, height = slide_size(per_slide, mpp)
@@ -112,12 +111,10 @@ def main(
     locked = locked[locked["class"].isin(CLASS_CODES)].sample(frac=1.0, random_state=seed)[:limit]
     cells = list(zip(locked["file"], locked["class"]))
     model, card = load_model(classifier)
-    weights = classifier.resolve() if classifier else ROOT / "wsi_screen" / "weights" / "classifier.pt"
-    config = None
-    if classifier:
-        work.mkdir(parents=True, exist_ok=True)
-        config = work / "classifier.yaml"
-        config.write_text(yaml.safe_dump({"classify": {"model": str(weights)}}))
+    weights = (classifier or DEFAULT_WEIGHTS).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "classifier.yaml"  # screen judges the same weights as the crops
+    config.write_text(yaml.safe_dump({"classify": {"model": str(weights)}}))
     device = resolve_device("auto")
     t0 = time.time()
     probs = classify_files(
@@ -134,7 +131,6 @@ def main(
         "cells_per_slide": cells_per_slide,
         "seed": seed,
     }
-    work.mkdir(parents=True, exist_ok=True)
     for generator in generators:
         for mpp in mpps:
             t0 = time.time()
