@@ -297,21 +297,42 @@ def test_sampling_weights_balance_classes_and_optionally_their_sources():
     assert by_source[2, "deepapl"] == pytest.approx(1 / 3)
 
 
+def test_sampling_weights_damp_a_patient_who_holds_most_of_a_class():
+    """One APL patient with 144 promyelocytes, four with 4 each, 16 PBC images without a patient:
+    by patient, each patient's share of its class (and source) follows the root of its cells; images
+    without an id count as their own patients, so PBC is sampled as without the option."""
+    from wsi_screen.train.loop import sampling_weights
+
+    targets = np.array([0] * (144 + 16 + 16) + [1] * 30)
+    sources = np.array(["deepapl"] * 160 + ["pbc"] * 16 + ["pbc"] * 30)
+    patients = np.array(["P1"] * 144 + [p for p in ("P2", "P3", "P4", "P5") for _ in range(4)] + [""] * 16 + [np.nan] * 30, object)
+    w = sampling_weights(targets, sources, True, patients)
+    share = {p: w[patients == p].sum() / w.sum() for p in ("P1", "P2")}
+    assert share["P1"] == pytest.approx(0.25 * 12 / (12 + 4 * 2))  # class 0: half; DeepAPL: half of it; sqrt 144 : 4 x sqrt 4
+    assert share["P2"] == pytest.approx(0.25 * 2 / (12 + 4 * 2))
+    assert w[160:176].sum() / w.sum() == pytest.approx(0.25)
+    assert np.allclose(w[targets == 1], w[-1])  # no ids: every image alike
+    assert np.allclose(sampling_weights(targets, sources, True, np.full(len(targets), "")), sampling_weights(targets, sources, True))
+    untouched = sampling_weights(targets, sources, True)
+    assert untouched[:144].sum() / untouched.sum() == pytest.approx(0.25 * 144 / 160)  # in proportion without the option
+
+
 @pytest.mark.slow
 def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
-    """`train` with train.context_prob and train.balance_sources on 36 real PBC crops labelled as
-    two sources: it cuts the cells once into the alpha cache and trains."""
+    """`train` with train.context_prob, train.balance_sources and train.balance_patients on 36 real
+    PBC crops labelled as two sources and three patients: it cuts the cells once into the alpha
+    cache and trains."""
     cells = shared("cells")
     manifest = pd.read_csv(cells / "manifest.csv")
     picked = pd.concat([manifest[(manifest["class"] == c) & (manifest["source"] == "pbc")].head(12) for c in ("NGS", "LYT", "EOS")])
-    picked = picked.assign(source=["lab_a", "lab_b"] * (len(picked) // 2), patient="")
+    picked = picked.assign(source=["lab_a", "lab_b"] * (len(picked) // 2), patient=["P1", "P2", "P3"] * (len(picked) // 3))
     data = tmp_path / "cells"
     data.mkdir()
     for code in ("NGS", "LYT", "EOS"):
         (data / code).symlink_to(cells / code)
     picked.to_csv(data / "manifest.csv", index=False)
     cfg = tmp_path / "context.yaml"
-    cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "context_prob": 1.0, "balance_sources": True}}))
+    cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "context_prob": 1.0, "balance_sources": True, "balance_patients": True}}))
     run = tmp_path / "run"
     assert main(["train", str(data / "manifest.csv"), "-o", str(run), "--config", str(cfg)]) == 0
     (alpha_file,) = run.glob("alpha_*.npy")

@@ -194,6 +194,7 @@ class TrainConfig:
     blur_prob: float = 0.2
     jpeg_prob: float = 0.0  # re-encode as JPEG at quality 40-95 (other scanners' compression)
     balance_sources: bool = False  # each source of a class drawn equally often (train/loop.sampling_weights)
+    balance_patients: bool = False  # a patient's share of its class grows with the root of its cells, not in proportion
     context_prob: float = 0.0  # a leukocyte laid on another lab's background (train/context.py)
     field_leukocytes: bool = False  # TXL-PBC's leukocytes of four sources, class unknown, train "not rejected"
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and kept; 0: off
