@@ -106,7 +106,7 @@ def fit(
         state = ck["state"]
         log.info("resumed from %s at epoch %d", last, state["epoch"])
 
-    patients = table["patient"].to_numpy()[train_idx] if cfg.balance_patients and "patient" in table else None
+    patients = table["patient"].to_numpy()[train_idx] if cfg.balance_patients else None  # every loader fills the column
     weights = sampling_weights(train_set.targets[train_idx], sources[train_idx], cfg.balance_sources, patients)
     val_loader = _eval_loader(torch.utils.data.Subset(eval_set, val_idx), cfg)
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
@@ -186,7 +186,7 @@ def sampling_weights(targets: np.ndarray, sources: np.ndarray, balance_sources: 
     share of its class grows with the square root of its cells rather than in proportion: one APL
     patient holds 144 of DeepAPL's 316 promyelocytes, and a model that learns that patient's cells
     learns less of what the next patient's look like."""
-    own = np.arange(len(targets)).astype(str)
+    own = np.char.add("image ", np.arange(len(targets)).astype(str))  # never a patient id
     ids = own if patients is None else np.where(pd.Series(patients).fillna("").astype(str) == "", own, patients)
     rows = pd.DataFrame({"target": targets, "source": sources if balance_sources else "", "patient": ids})
     n_patient = rows.groupby(["target", "source", "patient"])["target"].transform("size").to_numpy(float)
