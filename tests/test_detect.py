@@ -91,6 +91,20 @@ def test_detections_are_mapped_to_level0_pixels():
     assert d.polygon[0] == d.polygon[-1]
 
 
+def test_a_swallowed_neighbour_does_not_move_the_centre():
+    """The patch is cut at the core's centre: an outline that takes in a touching red cell (cell
+    map high, core map low) moves the plain centroid, not the centre."""
+    shape = (80, 120)
+    leukocyte, red_cell = _disc(shape, 40, 40, 12), _disc(shape, 60, 40, 9)
+    maps = np.stack([leukocyte | red_cell, _disc(shape, 40, 40, 8) * 0.9]).astype(np.float32)
+    labels, score = instances(maps, DetectConfig(), mpp=0.5)
+    (plain,) = to_detections(labels, score, origin=(0.0, 0.0), scale=1.0, mpp=0.5)
+    (centred,) = to_detections(labels, score, origin=(0.0, 0.0), scale=1.0, mpp=0.5, core=maps[1])
+    assert plain.x > 45  # pulled towards the red cell by 5 px (2.5 µm) or more
+    assert centred.x == pytest.approx(40.5, abs=0.1) and centred.y == pytest.approx(40.5, abs=0.1)
+    assert centred.polygon == plain.polygon and centred.area_um2 == plain.area_um2
+
+
 def _smear(shape, nuclei, rng):
     """Pink plasma, pale red cells, and leukocytes with purple nuclei and a grey-pink rim."""
     img = np.full(shape + (3,), (235, 215, 215), np.float32)

@@ -153,7 +153,7 @@ def patch_task(
     cfg: PatchConfig,
     model_input_px: int = 0,
 ) -> tuple[int, tuple, tuple[tuple[str, float], ...]]:
-    """Extract the patches of cells start.. (centroid x, y and outline) and write them into the
+    """Extract the patches of cells start.. (centre x, y and outline) and write them into the
     store's region, and with `model_input_px` the same patches resized for the classifier; each
     cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei, stage seconds)."""
     import numpy as np

@@ -107,7 +107,8 @@ class TileGrid:
 
 @dataclass(frozen=True)
 class Detection:
-    """One leukocyte: centroid, bounding box and outline in level-0 px; area in µm²."""
+    """One leukocyte: centre (where its patch is cut; see detect.to_detections), bounding box and
+    outline in level-0 px; area in µm²."""
 
     x: float
     y: float
