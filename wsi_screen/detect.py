@@ -130,8 +130,8 @@ def to_detections(
             continue
         mask = labels[sl] == index
         rows, cols = np.nonzero(mask)
-        weight = core[sl][mask] if core is not None else None
-        if weight is None or weight.sum() <= 1e-6:
+        weight = None if core is None else core[sl][mask]
+        if weight is not None and weight.sum() <= 1e-6:  # a region with no core at all: its plain centroid
             weight = None
         cy = np.average(rows, weights=weight) + sl[0].start + 0.5
         cx = np.average(cols, weights=weight) + sl[1].start + 0.5
@@ -179,7 +179,7 @@ def detect_image(rgb: np.ndarray, segmenter, cfg: DetectConfig, scale: float = 1
 
 def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig, stages: Stages | None = None) -> TileResult:
     """Detections owned by `tile`: read its halo'd box at the detector µm/px, segment, keep the
-    cells whose centroid lies in the tile's core; QC figures of the core come free. Times its
+    cells whose centre lies in the tile's core; QC figures of the core come free. Times its
     stages into `stages` when given."""
     stages = stages if stages is not None else Stages()
     with stages.time(read_stage("tile", slide.level_for(segmenter.mpp))):

@@ -104,7 +104,7 @@ def find_cells(
             stages.add(result.seconds)
         qcs[result.tile.index] = result.qc
     # Deterministic order whatever the scheduling: tile by tile, then top-to-bottom, left-to-right.
-    # Tiles overlapping the AOI edge also see cells outside it: keep those whose centroid is inside.
+    # Tiles overlapping the AOI edge also see cells outside it: keep those whose centre is inside.
     detections = tuple(d for i in sorted(by_tile) for d in sorted(by_tile[i], key=lambda d: (d.y, d.x)) if mask.contains(d.x, d.y))
     if not detections:
         warnings.warn(f"{slide_path}: no leukocytes found in the AOI", stacklevel=2)

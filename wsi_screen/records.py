@@ -89,7 +89,7 @@ class AoiMask:
 
 @dataclass(frozen=True)
 class Tile:
-    """A tile owns the detections whose centroid lies in `core`; it reads the larger `read` box
+    """A tile owns the detections whose centre lies in `core`; it reads the larger `read` box
     so cells crossing the core edge are seen whole."""
 
     index: int

@@ -1,7 +1,7 @@
 """Tiling as a pure function: a frozen grid of tiles (core + halo read box) over the AOI.
 
 Exactly-once detection comes from ownership, not de-duplication: a detection belongs to the tile
-whose core holds its centroid. Cores partition the slide, so every centroid has one owner, and
+whose core holds its centre. Cores partition the slide, so every centre has one owner, and
 the halo (checked against the largest cell) lets the owner see its cells whole."""
 
 from __future__ import annotations
