@@ -143,3 +143,27 @@ def test_shipped_detector_on_a_sample_of_real_fields_per_source():
     assert figures["pooled"]["tp"] + figures["pooled"]["fn"] >= 32
     assert figures["pooled"]["recall"] >= 0.9 and figures["pooled"]["precision"] >= 0.8
     assert figures["pooled"]["far_fp_per_1000_rbc"] < 5
+
+
+def test_bf16_detections_agree_with_float32_on_real_fields():
+    """bfloat16 autocast (on CPUs that compute it natively) runs the U-Net about 2.8x faster; on
+    real fields of every source it must find the same leukocytes as float32, at the same centres."""
+    from wsi_screen.registry import native_bf16
+    from wsi_screen.train.detector_eval import detect_field
+
+    if not native_bf16():
+        pytest.skip("this CPU has no native bfloat16: the U-Net runs float32 here")
+    fields = load_fields(shared("detection", "txl_pbc"), "val")
+    mpps = source_mpp(fields)
+    sample = [f for s in ("raabin", "pbc", "bccd", "bcd") for f in [g for g in fields if source_of(g) == s][:8]]
+    cfg = DetectConfig()
+    segmenter = make_segmenter(cfg)
+    assert segmenter.bf16
+    found = {}
+    for bf16 in (True, False):
+        segmenter.bf16 = bf16
+        found[bf16] = [detect_field(segmenter, f, mpps[source_of(f)], cfg) for f in sample]
+    assert sum(map(len, found[False])) >= 30
+    for a, b in zip(found[True], found[False]):
+        assert len(a) == len(b)
+        assert all(np.hypot(p.x - q.x, p.y - q.y) < 1.0 and abs(p.area_um2 / q.area_um2 - 1) < 0.03 for p, q in zip(a, b))

@@ -22,7 +22,7 @@ from .classes import CLASS_CODES
 from .errors import DatasetError
 from .preprocess import EvalTransform, normalise_uint8
 from .records import Probabilities
-from .registry import ModelCard
+from .registry import ModelCard, native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ def resolve_device(device: str = "auto") -> torch.device:
 def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
     """The 8 rotations/flips: cells have no orientation."""
     return [torch.rot90(v, k, (-2, -1)) for v in (x, x.flip(-1)) for k in range(4)]
-
-
-def native_bf16() -> bool:
-    """Does this CPU compute bfloat16 natively (AVX512-BF16 or AMX)? There, bfloat16 autocast
-    runs a forward pass about twice as fast; elsewhere it would be emulated, and slower."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 @torch.inference_mode()

@@ -266,3 +266,9 @@ def for_inference(model: nn.Module, device: str | torch.device) -> nn.Module:
     CPU, tensor cores on CUDA): about 1.5-2x faster on CPU. Changes the model in place; never use
     it on a model that will be trained or saved."""
     return fold_batchnorm(model.eval()).to(device, memory_format=torch.channels_last)
+
+
+def native_bf16() -> bool:
+    """Does this CPU compute bfloat16 natively (AVX512-BF16 or AMX)? There, bfloat16 autocast
+    runs a forward pass two to three times as fast; elsewhere it would be emulated, and slower."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

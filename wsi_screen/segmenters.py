@@ -18,7 +18,7 @@ class UnetSegmenter:
         import torch
 
         from .model_files import resolve_model, sha256
-        from .registry import for_inference, load_model
+        from .registry import for_inference, load_model, native_bf16
 
         self.path = resolve_model(name_or_path, "detector")
         model, self.card = load_model(self.path, task="detector")
@@ -28,6 +28,9 @@ class UnetSegmenter:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model = for_inference(model, self.device)
+        # bfloat16 where the CPU computes it natively: 2.8x the float32 forward on a 1894 px tile
+        # (AMX), with detections as in float32 (docs/detector.md)
+        self.bf16 = self.device.type == "cpu" and native_bf16()
         self.checksum = sha256(self.path)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
@@ -41,9 +44,9 @@ class UnetSegmenter:
         ph, pw = -h % self.stride, -w % self.stride
         x = np.pad(rgbs, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else rgbs
         x = (x.astype(np.float32) / 255.0 - np.float32(self.card.mean)) / np.float32(self.card.std)
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
             t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(0, 3, 1, 2)  # NHWC memory = channels_last
-            out = torch.sigmoid(self.model(t)).cpu().numpy()
+            out = torch.sigmoid(self.model(t)).float().cpu().numpy()
         return out[:, :, :h, :w]
 
 

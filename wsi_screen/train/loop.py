@@ -21,12 +21,12 @@ from tqdm import tqdm
 
 from ..cell_images import CellDataset
 from ..classes import CLASS_CODES
-from ..classify import batch_logits, native_bf16, predictions_frame, to_probabilities
+from ..classify import batch_logits, predictions_frame, to_probabilities
 from ..config import TrainConfig
 from ..errors import DatasetError
 from ..metrics import fit_temperature
 from ..preprocess import EvalTransform
-from ..registry import ModelCard, create_model, default_input_px, save_weights
+from ..registry import ModelCard, create_model, default_input_px, native_bf16, save_weights
 from .augment import TrainTransform
 from .cache import build_cache
 from .non_leukocytes import LEUKOCYTE_CODE, REJECT_CODE
