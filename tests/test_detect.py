@@ -23,6 +23,33 @@ def test_touching_cells_are_split_by_their_cores():
     assert score[1:].min() == 1.0
 
 
+def test_flooding_region_by_region_is_the_whole_tile_watershed():
+    """`instances` floods only the regions holding two or more seeds, each in its own box; on a
+    field of lone, touching and triple cells with noisy maps its labels equal skimage's watershed
+    over the whole image, pixel for pixel."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import watershed
+
+    from wsi_screen.detect import _flood, _relabel
+
+    rng = np.random.default_rng(0)
+    shape = (300, 300)
+    centres = [(40, 40), (66, 40), (150, 60), (240, 50), (262, 62), (251, 80), (80, 200), (200, 220)]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    cell = np.zeros(shape, bool)
+    core = np.zeros(shape)
+    for cx, cy in centres:
+        cell |= _disc(shape, cx, cy, 15)
+        core = np.maximum(core, 1 - np.hypot(xx - cx, yy - cy) / 15)  # 1 at each centre, 0 at its rim
+    core = (core + rng.normal(0, 0.05, shape)).astype(np.float32)
+    regions, n_regions = ndi.label(cell)
+    seeds = _relabel(ndi.label((core > 0.5) & cell)[0])
+    assert n_regions == 5 and seeds.max() >= len(centres)  # the noise splits some cores
+    flooded = _flood(seeds, regions, n_regions, core)
+    assert np.array_equal(flooded, watershed(-core, seeds, mask=cell))
+    assert len(np.unique(flooded)) == seeds.max() + 1
+
+
 def test_cells_without_a_core_seed_still_count_once_and_size_filters_apply():
     shape = (100, 100)
     big = _disc(shape, 30, 30, 14)  # 154 µm² at 0.5 µm/px: a leukocyte

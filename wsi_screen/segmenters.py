@@ -57,16 +57,23 @@ NUCLEUS_PIXEL = 0.5  # nucleus_stain above this counts as a nucleus pixel (the n
 FRAME_CUT_NUCLEUS_PIXEL = 0.75
 
 
-def white_balanced(rgb: np.ndarray) -> np.ndarray:
-    """`rgb` divided by its illumination (von Kries), taken as the plasma's colour (`qc.plasma_colour`,
-    the QC's own estimate, on a 1-in-16 pixel sample): a yellow or pink cast of another lab's lamp or
-    camera then no longer hides a nucleus from a fixed stain level. A channel is only brightened."""
+def white_gain(rgb: np.ndarray) -> np.ndarray:
+    """Per-channel gain (≥ 1: a channel is only brightened) that divides the image `rgb` by its
+    illumination (von Kries), taken as the plasma's colour (`qc.plasma_colour`, the QC's own
+    estimate, on a 1-in-16 pixel sample): a yellow or pink cast of another lab's lamp or camera then
+    no longer hides a nucleus from a fixed stain level."""
     from .qc import plasma_colour
 
-    gain = 255.0 / np.maximum(plasma_colour(rgb[::4, ::4].astype(np.float32)), 1.0)
+    return np.maximum(255.0 / np.maximum(plasma_colour(rgb[::4, ::4].astype(np.float32)), 1.0), 1.0)
+
+
+def white_balanced(rgb: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
+    """`rgb` (any shape ending in 3) under white light: times `gain`, by default the image's own
+    `white_gain`; `rgb` itself when there is nothing to correct."""
+    gain = white_gain(rgb) if gain is None else gain
     if np.all(gain <= 1.0):
         return rgb
-    return np.clip(rgb * np.maximum(gain, 1.0), 0, 255).astype(np.uint8)
+    return np.clip(rgb * gain, 0, 255).astype(np.uint8)
 
 
 def nucleus_stain(rgb: np.ndarray) -> np.ndarray:
