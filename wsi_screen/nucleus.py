@@ -107,11 +107,8 @@ def measure_nucleus(patch: np.ndarray, cell_polygon, box: Box, patch_mpp: float)
     nucleus = nucleus_mask(patch[crop], cell, patch_mpp)
     labels, _ = ndi.label(nucleus, structure=np.ones((3, 3)))  # lobes touching at a corner are one outline
     lobes = tuple(
-        tuple(
-            (round(x, 2), round(y, 2))
-            for x, y in outline(
-                labels[sl] == k, (box.x0 + (sl[1].start + ox) * scale, box.y0 + (sl[0].start + oy) * scale), scale
-            ).exterior.coords
+        np.round(
+            outline(labels[sl] == k, (box.x0 + (sl[1].start + ox) * scale, box.y0 + (sl[0].start + oy) * scale), scale).exterior.coords, 2
         )
         for k, sl in enumerate(ndi.find_objects(labels), start=1)
     )
