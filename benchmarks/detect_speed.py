@@ -20,14 +20,14 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, peak_line
+from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, empty_out, peak_line
 from wsi_screen.config import Config
 from wsi_screen.find_cells import detect_slide
 
 
 def run_detect(path: Path, out: Path, config: Config, workers: int, aoi: str) -> dict:
     """One `wsi-screen detect` run in this process (`detect_slide`): start-up and detect seconds."""
-    summary = detect_slide(path, out, config, aoi=aoi, workers=workers, progress=False)
+    summary = detect_slide(path, empty_out(out), config, aoi=aoi, workers=workers, progress=False)
     return {
         "startup_s": summary.startup_seconds,
         "detect_s": summary.seconds - summary.startup_seconds,

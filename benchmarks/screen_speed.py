@@ -34,7 +34,7 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, peak_line
+from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, empty_out, peak_line
 from wsi_screen.classify import batch_logits, classify_inputs, resize_patches
 from wsi_screen.config import Config
 from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
@@ -78,6 +78,7 @@ def steady_state(model, card, store: Path, batch: int, device: str, reps: int = 
 
 def screen(slide: Path, out: Path, config: Config, workers: int, aoi: str) -> tuple[ScreenResult, float]:
     """One `screen` run in this process: its result and its wall time."""
+    empty_out(out)
     t0 = time.perf_counter()
     result = screen_slide(slide, out, config, ScreenOptions(workers=workers, aoi=aoi, progress=False))
     return result, time.perf_counter() - t0
