@@ -35,10 +35,11 @@ import numpy as np
 import torch
 
 from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, empty_out, peak_line
-from wsi_screen.classify import batch_logits, classify_inputs, resize_patches
+from wsi_screen.classify import batch_logits, classify_inputs
 from wsi_screen.config import Config
 from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
 from wsi_screen.find_cells import PATCHES_PER_TASK
+from wsi_screen.patches import resize_patches
 from wsi_screen.registry import for_inference
 from wsi_screen.screen import ScreenOptions, ScreenResult, load_classifier, screen_slide
 from wsi_screen.slide import check_slide

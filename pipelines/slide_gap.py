@@ -14,16 +14,15 @@ from pathlib import Path
 import click
 import numpy as np
 import pandas as pd
-from PIL import Image
 from shapely.geometry import Polygon
 from slide_agreement import screened_calls, slide_size  # pipelines/ is on sys.path when run as a script
 
 from wsi_screen.cell_agreement import paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.classify import classify_files, classify_inputs, resize_patches, resolve_device
+from wsi_screen.classify import classify_files, classify_inputs, resolve_device
 from wsi_screen.config import PatchConfig, load_config
-from wsi_screen.patches import extract_patch, patch_box
+from wsi_screen.patches import extract_patch, patch_box, resize_patches
 from wsi_screen.registry import for_inference, load_model
 from wsi_screen.slide import open_slide
 from wsi_screen.synth import compose, write_ground_truth, write_pyramid
@@ -41,7 +40,7 @@ def field_in_memory(rgb: np.ndarray, x: float, y: float, mpp: float, cfg: PatchC
     field = np.full((side, side, 3), 255, np.uint8)
     ys, xs = slice(max(0, y0), min(rgb.shape[0], y0 + side)), slice(max(0, x0), min(rgb.shape[1], x0 + side))
     field[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = rgb[ys, xs]
-    return np.asarray(Image.fromarray(field).resize((cfg.size_px, cfg.size_px), Image.Resampling.BILINEAR))
+    return resize_patches(field[None], cfg.size_px)[0]
 
 
 @click.command()

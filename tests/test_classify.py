@@ -13,13 +13,13 @@ from wsi_screen.classify import (
     classify_inputs,
     list_inputs,
     predictions_frame,
-    resize_patches,
     to_probabilities,
 )
 from wsi_screen.cli import main
 from wsi_screen.config import PatchConfig
 from wsi_screen.errors import DatasetError
 from wsi_screen.export.store import create_store, detections_table, open_model_input, write_model_input, write_patches
+from wsi_screen.patches import resize_patches
 from wsi_screen.registry import ModelCard, create_model, save_weights
 
 from .conftest import REPO, cell_image

@@ -20,6 +20,7 @@ from torch import nn
 from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 from .classes import CLASS_CODES
 from .errors import DatasetError
+from .patches import resize_patches
 from .preprocess import EvalTransform, normalise_uint8
 from .records import Probabilities
 from .registry import ModelCard, native_bf16
@@ -92,14 +93,6 @@ def _prefetched(load, starts: range, depth: int = 2) -> Iterator[torch.Tensor]:
             yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
-
-
-def resize_patches(patches: np.ndarray, px: int) -> np.ndarray:
-    """N×S×S×3 uint8 → N×px×px×3 uint8, bilinear with antialiasing (torch's fast uint8 path)."""
-    x = torch.from_numpy(np.ascontiguousarray(patches)).permute(0, 3, 1, 2)  # channels_last uint8
-    if x.shape[-1] != px or x.shape[-2] != px:
-        x = F.interpolate(x, size=(px, px), mode="bilinear", antialias=True, align_corners=False)
-    return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def patch_batch(patches: np.ndarray, card: ModelCard) -> torch.Tensor:

@@ -156,22 +156,19 @@ def patch_task(
     """Extract the patches of cells start.. (centre x, y and outline) and write them into the
     store's region, and with `model_input_px` the same patches resized for the classifier; each
     cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei, stage seconds)."""
-    import numpy as np
 
     from .export.store import write_model_input, write_patches
     from .nucleus import measure_nucleus
-    from .patches import extract_patch, patch_box
+    from .patches import extract_patches, patch_box, resize_patches
 
     start, cells = job
     stages = Stages()
     slide = _slide(slide_path, mpp, max_mpp)
     with stages.time(read_stage("patch", slide.level_for(cfg.mpp))):
-        patches = np.stack([extract_patch(slide, x, y, cfg) for x, y, _ in cells])
+        patches = extract_patches(slide, [(x, y) for x, y, _ in cells], cfg)
     with stages.time("patch write"):
         write_patches(Path(store), start, patches)
     if model_input_px:
-        from .classify import resize_patches
-
         with stages.time("model input"):
             write_model_input(Path(store), start, resize_patches(patches, model_input_px))
     with stages.time("nucleus"):

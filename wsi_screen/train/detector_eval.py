@@ -147,7 +147,7 @@ def classifier_look(model_path: str = "default") -> SecondLook:
 
     from ..classify import batch_logits, patch_batch, to_probabilities
     from ..config import PatchConfig
-    from ..patches import extract_patch
+    from ..patches import extract_patches
     from ..records import is_rejected
     from ..registry import for_inference, load_model
     from ..slide import open_slide
@@ -157,7 +157,7 @@ def classifier_look(model_path: str = "default") -> SecondLook:
 
     def look(field: Field, mpp: float, detections: list[Detection]) -> np.ndarray:
         with open_slide(field.image, mpp=mpp, max_mpp=1.0) as slide:
-            patches = np.stack([extract_patch(slide, d.x, d.y, patch_cfg) for d in detections])
+            patches = extract_patches(slide, [(d.x, d.y) for d in detections], patch_cfg)
         return ~is_rejected(to_probabilities(batch_logits(model, [patch_batch(patches, card)], cpu), card).p_reject)
 
     return look
