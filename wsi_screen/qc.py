@@ -33,8 +33,8 @@ def plasma_colour(a: np.ndarray) -> np.ndarray:
     return bg if bg.mean() >= MIN_PLASMA_GREY * 255 else np.full(3, 255.0, np.float32)
 
 
-# Optical density of each uint8 level, looked up rather than computed per pixel (a log per pixel
-# was a third of the QC's time); level 0 counts as 1, the darkest a camera records.
+# Optical density of each uint8 level, looked up rather than computed with a log per pixel (the
+# same float32 values); level 0 counts as 1, the darkest a camera records.
 OD_OF_LEVEL = -np.log(np.clip(np.arange(256, dtype=np.float32), 1, 255) / 255.0)
 
 
