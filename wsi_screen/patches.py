@@ -24,6 +24,8 @@ def extract_patches(slide, centres: Sequence[tuple[float, float]], cfg: PatchCon
     padded by the reader. Each field is read at its pyramid level's own resolution (at level 0, its
     pixels as stored) and all are resized at once by `resize_patches`: PIL's bilinear filter, pixel
     for pixel within one level, at a fifth of its time."""
+    if not len(centres):
+        return np.zeros((0, cfg.size_px, cfg.size_px, 3), np.uint8)
     level = slide.level_for(cfg.mpp)
     native = slide.info.mpp * slide.info.level_downsamples[level]
     fields = np.stack([slide.read(patch_box(x, y, slide.info.mpp, cfg), native) for x, y in centres])
