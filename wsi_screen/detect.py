@@ -76,7 +76,8 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     lab = labels.ravel()[fg]
     n_px = np.bincount(lab, minlength=count + 1)
     area_um2 = n_px * mpp**2
-    score = (np.bincount(lab, maps[0].ravel()[fg], count + 1) / np.maximum(n_px, 1)).astype(np.float32)
+    n_safe = np.maximum(n_px, 1)  # label 0, the background, counts no labelled pixel
+    score = (np.bincount(lab, maps[0].ravel()[fg], count + 1) / n_safe).astype(np.float32)
     at_edge = np.zeros(count + 1, bool)
     at_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
     min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
@@ -86,7 +87,7 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
 
         pixels = rgb.reshape(-1, 3)[fg]
         nucleus_px = nucleus_stain(white_balanced(pixels, white_gain(rgb))) > NUCLEUS_PIXEL
-        stained = np.bincount(lab, nucleus_px, count + 1) / np.maximum(n_px, 1)
+        stained = np.bincount(lab, nucleus_px, count + 1) / n_safe
         seed = seeds.ravel()[fg]  # every seed pixel is labelled
         with np.errstate(invalid="ignore"):
             seeded_on_nucleus = np.nan_to_num(np.bincount(seed, nucleus_px, count + 1) / np.bincount(seed, minlength=count + 1), nan=1.0)
@@ -94,7 +95,7 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
         if at_edge[1:].any():  # camera fields; a slide tile's edges lie in its halo
             cut = at_edge[lab]
             raw = nucleus_stain(pixels[cut]) >= FRAME_CUT_NUCLEUS_PIXEL
-            cut_stained = np.bincount(lab[cut], raw, count + 1) / np.maximum(n_px, 1)
+            cut_stained = np.bincount(lab[cut], raw, count + 1) / n_safe
             nucleated = np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
         keep &= nucleated
     keep[0] = False

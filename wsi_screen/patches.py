@@ -22,8 +22,8 @@ def patch_box(x: float, y: float, slide_mpp: float, cfg: PatchConfig) -> Box:
 def extract_patches(slide, centres: Sequence[tuple[float, float]], cfg: PatchConfig) -> np.ndarray:
     """N × size_px × size_px × 3 uint8, one patch per (x, y); parts outside the slide come back
     padded by the reader. Each field is read at its pyramid level's own resolution (at level 0, its
-    pixels as stored) and all are resized at once by `resize_patches`: PIL's bilinear filter, pixel
-    for pixel within one level, at a fifth of its time."""
+    pixels as stored) and all are resized at once by `resize_patches`: PIL's bilinear filter to
+    within one grey level, at a fifth of its time."""
     if not len(centres):
         return np.zeros((0, cfg.size_px, cfg.size_px, 3), np.uint8)
     level = slide.level_for(cfg.mpp)
