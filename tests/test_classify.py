@@ -137,8 +137,7 @@ def test_bf16_forward_agrees_with_float32_on_real_cells(shared_cells):
     locked cells it must leave the shipped model's probabilities and calls as they were in float32."""
     from unittest import mock
 
-    from wsi_screen.classify import native_bf16
-    from wsi_screen.registry import load_model
+    from wsi_screen.registry import load_model, native_bf16
     from wsi_screen.train.export import locked_rows
 
     if not native_bf16():
@@ -146,6 +145,6 @@ def test_bf16_forward_agrees_with_float32_on_real_cells(shared_cells):
     rows = locked_rows(shared_cells, REPO / "configs" / "locked_test.csv").sample(300, random_state=0)
     model, card = load_model()
     bf16 = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
-    with mock.patch("wsi_screen.classify.native_bf16", return_value=False):
+    with mock.patch("wsi_screen.registry.native_bf16", return_value=False):
         fp32 = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
     assert np.abs(bf16 - fp32).max() < 0.05 and (bf16.argmax(1) == fp32.argmax(1)).mean() >= 0.97

@@ -23,7 +23,7 @@ from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, normalise_uint8
 from .records import Probabilities
-from .registry import ModelCard, native_bf16
+from .registry import ModelCard, mixed_precision
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,10 @@ def batch_logits(model: nn.Module, batches: Iterable[torch.Tensor], device: torc
     the dihedral group. channels_last inputs; float16 autocast on CUDA, bfloat16 on CPUs that
     compute it natively (the model card's figures are measured the same way)."""
     model.eval()
-    cuda = device.type == "cuda"
-    dtype, amp = (torch.float16, True) if cuda else (torch.bfloat16, native_bf16())
     out = []
     for x in batches:
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        with mixed_precision(device):
             views = _dihedral(x) if tta else [x]
             out.append(torch.stack([model(v).float() for v in views]).mean(0).cpu())
     return torch.cat(out) if out else torch.zeros((0, len(CLASS_CODES)))

@@ -272,3 +272,11 @@ def native_bf16() -> bool:
     """Does this CPU compute bfloat16 natively (AVX512-BF16 or AMX)? There, bfloat16 autocast
     runs a forward pass two to three times as fast; elsewhere it would be emulated, and slower."""
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def mixed_precision(device: torch.device) -> torch.autocast:
+    """The autocast a forward pass on `device` runs under: float16 on CUDA, bfloat16 on CPUs that
+    compute it natively, none elsewhere (the model cards' figures are measured the same way)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=native_bf16())
