@@ -72,3 +72,15 @@ def test_blurred_slide_warns_end_to_end(tmp_path, drawn_slide):
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
         cells = find_cells(client, path, info, mask, config, None, progress=False)
     assert any(w.startswith("out of focus") for w in cells.qc.warnings)
+
+
+def test_channel_sums_are_numpys_to_the_last_bit(field):
+    """The QC's fast channel sum and grey level give numpy's own float32 values (a tile's QC
+    figures must not move when the arithmetic is made faster), on a real field and on its
+    optical densities."""
+    from wsi_screen.qc import OD_OF_LEVEL, channel_sum, grey_level
+
+    od = OD_OF_LEVEL[field]
+    assert np.array_equal(channel_sum(od), od.sum(-1))
+    assert np.array_equal(grey_level(field), field.astype(np.float32).mean(-1))
+    assert grey_level(field).dtype == np.float32 and 0 < grey_level(field).min() < grey_level(field).max() <= 255

@@ -70,14 +70,14 @@ def fill_polygon(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> 
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.where(crosses, (xj - xi) * (y - yi) / (yj - yi) + xi, -1.0)
     # Pixel c lies left of crossing x (c < x) exactly when c < ceil(x): count, per row, the
-    # crossings whose ceil(x) exceeds c, by a histogram of ceil(x) and its running sum.
-    first = np.clip(np.ceil(x), 0, w).astype(np.int64)
-    at = np.zeros((r1 - r0 + 1, w + 1), np.int64)
-    row = np.broadcast_to(np.arange(r1 - r0 + 1)[:, None], first.shape)
-    np.add.at(at, (row[crosses], first[crosses]), 1)
-    right_of = crosses.sum(1, keepdims=True) - np.cumsum(at, axis=1)[:, :w]
-    mask[r0 : r1 + 1] = (right_of & 1).astype(bool)
-    mask[:, :c0] = mask[:, c1 + 1 :] = False
+    # crossings whose ceil(x) exceeds c, by a histogram of ceil(x) and its running sum, over the
+    # columns c0..c1 only (a crossing left of c0 counts as at c0, one right of c1 as at c1 + 1).
+    n_rows, n_cols = r1 - r0 + 1, c1 - c0 + 1
+    first = np.clip(np.ceil(x), c0, c1 + 1).astype(np.int64) - c0
+    row = np.broadcast_to(np.arange(n_rows)[:, None], first.shape)
+    at = np.bincount(row[crosses] * (n_cols + 1) + first[crosses], minlength=n_rows * (n_cols + 1)).reshape(n_rows, n_cols + 1)
+    right_of = crosses.sum(1, keepdims=True) - np.cumsum(at, axis=1)[:, :n_cols]
+    mask[r0 : r1 + 1, c0 : c1 + 1] = (right_of & 1).astype(bool)
     # The boundary: pixels on (or within rounding of) a crossing, and rows through a vertex.
     near = crosses & (np.abs(x - np.rint(x)) < ON_EDGE) & (np.rint(x) >= c0) & (np.rint(x) <= c1)
     pr, pc = (row[near] + r0), np.rint(x[near]).astype(np.int64)

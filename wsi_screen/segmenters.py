@@ -67,7 +67,7 @@ def white_gain(rgb: np.ndarray) -> np.ndarray:
     no longer hides a nucleus from a fixed stain level."""
     from .qc import plasma_colour
 
-    return np.maximum(255.0 / np.maximum(plasma_colour(rgb[::4, ::4].astype(np.float32)), 1.0), 1.0)
+    return np.maximum(255.0 / np.maximum(plasma_colour(rgb[::4, ::4]), 1.0), 1.0)
 
 
 def white_balanced(rgb: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
