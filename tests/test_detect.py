@@ -211,3 +211,26 @@ def test_a_piece_cut_by_the_frame_must_show_a_nucleus():
     assert labels[40, 2] == 0 and labels[40, 155] > 0
     labels, _ = instances(maps, DetectConfig(min_nucleus_fraction=0), mpp=0.5, rgb=rgb)
     assert labels[40, 2] > 0  # without the check the red cell's piece counts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_longest_contour_is_skimages_point_for_point(seed):
+    """Outlines are traced by contourpy but must be skimage's contour, starting at the same point
+    (Douglas-Peucker keeps a ring's first point): smoothed noise thresholded into blobs with holes,
+    necks and parts touching at a corner."""
+    from scipy import ndimage as ndi
+    from skimage.measure import find_contours
+
+    from wsi_screen.detect import longest_contour
+
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.normal(size=(90, 120)), 1.0 + 0.5 * seed)
+    labels, n = ndi.label(field > 0.2 * field.std(), structure=np.ones((3, 3)))  # corner-touching parts are one
+    assert n >= 3
+    for k in range(1, n + 1):
+        z = np.pad(labels == k, 1).astype(np.float32)
+        contours = find_contours(z, 0.5)
+        lengths = sorted(len(c) for c in contours)
+        if len(lengths) > 1 and lengths[-1] == lengths[-2]:
+            continue  # two longest of equal length: either is the largest part
+        assert np.array_equal(longest_contour(z), max(contours, key=len))

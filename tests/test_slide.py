@@ -69,6 +69,22 @@ def test_read_pads_outside_with_white(pyramid):
         assert (slide.read(Box(5000, 5000, 5100, 5100), 0.4) == 255).all()
 
 
+def test_openslide_reader_flattens_what_lies_outside_the_scan(pyramid):
+    """OpenSlide returns RGBA, transparent where it has no scan: the reader drops alpha in PIL when
+    every pixel is opaque (nearly every read) and blends onto white glass otherwise."""
+    from wsi_screen.readers import OpenSlideReader
+
+    path, rgb = pyramid
+    reader = OpenSlideReader(path)
+    inside = reader.read(0, 300, 200, 256, 256)
+    assert inside.shape == (256, 256, 3) and inside.dtype == np.uint8 and inside.flags.c_contiguous
+    assert np.abs(inside.astype(int) - rgb[200:456, 300:556]).mean() < 3
+    across = reader.read(0, 1900, 1400, 200, 200)  # the slide ends at 2000 x 1500
+    assert (across[100:] == 255).all() and (across[:, 100:] == 255).all()
+    assert np.array_equal(across[:100, :100], reader.read(0, 1900, 1400, 100, 100))
+    reader.close()
+
+
 def test_thumbnail_size_and_pickle_reopens_lazily(pyramid):
     path, _ = pyramid
     slide = open_slide(path)

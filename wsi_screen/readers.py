@@ -48,6 +48,8 @@ class OpenSlideReader:
         # read_region wants the location in level-0 pixels but the size in pixels of `level`.
         ds = self.level_downsamples[level]
         region = self._slide.read_region((round(x * ds), round(y * ds)), level, (w, h))
+        if region.getchannel("A").getextrema()[0] == 255:  # inside the scan: PIL drops alpha in a third of numpy's time
+            return np.asarray(region.convert("RGB"))
         return flatten_on_white(np.asarray(region))
 
     def close(self) -> None:

@@ -20,9 +20,9 @@ import tifffile
 from PIL import Image
 from scipy.spatial import cKDTree
 from shapely.geometry import Polygon, box
-from skimage import measure
 
 from .classes import CLASS_COLORS, class_index
+from .detect import longest_contour
 from .export.geojson import feature, write_features
 from .synth_cells import RBC_UM, Sprite, cut_leukocyte, drawn_leukocyte, drawn_rbc, real_leukocytes, real_rbcs
 
@@ -346,7 +346,7 @@ def _blend(od: np.ndarray, sprite: Sprite, x0: int, y0: int, mpp: float) -> Plac
     a = sprite.alpha[..., None]
     region = od[y0 : y0 + h, x0 : x0 + w]
     region[:] = region * (1 - a) + sprite.od * a
-    contour = max(measure.find_contours(np.pad(sprite.mask.astype(np.float32), 1), 0.5), key=len)
+    contour = longest_contour(np.pad(sprite.mask.astype(np.float32), 1))
     outline = Polygon([(x0 + c - 0.5, y0 + r - 0.5) for r, c in contour]).buffer(0).simplify(0.5)
     if outline.geom_type != "Polygon":
         outline = max(outline.geoms, key=lambda g: g.area)
