@@ -75,10 +75,6 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def _met(value: float, op: str, bound: float) -> bool:
-    return value >= bound if op == ">=" else value <= bound
-
-
 def _verdict(met: bool) -> str:
     return "met" if met else "**not met**"
 

@@ -79,7 +79,8 @@ def headline(summary: dict) -> dict:
     }
 
 
-def _met(value: float, op: str, bound: float) -> bool:
+def meets(value: float, op: str, bound: float) -> bool:
+    """A figure against its target, e.g. meets(0.97, ">=", 0.985) is False."""
     return bool(value >= bound if op == ">=" else value <= bound)
 
 
@@ -123,7 +124,7 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
     locked_summary = full_summary(locked_frame, threshold)
     heads = {"out_of_fold": headline(oof_summary), "locked": headline(locked_summary)}
     targets = {
-        k: {"target": f"{op} {v}", **{where: h[k] for where, h in heads.items()}, "met": all(_met(h[k], op, v) for h in heads.values())}
+        k: {"target": f"{op} {v}", **{where: h[k] for where, h in heads.items()}, "met": all(meets(h[k], op, v) for h in heads.values())}
         for k, (op, v) in TARGETS.items()
     }
     apl = train_rows[train_rows["source"] == "deepapl"].sample(n=min(300, (train_rows["source"] == "deepapl").sum()), random_state=0)
@@ -139,7 +140,7 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
     flags = smear_flag_rates(oof, locked_frame)
     for prevalence, (op, v) in FLAG_TARGETS.items():
         rate = flags["locked"][prevalence]
-        targets[f"blast_flag_rate_{prevalence}_locked"] = {"target": f"{op} {v}", "locked": rate, "met": _met(rate, op, v)}
+        targets[f"blast_flag_rate_{prevalence}_locked"] = {"target": f"{op} {v}", "locked": rate, "met": meets(rate, op, v)}
     return {
         "operating_threshold": threshold,
         "operating_rates_from": "out-of-fold predictions: every unlocked image once, by a fold model that never saw its patient",
