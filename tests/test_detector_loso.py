@@ -21,9 +21,11 @@ from .test_train_detector import _field
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_loso_config_file_is_the_reduced_budget():
+def test_loso_config_file_is_the_shipped_recipe_on_both_cores():
     cfg = load_dataclass(LosoConfig, REPO / "configs" / "detector_loso.yaml")
-    assert cfg.train.epochs == 12 and cfg.train.threads == 2 and cfg.fields_per_source == 0
+    shipped = load_card("default", "detector").provenance["train_config"]
+    assert cfg.train.epochs == shipped["epochs"] == 20 and cfg.train.threads == 2 and cfg.fields_per_source == 0
+    assert (cfg.train.negative_weight, list(cfg.train.gamma)) == (shipped["negative_weight"], shipped["gamma"])
     assert cfg.train.crop_px == 0 and default_input_px(load_card("default", "detector").arch) == 128  # the shipped U-Net's crop
 
 
