@@ -204,7 +204,8 @@ def longest_contour(z: np.ndarray) -> np.ndarray:
     skimage's `find_contours` contour point for point, traced by contourpy in C++ instead of
     skimage's assembly of segments in Python (a nucleus outline at patch resolution has ~650
     points). Douglas-Peucker keeps a ring's first point, so the ring starts where skimage's does:
-    at its last point in raster order."""
+    at its last point in raster order (largest row, then largest column), where skimage's assembly
+    of segments square by square closes it."""
     lines = contourpy.contour_generator(z=z, line_type=contourpy.LineType.Separate, corner_mask=False).lines(0.5)
     ring = max(lines, key=len)[:-1, ::-1]  # contourpy gives x, y and repeats the first point
     start = np.lexsort((ring[:, 1], ring[:, 0]))[-1]
