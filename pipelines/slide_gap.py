@@ -2,7 +2,7 @@
 from"): locked cells are laid on faithful slides as `slide_agreement.py` lays them, and each placed
 cell is classified four ways with the same model: its crop file; the 29 µm field at its true
 centre on the composed smear in memory (no JPEG); the same field read from the written JPEG
-pyramid through `patches.extract_patch`; and, with --screen, its call by `wsi-screen screen`.
+pyramid through `patches.extract_patches`; and, with --screen, its call by `wsi-screen screen`.
 
     PYTHONPATH=$PWD python pipelines/slide_gap.py --limit 600 [--model PATH] [--screen] -o runs/slide_gap
 """
@@ -22,7 +22,7 @@ from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.classify import classify_files, classify_inputs, resolve_device
 from wsi_screen.config import PatchConfig, load_config
-from wsi_screen.patches import extract_patch, patch_box, resize_patches
+from wsi_screen.patches import extract_patches, patch_box, resize_patches
 from wsi_screen.registry import for_inference, load_model
 from wsi_screen.slide import open_slide
 from wsi_screen.synth import compose, write_ground_truth, write_pyramid
@@ -33,7 +33,7 @@ CODES = np.asarray(CLASS_CODES)
 
 
 def field_in_memory(rgb: np.ndarray, x: float, y: float, mpp: float, cfg: PatchConfig) -> np.ndarray:
-    """The patch `extract_patch` cuts around (x, y) (same box, same resize), from the smear in
+    """The patch `extract_patches` cuts around (x, y) (same box, same resize), from the smear in
     memory instead of its JPEG pyramid; white beyond the smear."""
     box = patch_box(x, y, mpp, cfg)
     x0, y0, side = box.x0, box.y0, box.width
@@ -79,11 +79,11 @@ def main(data_dir: Path, out: Path, model_path: str | None, limit: int, mpp: flo
         write_ground_truth(path.with_suffix(".geojson"), smear.cells, smear.band, mpp, rng)
         slide = open_slide(path)
 
-        def calls(fields: list[np.ndarray]) -> np.ndarray:
-            return CODES[classify_inputs(model, card, resize_patches(np.stack(fields), card.input_px), 64, device).probs.argmax(1)]
+        def calls(fields: np.ndarray) -> np.ndarray:
+            return CODES[classify_inputs(model, card, resize_patches(fields, card.input_px), 64, device).probs.argmax(1)]
 
-        in_memory = calls([field_in_memory(smear.rgb, c.x, c.y, mpp, patch_cfg) for c in smear.cells])
-        from_jpeg = calls([extract_patch(slide, c.x, c.y, patch_cfg) for c in smear.cells])
+        in_memory = calls(np.stack([field_in_memory(smear.rgb, c.x, c.y, mpp, patch_cfg) for c in smear.cells]))
+        from_jpeg = calls(extract_patches(slide, [(c.x, c.y) for c in smear.cells], patch_cfg))
         screened = [None] * len(smear.cells)
         if screen:
             screened = slide_calls([Polygon(c.polygon) for c in smear.cells], screened_calls(path, out / "screens"))

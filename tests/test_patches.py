@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from wsi_screen.config import PatchConfig
-from wsi_screen.patches import extract_patch, extract_patches, patch_box
+from wsi_screen.patches import extract_patches, patch_box
 from wsi_screen.slide import open_slide
 from wsi_screen.synth import write_pyramid
 
@@ -27,7 +27,7 @@ def test_a_patch_shows_the_same_field_at_any_scan_resolution(tmp_path, mpp):
     cfg = PatchConfig()
     with open_slide(path) as slide:
         centre = slide.info.width / 2
-        patch = extract_patch(slide, centre, centre, cfg)
+        patch = extract_patches(slide, [(centre, centre)], cfg)[0]
     assert patch.shape == (cfg.size_px, cfg.size_px, 3)
     dark = (patch.astype(int).sum(-1) < 400).sum()
     expected = np.pi * (4.0 / cfg.mpp) ** 2  # px of the disc at the patch's µm/px

@@ -32,11 +32,6 @@ def extract_patches(slide, centres: Sequence[tuple[float, float]], cfg: PatchCon
     return resize_patches(fields, cfg.size_px)
 
 
-def extract_patch(slide, x: float, y: float, cfg: PatchConfig) -> np.ndarray:
-    """size_px × size_px × 3 uint8: `extract_patches` of one cell."""
-    return extract_patches(slide, [(x, y)], cfg)[0]
-
-
 def resize_patches(patches: np.ndarray, px: int) -> np.ndarray:
     """N×S×S×3 uint8 → N×px×px×3 uint8, bilinear with antialiasing (torch's fast uint8 path, which
     reproduces PIL's BILINEAR resize to within one grey level on a few pixels in a thousand)."""
