@@ -18,7 +18,8 @@ from skimage.segmentation import watershed
 
 from .config import DetectConfig
 from .qc import tile_qc
-from .records import Box, Detection, Tile, TileResult
+from .records import Box, Detection, SlideInfo, Tile, TileResult
+from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, nucleus_pixels, nucleus_stain, white_balanced, white_gain
 from .timing import Stages, read_stage
 
 
@@ -42,16 +43,20 @@ def detector_mpp(cfg: DetectConfig) -> float:
     return load_card(cfg.model, "detector").mpp
 
 
-def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def instances(
+    maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None, gain: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability). With the
     image, an instance must also be nucleated (cfg.min_nucleus_fraction of its pixels nucleus-
     stained, read under white light: the image divided by its plasma colour, so another lab's lamp
     cast does not hide a pale nucleus): red cells and platelets never are, whatever a network makes
-    of their colour. So must its seed: a core on a red cell touching a leukocyte would otherwise
-    win a basin that takes in part of the leukocyte's nucleus; dropped, its basin becomes
-    background, not part of the cell. A piece cut by the image frame is judged on its own raw
+    of their colour, nor piles of red cells in a smear's thick end, which stain as darkly as a
+    nucleus but not in its hue (`segmenters.nucleus_pixels`). So must its seed: a core on a red
+    cell touching a leukocyte would otherwise win a basin that takes in part of the leukocyte's
+    nucleus; dropped, its basin becomes background, not part of the cell. A piece cut by the image frame is judged on its own raw
     pixels by a stricter nucleus level (a camera field's cut red cells would otherwise count; a
-    slide's tile edges lie in the halo)."""
+    slide's tile edges lie in the halo). `gain`: the white gain to read `rgb` under, by default
+    its own (`segmenters.white_gain`)."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
     min_seed_px = max(1.0, cfg.min_core_um2 / mpp**2)
@@ -67,28 +72,38 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
         orphan = ~seeded[regions] & cell
         seeds = np.where(orphan, regions + seeds.max(), seeds)
     seeds = _relabel(seeds)
-    labels = _flood(seeds, regions, nr, maps[1])
-    count = labels.max()
+    cell_px = np.flatnonzero(cell)
+    check = rgb is not None and cfg.min_nucleus_fraction > 0
+    if check:
+        pixels = rgb.reshape(-1, 3)[cell_px]
+        nucleus_px = nucleus_pixels(white_balanced(pixels, white_gain(rgb) if gain is None else gain))
+    # A region inside the image with fewer nucleus pixels than its smallest possible instance must
+    # show holds no nucleated instance: it is not flooded (a smear's thick end has hundreds).
+    hopeless = None
+    if check and nr:
+        region_nuclei = np.bincount(regions.ravel()[cell_px], nucleus_px, nr + 1)
+        hopeless = region_nuclei < cfg.min_nucleus_fraction * cfg.min_area_um2 / mpp**2
+        hopeless[np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]])] = False
+    labels = _flood(seeds, regions, nr, maps[1], hopeless)
+    count = int(seeds.max())
     if not count:
         return labels, np.zeros(1, np.float32)
-    # Per-instance means over the labelled pixels only (a small share of a tile), by bincount.
-    fg = np.flatnonzero(labels)
-    lab = labels.ravel()[fg]
+    # Per-instance means over the cell's pixels only (a small share of a tile), by bincount; the
+    # pixels of regions not flooded count for the background, label 0.
+    lab = labels.ravel()[cell_px]
     n_px = np.bincount(lab, minlength=count + 1)
     area_um2 = n_px * mpp**2
-    n_safe = np.maximum(n_px, 1)  # label 0, the background, counts no labelled pixel
-    score = (np.bincount(lab, maps[0].ravel()[fg], count + 1) / n_safe).astype(np.float32)
+    n_safe = np.maximum(n_px, 1)
+    score = (np.bincount(lab, maps[0].ravel()[cell_px], count + 1) / n_safe).astype(np.float32)
+    score[0] = 0.0  # the background
     at_edge = np.zeros(count + 1, bool)
     at_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    at_edge[0] = False
     min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
     keep = (area_um2 >= min_area) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
-    if rgb is not None and cfg.min_nucleus_fraction > 0:
-        from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, NUCLEUS_PIXEL, nucleus_stain, white_balanced, white_gain
-
-        pixels = rgb.reshape(-1, 3)[fg]
-        nucleus_px = nucleus_stain(white_balanced(pixels, white_gain(rgb))) > NUCLEUS_PIXEL
+    if check:
         stained = np.bincount(lab, nucleus_px, count + 1) / n_safe
-        seed = seeds.ravel()[fg]  # every seed pixel is labelled
+        seed = seeds.ravel()[cell_px]  # every seed pixel is a cell pixel
         with np.errstate(invalid="ignore"):
             seeded_on_nucleus = np.nan_to_num(np.bincount(seed, nucleus_px, count + 1) / np.bincount(seed, minlength=count + 1), nan=1.0)
         nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
@@ -103,11 +118,12 @@ def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray |
     return labels, score
 
 
-def _flood(seeds: np.ndarray, regions: np.ndarray, n_regions: int, core: np.ndarray) -> np.ndarray:
+def _flood(seeds: np.ndarray, regions: np.ndarray, n_regions: int, core: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
     """Each cell region's pixels labelled by watershed on the core map from the region's seeds:
     what `watershed(-core, seeds, mask=regions > 0)` gives, pixel for pixel, for a fraction of its
     time. A region with one seed is that seed's, whole; only regions with two or more (touching
-    cells) are flooded, each within its own box, instead of the whole tile."""
+    cells) are flooded, each within its own box, instead of the whole tile; those marked in `skip`
+    (by region label) are left unlabelled."""
     at = seeds > 0
     region_of_seed = np.zeros(int(seeds.max()) + 1, np.int64)
     region_of_seed[seeds[at]] = regions[at]
@@ -116,7 +132,7 @@ def _flood(seeds: np.ndarray, regions: np.ndarray, n_regions: int, core: np.ndar
     sole[region_of_seed[1:]] = np.arange(1, len(region_of_seed), dtype=seeds.dtype)
     sole[n_seeds != 1] = 0
     labels = sole[regions]
-    shared = np.flatnonzero(n_seeds > 1)
+    shared = np.flatnonzero((n_seeds > 1) & (True if skip is None else ~skip))
     boxes = ndi.find_objects(regions) if shared.size else []
     for r in shared:
         sl = boxes[r - 1]
@@ -231,13 +247,19 @@ def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig, stages: Stages 
     with stages.time("unet"):
         maps = segmenter(rgb)
     with stages.time("instances"):
-        labels, score = instances(maps, cfg, segmenter.mpp, rgb)
+        labels, score = instances(maps, cfg, segmenter.mpp, rgb, white_gain(_crop(rgb, _inside(tile.read, slide.info), tile.read, scale)))
         owned = tuple(
             to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp, keep=tile.core.contains, core=maps[1])
         )
     with stages.time("tile qc"):
         qc = tuple(tile_qc(_crop(rgb, b, tile.read, scale)) for b in tile.qc_blocks)
     return TileResult(tile, owned, qc, seconds=stages.items())
+
+
+def _inside(box: Box, info: SlideInfo) -> Box:
+    """The part of level-0 `box` on the slide: a tile's halo past the slide's edge reads white,
+    which is no lamp's colour."""
+    return Box(max(box.x0, 0), max(box.y0, 0), min(box.x1, info.width), min(box.y1, info.height))
 
 
 def _crop(rgb: np.ndarray, box: Box, read: Box, scale: float) -> np.ndarray:
