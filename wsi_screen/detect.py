@@ -53,9 +53,9 @@ def instances(
     of their colour, nor piles of red cells in a smear's thick end, which stain as darkly as a
     nucleus but not in its hue (`segmenters.nucleus_pixels`). So must its seed: a core on a red
     cell touching a leukocyte would otherwise win a basin that takes in part of the leukocyte's
-    nucleus; dropped, its basin becomes background, not part of the cell. A piece cut by the image frame is judged on its own raw
-    pixels by a stricter nucleus level (a camera field's cut red cells would otherwise count; a
-    slide's tile edges lie in the halo). `gain`: the white gain to read `rgb` under, by default
+    nucleus; dropped, its basin becomes background, not part of the cell. A piece cut by the image
+    frame is judged on its own raw pixels by a stricter nucleus level (a camera field's cut red
+    cells would otherwise count; a slide's tile edges lie in the halo). `gain`: the white gain to read `rgb` under, by default
     its own (`segmenters.white_gain`)."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
@@ -77,8 +77,9 @@ def instances(
     if check:
         pixels = rgb.reshape(-1, 3)[cell_px]
         nucleus_px = nucleus_pixels(white_balanced(pixels, white_gain(rgb) if gain is None else gain))
-    # A region inside the image with fewer nucleus pixels than its smallest possible instance must
-    # show holds no nucleated instance: it is not flooded (a smear's thick end has hundreds).
+    # A region inside the image with fewer nucleus pixels than the smallest instance must show
+    # (min_nucleus_fraction of min_area) can hold no nucleated instance: it is not flooded (a
+    # smear's thick end has hundreds of such regions).
     hopeless = None
     if check and nr:
         region_nuclei = np.bincount(regions.ravel()[cell_px], nucleus_px, nr + 1)
