@@ -19,7 +19,7 @@ from skimage.segmentation import watershed
 from .config import DetectConfig
 from .qc import tile_qc
 from .records import Box, Detection, SlideInfo, Tile, TileResult
-from .segmenters import FRAME_CUT_NUCLEUS_PIXEL, nucleus_pixels, nucleus_stain, white_balanced, white_gain
+from .segmenters import NUCLEUS_PIXEL, PIECE_NUCLEUS_PIXEL, nucleus_hue, nucleus_stain, white_balanced, white_gain
 from .timing import Stages, read_stage
 
 
@@ -53,9 +53,11 @@ def instances(
     of their colour, nor piles of red cells in a smear's thick end, which stain as darkly as a
     nucleus but not in its hue (`segmenters.nucleus_pixels`). So must its seed: a core on a red
     cell touching a leukocyte would otherwise win a basin that takes in part of the leukocyte's
-    nucleus; dropped, its basin becomes background, not part of the cell. A piece cut by the image
-    frame is judged on its own raw pixels by a stricter nucleus level (a camera field's cut red
-    cells would otherwise count; a slide's tile edges lie in the halo). `gain`: the white gain to read `rgb` under, by default
+    nucleus; dropped, its basin becomes background, not part of the cell. A piece must show its
+    chromatin (a stricter stain level): one split from a cell region it shares with another
+    instance (a purplish red cell touching a leukocyte), and one cut by the image frame, judged on
+    its raw pixels (a camera field's cut red cells would otherwise count; a slide's tile edges lie
+    in the halo). `gain`: the white gain to read `rgb` under, by default
     its own (`segmenters.white_gain`)."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
@@ -76,7 +78,9 @@ def instances(
     check = rgb is not None and cfg.min_nucleus_fraction > 0
     if check:
         pixels = rgb.reshape(-1, 3)[cell_px]
-        nucleus_px = nucleus_pixels(white_balanced(pixels, white_gain(rgb) if gain is None else gain))
+        balanced = white_balanced(pixels, white_gain(rgb) if gain is None else gain)
+        stain, hue = nucleus_stain(balanced), nucleus_hue(balanced)
+        nucleus_px = (stain > NUCLEUS_PIXEL) & hue
     # A region inside the image with fewer nucleus pixels than the smallest instance must show
     # (min_nucleus_fraction of min_area) can hold no nucleated instance: it is not flooded (a
     # smear's thick end has hundreds of such regions).
@@ -108,9 +112,16 @@ def instances(
         with np.errstate(invalid="ignore"):
             seeded_on_nucleus = np.nan_to_num(np.bincount(seed, nucleus_px, count + 1) / np.bincount(seed, minlength=count + 1), nan=1.0)
         nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
+        # A piece of a region shared with another instance must show chromatin: a purplish red
+        # cell touching a leukocyte passes the nucleus level, not the piece level.
+        region_of = np.zeros(count + 1, np.int64)
+        region_of[lab] = regions.ravel()[cell_px]
+        shares = np.bincount(region_of[1:], minlength=nr + 1)[region_of] > 1
+        chromatin = np.bincount(lab, (stain >= PIECE_NUCLEUS_PIXEL) & hue, count + 1) / n_safe
+        nucleated &= ~shares | (chromatin >= cfg.min_nucleus_fraction)
         if at_edge[1:].any():  # camera fields; a slide tile's edges lie in its halo
             cut = at_edge[lab]
-            raw = nucleus_stain(pixels[cut]) >= FRAME_CUT_NUCLEUS_PIXEL
+            raw = nucleus_stain(pixels[cut]) >= PIECE_NUCLEUS_PIXEL
             cut_stained = np.bincount(lab[cut], raw, count + 1) / n_safe
             nucleated = np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
         keep &= nucleated

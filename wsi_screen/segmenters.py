@@ -54,10 +54,12 @@ class UnetSegmenter:
 
 
 NUCLEUS_PIXEL = 0.5  # nucleus_stain above this counts as a nucleus pixel (the nucleated check)
-# ... and this in a piece cut by the image frame, which must show its nucleus: some labs' red
-# cells stain purplish up to ~0.6 (Raabin-WBC), where a nucleus saturates at 1. Set at the least-
-# stained frame-cut leukocyte of the TXL-PBC train split (docs/detector.md)
-FRAME_CUT_NUCLEUS_PIXEL = 0.75
+# ... and this in a piece, which must show its chromatin: one cut by the image frame, or one split
+# from a cell region it shares with another instance (a red cell touching a leukocyte). Some labs'
+# red cells stain purplish up to ~0.6 (Raabin-WBC, DeepAPL under white light), where a nucleus
+# saturates at 1. Set at the least-stained frame-cut leukocyte of the TXL-PBC train split
+# (docs/detector.md)
+PIECE_NUCLEUS_PIXEL = 0.75
 # A nucleus pixel's blue optical density is below this share of its green one. Per leukocyte the
 # median ratio over its stained pixels reaches 0.54 on the TXL-PBC train split (Raabin-WBC's 99th
 # percentile; PBC, BCCD, BCD ≤ 0.41); red cells' medians lie at 0.58–0.83 by source, PBC's 0.63.
@@ -86,13 +88,13 @@ def white_balanced(rgb: np.ndarray, gain: np.ndarray | None = None) -> np.ndarra
     return np.clip(rgb * gain, 0, 255).astype(np.uint8)
 
 
-def nucleus_pixels(rgb: np.ndarray) -> np.ndarray:
-    """Pixels of `rgb` (read under white light) that count as nucleus in the nucleated check:
-    stained above NUCLEUS_PIXEL, and of a nucleus's hue. Chromatin absorbs green but passes blue;
-    haemoglobin absorbs blue too, and a pile of red cells scales every channel's optical density
-    alike (Beer-Lambert), so however dark the pile its blue/green density ratio stays a red
-    cell's. The stain measure alone rises on such piles as their green saturates."""
-    return (nucleus_stain(rgb) > NUCLEUS_PIXEL) & (np.maximum(rgb[..., 2], 1) > _LEAST_NUCLEUS_BLUE[rgb[..., 1]])
+def nucleus_hue(rgb: np.ndarray) -> np.ndarray:
+    """Pixels of `rgb` (read under white light) of a nucleus's hue: blue optical density under
+    NUCLEUS_BLUE_GREEN of green. Chromatin absorbs green but passes blue; haemoglobin absorbs blue
+    too, and a pile of red cells scales every channel's optical density alike (Beer-Lambert), so
+    however dark the pile its blue/green density ratio stays a red cell's, while the stain measure
+    alone rises on it as its green saturates."""
+    return np.maximum(rgb[..., 2], 1) > _LEAST_NUCLEUS_BLUE[rgb[..., 1]]
 
 
 def nucleus_stain(rgb: np.ndarray) -> np.ndarray:
