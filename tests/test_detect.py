@@ -213,8 +213,10 @@ def test_a_pile_of_red_cells_is_not_nucleated_however_dark():
 def test_a_purplish_red_cell_touching_a_leukocyte_is_no_second_cell():
     """DeepAPL's and Raabin's red cells read as nucleus-stained under white light (about 0.55, the
     hue of a nucleus): touching a leukocyte, with a core of its own, such a red cell became a
-    second instance in the leukocyte's cell region, the leukocyte counted twice. A piece of a shared
-    region must show chromatin; the same red cell alone is judged as before."""
+    second instance in the leukocyte's cell region, the leukocyte counted twice. In a shared region
+    the instance with the most chromatin is the cell, however little it shows (a neutrophil's thin
+    lobes in wide cytoplasm), and any other must show chromatin; the same red cell alone is judged
+    as before."""
     purplish = np.array([[[190, 140, 190]]], np.uint8)
     assert NUCLEUS_PIXEL < nucleus_stain(purplish)[0, 0] < PIECE_NUCLEUS_PIXEL and nucleus_hue(purplish)[0, 0]
     shape = (80, 200)
@@ -228,6 +230,11 @@ def test_a_purplish_red_cell_touching_a_leukocyte_is_no_second_cell():
     labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=rgb)
     assert labels[40, 38] == 0 and labels[40, 64] > 0 and labels[40, 160] > 0
     assert len(np.unique(labels[leukocyte])) == 2  # the leukocyte and the background: one cell
+    rgb[_disc(shape, 64, 40, 7)] = purplish[0, 0]  # a pale nucleus ...
+    rgb[_disc(shape, 64, 40, 4)] = (85, 39, 135)  # ... with a small dark lobe: 9 % of the cell shows chromatin
+    assert (nucleus_stain(rgb[leukocyte]) >= PIECE_NUCLEUS_PIXEL).mean() < DetectConfig().min_nucleus_fraction
+    labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=rgb)
+    assert labels[40, 38] == 0 and labels[40, 64] > 0
 
 
 def test_a_lamp_cast_does_not_hide_a_nucleus_from_the_nucleated_check():

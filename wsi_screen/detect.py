@@ -54,10 +54,10 @@ def instances(
     nucleus but not in its hue (`segmenters.nucleus_pixels`). So must its seed: a core on a red
     cell touching a leukocyte would otherwise win a basin that takes in part of the leukocyte's
     nucleus; dropped, its basin becomes background, not part of the cell. A piece must show its
-    chromatin (a stricter stain level): one split from a cell region it shares with another
-    instance (a purplish red cell touching a leukocyte), and one cut by the image frame, judged on
-    its raw pixels (a camera field's cut red cells would otherwise count; a slide's tile edges lie
-    in the halo). `gain`: the white gain to read `rgb` under, by default
+    chromatin (a stricter stain level): one that shares its cell region with an instance showing
+    more chromatin (a purplish red cell touching a leukocyte), and one cut by the image frame,
+    judged on its raw pixels (a camera field's cut red cells would otherwise count; a slide's tile
+    edges lie in the halo). `gain`: the white gain to read `rgb` under, by default
     its own (`segmenters.white_gain`)."""
     cell = maps[0] > cfg.threshold
     core = (maps[1] > cfg.threshold) & cell
@@ -112,13 +112,17 @@ def instances(
         with np.errstate(invalid="ignore"):
             seeded_on_nucleus = np.nan_to_num(np.bincount(seed, nucleus_px, count + 1) / np.bincount(seed, minlength=count + 1), nan=1.0)
         nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
-        # A piece of a region shared with another instance must show chromatin: a purplish red
-        # cell touching a leukocyte passes the nucleus level, not the piece level.
+        # In a cell region shared by several instances, the one showing the most chromatin is the
+        # cell; any other must show chromatin of its own: a purplish red cell touching a
+        # leukocyte passes the nucleus level, not the piece level.
         region_of = np.zeros(count + 1, np.int64)
         region_of[lab] = regions.ravel()[cell_px]
         shares = np.bincount(region_of[1:], minlength=nr + 1)[region_of] > 1
         chromatin = np.bincount(lab, (stain >= PIECE_NUCLEUS_PIXEL) & hue, count + 1) / n_safe
-        nucleated &= ~shares | (chromatin >= cfg.min_nucleus_fraction)
+        most = np.zeros(nr + 1)
+        candidate = keep & nucleated
+        np.maximum.at(most, region_of[candidate], chromatin[candidate])
+        nucleated &= ~shares | (chromatin >= most[region_of]) | (chromatin >= cfg.min_nucleus_fraction)
         if at_edge[1:].any():  # camera fields; a slide tile's edges lie in its halo
             cut = at_edge[lab]
             raw = nucleus_stain(pixels[cut]) >= PIECE_NUCLEUS_PIXEL
