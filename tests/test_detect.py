@@ -202,7 +202,7 @@ def test_a_pile_of_red_cells_is_not_nucleated_however_dark():
     maps = np.stack([piled | leukocyte, core]).astype(np.float32)
     labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=rgb)
     assert not labels[piled].any() and labels[40, 110] > 0
-    # nucleus_hue's lookup table is the optical density ratio, also at the boundary (blue just above it)
+    # nucleus_hue is the optical density ratio, also at the boundary (blue just above it)
     green = np.arange(1, 255)
     blue = 255 * (green / 255) ** NUCLEUS_BLUE_GREEN
     edge = np.stack([np.full_like(green, 40), green, np.clip(np.ceil(blue), 0, 255)], -1).astype(np.uint8)

@@ -18,7 +18,7 @@ from skimage.segmentation import watershed
 
 from .config import DetectConfig
 from .qc import tile_qc
-from .records import Box, Detection, SlideInfo, Tile, TileResult
+from .records import Box, Detection, Tile, TileResult
 from .segmenters import NUCLEUS_PIXEL, PIECE_NUCLEUS_PIXEL, nucleus_hue, nucleus_stain, white_balanced, white_gain
 from .timing import Stages, read_stage
 
@@ -75,6 +75,7 @@ def instances(
         seeds = np.where(orphan, regions + seeds.max(), seeds)
     seeds = _relabel(seeds)
     cell_px = np.flatnonzero(cell)
+    cell_region = regions.ravel()[cell_px]
     check = rgb is not None and cfg.min_nucleus_fraction > 0
     if check:
         pixels = rgb.reshape(-1, 3)[cell_px]
@@ -86,7 +87,7 @@ def instances(
     # smear's thick end has hundreds of such regions).
     hopeless = None
     if check and nr:
-        region_nuclei = np.bincount(regions.ravel()[cell_px], nucleus_px, nr + 1)
+        region_nuclei = np.bincount(cell_region, nucleus_px, nr + 1)
         hopeless = region_nuclei < cfg.min_nucleus_fraction * cfg.min_area_um2 / mpp**2
         hopeless[np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]])] = False
     labels = _flood(seeds, regions, nr, maps[1], hopeless)
@@ -116,7 +117,7 @@ def instances(
         # cell; any other must show chromatin of its own: a purplish red cell touching a
         # leukocyte passes the nucleus level, not the piece level.
         region_of = np.zeros(count + 1, np.int64)
-        region_of[lab] = regions.ravel()[cell_px]
+        region_of[lab] = cell_region
         shares = np.bincount(region_of[1:], minlength=nr + 1)[region_of] > 1
         chromatin = np.bincount(lab, (stain >= PIECE_NUCLEUS_PIXEL) & hue, count + 1) / n_safe
         most = np.zeros(nr + 1)
@@ -263,19 +264,15 @@ def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig, stages: Stages 
     with stages.time("unet"):
         maps = segmenter(rgb)
     with stages.time("instances"):
-        labels, score = instances(maps, cfg, segmenter.mpp, rgb, white_gain(_crop(rgb, _inside(tile.read, slide.info), tile.read, scale)))
+        # the white gain of the tile's part on the slide: its halo past the edge reads white, no lamp's colour
+        on_slide = _crop(rgb, tile.read.clipped(slide.info.width, slide.info.height), tile.read, scale)
+        labels, score = instances(maps, cfg, segmenter.mpp, rgb, white_gain(on_slide))
         owned = tuple(
             to_detections(labels, score, (tile.read.x0, tile.read.y0), scale, segmenter.mpp, keep=tile.core.contains, core=maps[1])
         )
     with stages.time("tile qc"):
         qc = tuple(tile_qc(_crop(rgb, b, tile.read, scale)) for b in tile.qc_blocks)
     return TileResult(tile, owned, qc, seconds=stages.items())
-
-
-def _inside(box: Box, info: SlideInfo) -> Box:
-    """The part of level-0 `box` on the slide: a tile's halo past the slide's edge reads white,
-    which is no lamp's colour."""
-    return Box(max(box.x0, 0), max(box.y0, 0), min(box.x1, info.width), min(box.y1, info.height))
 
 
 def _crop(rgb: np.ndarray, box: Box, read: Box, scale: float) -> np.ndarray:

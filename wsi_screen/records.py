@@ -42,6 +42,10 @@ class Box:
     def intersects(self, other: "Box") -> bool:
         return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
 
+    def clipped(self, width: int, height: int) -> "Box":
+        """The part of this box on a `width`×`height` slide."""
+        return Box(max(self.x0, 0), max(self.y0, 0), min(self.x1, width), min(self.y1, height))
+
 
 @dataclass(frozen=True)
 class SlideInfo:

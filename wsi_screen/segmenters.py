@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .qc import OD_OF_LEVEL, plasma_colour
+
 CLASSICAL_MPP = 0.5  # the baseline's resolution: its stain threshold was set on fields at 0.5 µm/px
 
 
@@ -65,8 +67,6 @@ PIECE_NUCLEUS_PIXEL = 0.75
 # percentile; PBC, BCCD, BCD ≤ 0.41); red cells' medians lie at 0.58–0.83 by source, PBC's 0.63.
 # At 0.6 no figure of the train or val split moves (docs/detector.md).
 NUCLEUS_BLUE_GREEN = 0.6
-# OD_blue < k·OD_green, i.e. blue > 255·(green/255)^k: the least blue a nucleus pixel shows, by green
-_LEAST_NUCLEUS_BLUE = 255.0 * (np.maximum(np.arange(256), 1) / 255.0) ** NUCLEUS_BLUE_GREEN
 
 
 def white_gain(rgb: np.ndarray) -> np.ndarray:
@@ -74,8 +74,6 @@ def white_gain(rgb: np.ndarray) -> np.ndarray:
     illumination (von Kries), taken as the plasma's colour (`qc.plasma_colour`, the QC's own
     estimate, on a 1-in-16 pixel sample): a yellow or pink cast of another lab's lamp or camera then
     no longer hides a nucleus from a fixed stain level."""
-    from .qc import plasma_colour
-
     return np.maximum(255.0 / np.maximum(plasma_colour(rgb[::4, ::4]), 1.0), 1.0)
 
 
@@ -94,7 +92,7 @@ def nucleus_hue(rgb: np.ndarray) -> np.ndarray:
     too, and a pile of red cells scales every channel's optical density alike (Beer-Lambert), so
     however dark the pile its blue/green density ratio stays a red cell's, while the stain measure
     alone rises on it as its green saturates."""
-    return np.maximum(rgb[..., 2], 1) > _LEAST_NUCLEUS_BLUE[rgb[..., 1]]
+    return OD_OF_LEVEL[rgb[..., 2]] < NUCLEUS_BLUE_GREEN * OD_OF_LEVEL[rgb[..., 1]]
 
 
 def nucleus_stain(rgb: np.ndarray) -> np.ndarray:

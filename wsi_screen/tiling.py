@@ -23,7 +23,7 @@ def make_grid(width: int, height: int, mpp: float, cfg: TilingConfig, aoi: AoiMa
     tiles = []
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
-            core = Box(x0, y0, min(x0 + tile, width), min(y0 + tile, height))
+            core = Box(x0, y0, x0 + tile, y0 + tile).clipped(width, height)
             if aoi is not None and not aoi.covers(core):
                 continue
             read = Box(core.x0 - halo, core.y0 - halo, core.x1 + halo, core.y1 + halo)
