@@ -12,6 +12,7 @@ from wsi_screen.segmenters import (
     nucleus_hue,
     nucleus_stain,
     white_balanced,
+    white_gain,
 )
 
 
@@ -253,10 +254,10 @@ def test_a_lamp_cast_does_not_hide_a_nucleus_from_the_nucleated_check():
     maps = np.stack([cell, _disc(shape, 40, 40, 5) | _disc(shape, 110, 40, 5)]).astype(np.float32)
     labels, _ = instances(maps, DetectConfig(), mpp=0.5, rgb=cast)
     assert labels[40, 40] == 0 and labels[40, 110] > 0
-    balanced = white_balanced(cast)
+    balanced = white_balanced(cast, white_gain(cast))
     assert np.abs(balanced[5, 5].astype(int) - (255, 255, 255)).max() <= 2  # plasma back to white
     on_glass = np.where(cell[..., None], rgb, np.uint8(255))
-    assert white_balanced(on_glass) is on_glass  # white light: nothing to correct
+    assert white_balanced(on_glass, white_gain(on_glass)) is on_glass  # white light: nothing to correct
 
 
 def test_a_piece_cut_by_the_frame_must_show_a_nucleus():

@@ -20,7 +20,7 @@ class UnetSegmenter:
         import torch
 
         from .model_files import resolve_model, sha256
-        from .registry import for_inference, load_model, native_bf16
+        from .registry import for_inference, load_model
 
         self.path = resolve_model(name_or_path, "detector")
         model, self.card = load_model(self.path, task="detector")
@@ -30,9 +30,6 @@ class UnetSegmenter:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model = for_inference(model, self.device)
-        # bfloat16 where the CPU computes it natively: 2.8x the float32 forward on a 1894 px tile
-        # (AMX), with detections as in float32 (docs/detector.md)
-        self.bf16 = self.device.type == "cpu" and native_bf16()
         self.checksum = sha256(self.path)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
@@ -42,6 +39,8 @@ class UnetSegmenter:
         """(N, H, W, 3) uint8 → (N, 2, H, W) float32 probabilities; pads to the encoder stride."""
         import torch
 
+        from .registry import mixed_precision
+
         n, h, w, _ = rgbs.shape
         ph, pw = -h % self.stride, -w % self.stride
         x = np.pad(rgbs, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="reflect") if ph or pw else rgbs
@@ -49,7 +48,9 @@ class UnetSegmenter:
         x /= 255.0  # in place: a tile's float copies cost more in fresh pages than in arithmetic
         x -= np.float32(self.card.mean)
         x /= np.float32(self.card.std)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+        # the classifier's precision: bfloat16 where the CPU computes it natively, 2.8x the float32
+        # forward on a 1894 px tile (AMX) with detections as in float32 (docs/detector.md)
+        with torch.inference_mode(), mixed_precision(self.device):
             t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device).permute(0, 3, 1, 2)  # NHWC memory = channels_last
             out = torch.sigmoid(self.model(t)).float().cpu().numpy()
         return out[:, :, :h, :w]
@@ -77,10 +78,9 @@ def white_gain(rgb: np.ndarray) -> np.ndarray:
     return np.maximum(255.0 / np.maximum(plasma_colour(rgb[::4, ::4]), 1.0), 1.0)
 
 
-def white_balanced(rgb: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
-    """`rgb` (any shape ending in 3) under white light: times `gain`, by default the image's own
-    `white_gain`; `rgb` itself when there is nothing to correct."""
-    gain = white_gain(rgb) if gain is None else gain
+def white_balanced(rgb: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """`rgb` (any shape ending in 3) under white light: times `gain` (`white_gain` of the image or
+    of the slide part it lies in); `rgb` itself when there is nothing to correct."""
     if np.all(gain <= 1.0):
         return rgb
     return np.clip(rgb * gain, 0, 255).astype(np.uint8)
