@@ -193,6 +193,13 @@ def resnet18d(num_outputs: int) -> nn.Module:
     return _timm("resnet18d", num_outputs)
 
 
+@register_model("mobilenetv3_large_100", input_px=128)
+def mobilenetv3_large_100(num_outputs: int) -> nn.Module:
+    """timm's MobileNetV3-Large: depthwise convolutions, so it reaches 128 px of the field (0.23 µm a
+    pixel) at hundreds of cells/s on a CPU without bfloat16, where resnext26ts manages 75 at 112 px."""
+    return _timm("mobilenetv3_large_100", num_outputs)
+
+
 @register_model("unet_mobilenetv2_050", input_px=128, task="detector")
 def unet_mobilenetv2_050(num_outputs: int) -> nn.Module:
     """The shipped detector: a small smp U-Net (MobileNetV2-0.5 encoder, depth 4). No squeeze-
