@@ -47,49 +47,23 @@ def instances(
     maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None, gain: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability). With the
-    image, an instance must also be nucleated (cfg.min_nucleus_fraction of its pixels nucleus-
-    stained, read under white light: the image divided by its plasma colour, so another lab's lamp
-    cast does not hide a pale nucleus): red cells and platelets never are, whatever a network makes
-    of their colour, nor piles of red cells in a smear's thick end, which stain as darkly as a
-    nucleus but not in its hue (`segmenters.nucleus_pixels`). So must its seed: a core on a red
-    cell touching a leukocyte would otherwise win a basin that takes in part of the leukocyte's
-    nucleus; dropped, its basin becomes background, not part of the cell. A piece must show its
-    chromatin (a stricter stain level): one that shares its cell region with an instance showing
-    more chromatin (a purplish red cell touching a leukocyte), and one cut by the image frame,
-    judged on its raw pixels (a camera field's cut red cells would otherwise count; a slide's tile
-    edges lie in the halo). `gain`: the white gain to read `rgb` under, by default
-    its own (`segmenters.white_gain`)."""
+    image, an instance must also be nucleated (`_nucleated`): red cells and platelets never are,
+    whatever a network makes of their colour. `gain`: the white gain to read `rgb` under, by
+    default its own (`segmenters.white_gain`)."""
     cell = maps[0] > cfg.threshold
-    core = (maps[1] > cfg.threshold) & cell
-    min_seed_px = max(1.0, cfg.min_core_um2 / mpp**2)
-    seeds, n = ndi.label(core)
-    if n:
-        sizes = np.bincount(seeds.ravel())
-        seeds[sizes[seeds] < min_seed_px] = 0
-    # Cell regions without a surviving seed become their own seed.
-    regions, nr = ndi.label(cell)
-    if nr:
-        seeded = np.zeros(nr + 1, bool)
-        seeded[np.unique(regions[seeds > 0])] = True
-        orphan = ~seeded[regions] & cell
-        seeds = np.where(orphan, regions + seeds.max(), seeds)
-    seeds = _relabel(seeds)
+    seeds, regions, nr = _seeds(maps, cell, cfg, mpp)
     cell_px = np.flatnonzero(cell)
     cell_region = regions.ravel()[cell_px]
-    check = rgb is not None and cfg.min_nucleus_fraction > 0
-    if check:
-        pixels = rgb.reshape(-1, 3)[cell_px]
-        balanced = white_balanced(pixels, white_gain(rgb) if gain is None else gain)
-        stain, hue = nucleus_stain(balanced), nucleus_hue(balanced)
-        nucleus_px = (stain > NUCLEUS_PIXEL) & hue
+    pixels = None
+    if rgb is not None and cfg.min_nucleus_fraction > 0:
+        pixels = _Pixels(rgb.reshape(-1, 3)[cell_px], white_gain(rgb) if gain is None else gain)
     # A region inside the image with fewer nucleus pixels than the smallest instance must show
     # (min_nucleus_fraction of min_area) can hold no nucleated instance: it is not flooded (a
     # smear's thick end has hundreds of such regions).
     hopeless = None
-    if check and nr:
-        region_nuclei = np.bincount(cell_region, nucleus_px, nr + 1)
-        hopeless = region_nuclei < cfg.min_nucleus_fraction * cfg.min_area_um2 / mpp**2
-        hopeless[np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]])] = False
+    if pixels is not None and nr:
+        hopeless = np.bincount(cell_region, pixels.nucleus, nr + 1) < cfg.min_nucleus_fraction * cfg.min_area_um2 / mpp**2
+        hopeless[_on_border(regions)] = False
     labels = _flood(seeds, regions, nr, maps[1], hopeless)
     count = int(seeds.max())
     if not count:
@@ -99,40 +73,92 @@ def instances(
     lab = labels.ravel()[cell_px]
     n_px = np.bincount(lab, minlength=count + 1)
     area_um2 = n_px * mpp**2
-    n_safe = np.maximum(n_px, 1)
-    score = (np.bincount(lab, maps[0].ravel()[cell_px], count + 1) / n_safe).astype(np.float32)
+    score = (np.bincount(lab, maps[0].ravel()[cell_px], count + 1) / np.maximum(n_px, 1)).astype(np.float32)
     score[0] = 0.0  # the background
     at_edge = np.zeros(count + 1, bool)
-    at_edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    at_edge[_on_border(labels)] = True
     at_edge[0] = False
     min_area = np.where(at_edge, cfg.edge_min_area_um2, cfg.min_area_um2)
     keep = (area_um2 >= min_area) & (area_um2 <= cfg.max_area_um2) & (score >= cfg.min_score)
-    if check:
-        stained = np.bincount(lab, nucleus_px, count + 1) / n_safe
-        seed = seeds.ravel()[cell_px]  # every seed pixel is a cell pixel
-        with np.errstate(invalid="ignore"):
-            seeded_on_nucleus = np.nan_to_num(np.bincount(seed, nucleus_px, count + 1) / np.bincount(seed, minlength=count + 1), nan=1.0)
-        nucleated = (stained >= cfg.min_nucleus_fraction) & (seeded_on_nucleus >= cfg.min_nucleus_fraction)
-        # In a cell region shared by several instances, the one showing the most chromatin is the
-        # cell; any other must show chromatin of its own: a purplish red cell touching a
-        # leukocyte passes the nucleus level, not the piece level.
+    if pixels is not None:
         region_of = np.zeros(count + 1, np.int64)
         region_of[lab] = cell_region
-        shares = np.bincount(region_of[1:], minlength=nr + 1)[region_of] > 1
-        chromatin = np.bincount(lab, (stain >= PIECE_NUCLEUS_PIXEL) & hue, count + 1) / n_safe
-        most = np.zeros(nr + 1)
-        candidate = keep & nucleated
-        np.maximum.at(most, region_of[candidate], chromatin[candidate])
-        nucleated &= ~shares | (chromatin >= most[region_of]) | (chromatin >= cfg.min_nucleus_fraction)
-        if at_edge[1:].any():  # camera fields; a slide tile's edges lie in its halo
-            cut = at_edge[lab]
-            raw = nucleus_stain(pixels[cut]) >= PIECE_NUCLEUS_PIXEL
-            cut_stained = np.bincount(lab[cut], raw, count + 1) / n_safe
-            nucleated = np.where(at_edge, cut_stained >= cfg.min_nucleus_fraction, nucleated)
-        keep &= nucleated
+        keep &= _nucleated(pixels, lab, seeds.ravel()[cell_px], region_of, nr, keep, at_edge, cfg.min_nucleus_fraction)
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     return labels, score
+
+
+def _seeds(maps: np.ndarray, cell: np.ndarray, cfg: DetectConfig, mpp: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """(seeds 1..n, cell regions, number of regions): one seed per core of at least min_core_um2;
+    a cell region without a surviving seed becomes its own seed, so a cell whose core was missed
+    still counts once."""
+    core = (maps[1] > cfg.threshold) & cell
+    seeds, n = ndi.label(core)
+    if n:
+        sizes = np.bincount(seeds.ravel())
+        seeds[sizes[seeds] < max(1.0, cfg.min_core_um2 / mpp**2)] = 0
+    regions, nr = ndi.label(cell)
+    if nr:
+        seeded = np.zeros(nr + 1, bool)
+        seeded[np.unique(regions[seeds > 0])] = True
+        orphan = ~seeded[regions] & cell
+        seeds = np.where(orphan, regions + seeds.max(), seeds)
+    return _relabel(seeds), regions, nr
+
+
+class _Pixels:
+    """The cell pixels' colour as the nucleated check reads it: raw (for pieces cut by the image
+    frame) and under white light (the image divided by its plasma colour, so another lab's lamp
+    cast does not hide a pale nucleus)."""
+
+    def __init__(self, raw: np.ndarray, gain: np.ndarray):
+        balanced = white_balanced(raw, gain)
+        self.raw = raw
+        self.stain = nucleus_stain(balanced)
+        self.hue = nucleus_hue(balanced)  # piles of red cells stain as darkly, not in this hue
+        self.nucleus = (self.stain > NUCLEUS_PIXEL) & self.hue
+
+
+def _nucleated(
+    pixels: _Pixels,
+    lab: np.ndarray,
+    seed: np.ndarray,
+    region_of: np.ndarray,
+    nr: int,
+    keep: np.ndarray,
+    at_edge: np.ndarray,
+    fraction: float,
+) -> np.ndarray:
+    """Per instance (labels `lab` of the cell pixels, `seed` their seed labels, `region_of` each
+    instance's cell region): `fraction` of its pixels nucleus-stained, and of its seed's, so a core
+    on a red cell touching a leukocyte cannot win a basin taking in part of the leukocyte's nucleus
+    (dropped, its basin becomes background). A piece must show its chromatin (a stricter stain
+    level): one sharing its cell region with an instance showing more (a purplish red cell touching
+    a leukocyte), and one cut by the image frame, judged on its raw pixels (a camera field's cut red
+    cells would otherwise count; a slide's tile edges lie in the halo)."""
+    count = len(keep) - 1
+    n_px = np.maximum(np.bincount(lab, minlength=count + 1), 1)
+    stained = np.bincount(lab, pixels.nucleus, count + 1) / n_px
+    with np.errstate(invalid="ignore"):  # every seed pixel is a cell pixel
+        seeded_on_nucleus = np.nan_to_num(np.bincount(seed, pixels.nucleus, count + 1) / np.bincount(seed, minlength=count + 1), nan=1.0)
+    nucleated = (stained >= fraction) & (seeded_on_nucleus >= fraction)
+    shares = np.bincount(region_of[1:], minlength=nr + 1)[region_of] > 1
+    chromatin = np.bincount(lab, (pixels.stain >= PIECE_NUCLEUS_PIXEL) & pixels.hue, count + 1) / n_px
+    most = np.zeros(nr + 1)
+    candidate = keep & nucleated
+    np.maximum.at(most, region_of[candidate], chromatin[candidate])
+    nucleated &= ~shares | (chromatin >= most[region_of]) | (chromatin >= fraction)
+    if at_edge[1:].any():  # camera fields; a slide tile's edges lie in its halo
+        cut = at_edge[lab]
+        raw = nucleus_stain(pixels.raw[cut]) >= PIECE_NUCLEUS_PIXEL
+        nucleated = np.where(at_edge, np.bincount(lab[cut], raw, count + 1) / n_px >= fraction, nucleated)
+    return nucleated
+
+
+def _on_border(labels: np.ndarray) -> np.ndarray:
+    """The labels on the image's outermost rows and columns."""
+    return np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
 
 
 def _flood(seeds: np.ndarray, regions: np.ndarray, n_regions: int, core: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
