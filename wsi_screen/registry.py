@@ -196,7 +196,8 @@ def resnet18d(num_outputs: int) -> nn.Module:
 @register_model("mobilenetv3_large_100", input_px=128)
 def mobilenetv3_large_100(num_outputs: int) -> nn.Module:
     """timm's MobileNetV3-Large: depthwise convolutions, so it reaches 128 px of the field (0.23 µm a
-    pixel) at hundreds of cells/s on a CPU without bfloat16, where resnext26ts manages 75 at 112 px."""
+    pixel) at hundreds of cells/s on a CPU without bfloat16, where resnext26ts at 112 px runs about
+    100. Recipe r15 (docs/classifier.md): trained from scratch it fell well behind resnext26ts."""
     return _timm("mobilenetv3_large_100", num_outputs)
 
 
