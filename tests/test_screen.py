@@ -18,7 +18,7 @@ from wsi_screen.classify import batch_logits, patch_batch, to_probabilities
 from wsi_screen.export.geojson import read_features, validate_qupath
 from wsi_screen.export.store import open_patches, read_table
 from wsi_screen.model_files import DEFAULT_WEIGHTS
-from wsi_screen.registry import load_model
+from wsi_screen.registry import load_model, native_bf16
 
 from .conftest import shared
 
@@ -52,6 +52,8 @@ def test_report_json_has_the_morning_figures(screened):
     assert not r["blast"]["flag"]  # the demo holds no blasts (PBC normal donors only)
     assert r["qc"]["warnings"] == [] and r["aoi_area_mm2"] > 0.5
     assert len(r["model"]["classifier"]["sha256"]) == 64 and len(r["config_sha256"]) == 64
+    here = "bfloat16" if native_bf16() else "float32"  # no GPU: both models ran on this CPU
+    assert r["model"]["classifier"]["precision"] == r["model"]["detector"]["precision"] == here
     assert r["error_rates"]["blast"]["n_positive"] > 0 and "torch" in r["software"]
 
 

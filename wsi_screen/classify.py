@@ -23,13 +23,9 @@ from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, normalise_uint8
 from .records import Probabilities
-from .registry import ModelCard, mixed_precision
+from .registry import ModelCard, mixed_precision, resolve_device
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
 
 
 def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:

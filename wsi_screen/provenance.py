@@ -24,15 +24,14 @@ def model_checksums(config: Config) -> dict:
     return {"classifier": sha256(resolve_model(config.classify.model, "classifier")), "detector": detector}
 
 
-def model_provenance(config: Config, classifier_path: Path, card) -> dict:
-    """report.json's "model": the detector and the classifier that made the result, by name and checksum."""
+def model_provenance(config: Config, classifier_path: Path, card, detector_precision: str | None, classifier_precision: str) -> dict:
+    """report.json's "model": the detector and the classifier that made the result, by name and
+    checksum, and the arithmetic each ran in (a call can differ between bfloat16 and float32)."""
     from .model_files import resolve_model, sha256
 
-    detector = {"name": "classical", "method": "classical", "sha256": None}
+    detector = {"name": "classical", "method": "classical", "sha256": None, "precision": None}
     if config.detect.method == "unet":
         path = resolve_model(config.detect.model, "detector")
-        detector = {"name": path.stem, "method": "unet", "sha256": sha256(path)}
-    return {
-        "detector": detector,
-        "classifier": {"path": classifier_path.name, "arch": card.arch, "sha256": sha256(classifier_path), "temperature": card.temperature},
-    }
+        detector = {"name": path.stem, "method": "unet", "sha256": sha256(path), "precision": detector_precision}
+    classifier = {"path": classifier_path.name, "arch": card.arch, "sha256": sha256(classifier_path), "temperature": card.temperature}
+    return {"detector": detector, "classifier": classifier | {"precision": classifier_precision}}

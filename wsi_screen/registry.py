@@ -282,9 +282,21 @@ def native_bf16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
-def mixed_precision(device: torch.device) -> torch.autocast:
-    """The autocast a forward pass on `device` runs under: float16 on CUDA, bfloat16 on CPUs that
-    compute it natively, none elsewhere (the model cards' figures are measured the same way)."""
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto': CUDA where there is a GPU, else the CPU; any other name as given."""
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+
+
+def precision(device: torch.device) -> str:
+    """The arithmetic a forward pass on `device` runs in: float16 on CUDA, bfloat16 on CPUs that
+    compute it natively, float32 elsewhere (the model cards' figures are measured the same way).
+    report.json records it: calls move slightly between them (docs/classifier.md)."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=native_bf16())
+        return "float16"
+    return "bfloat16" if native_bf16() else "float32"
+
+
+def mixed_precision(device: torch.device) -> torch.autocast:
+    """The autocast that runs a forward pass on `device` in its `precision`."""
+    name = precision(device)
+    return torch.autocast(device.type, dtype=torch.float16 if name == "float16" else torch.bfloat16, enabled=name != "float32")

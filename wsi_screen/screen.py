@@ -87,7 +87,7 @@ def screen_slide(
     from .export.report import write_report
     from .export.store import drop_model_input, write_calls
     from .model_files import sha256
-    from .parallel import dask_client
+    from .parallel import dask_client, detector_precision
     from .provenance import model_provenance, software_versions
     from .summarize import rates_from_card, summarize_slide
 
@@ -108,13 +108,16 @@ def screen_slide(
             with stages.time("patches"):
                 nuclei = write_store(client, store, cells, config, card.input_px, tasks)
             with stages.time("classification"):
-                calls = classify_on_cluster(client, store, model_path, config)
+                calls, classifier_precision = classify_on_cluster(client, store, model_path, config)
             with stages.time("calls to zarr"):
                 drop_model_input(store)
                 write_calls(store, calls, calls.needs_review(config.classify.review_below), sha256(model_path))
             with stages.time("aggregation"):
                 provenance = Provenance(
-                    model_provenance(config, model_path, card), config.sha256(), software_versions(), time.perf_counter() - t0
+                    model_provenance(config, model_path, card, detector_precision(client, config.detect), classifier_precision),
+                    config.sha256(),
+                    software_versions(),
+                    time.perf_counter() - t0,
                 )
                 summary = summarize_slide(cells, calls, rates, config, options.specimen_id, provenance)
             with stages.time("geojson"):
@@ -130,20 +133,22 @@ def screen_slide(
 
 
 def classify_task(store: str, model_path: str, config: Config):
-    """Classify every patch of a store where this runs (a GPU worker when the cluster has one)."""
-    from .classify import classify_inputs, resolve_device
+    """Classify every patch of a store where this runs (a GPU worker when the cluster has one);
+    returns the calls and the arithmetic they were made in (`registry.precision`)."""
+    from .classify import classify_inputs
     from .export.store import open_model_input
-    from .registry import for_inference, load_model
+    from .registry import for_inference, load_model, precision, resolve_device
 
     c = config.classify
     device = resolve_device(c.device)
     model, card = load_model(model_path)
-    return classify_inputs(for_inference(model, device), card, open_model_input(Path(store)), c.batch_size, device, c.tta)
+    calls = classify_inputs(for_inference(model, device), card, open_model_input(Path(store)), c.batch_size, device, c.tta)
+    return calls, precision(device)
 
 
 def classify_on_cluster(client, store: Path, model_path: Path, config: Config):
-    """Classification lands on workers that declare a GPU resource (`dask worker --resources
-    GPU=1`) when the cluster has any; otherwise it runs here, in this process."""
+    """`classify_task`'s calls and precision. Classification lands on workers that declare a GPU
+    resource (`dask worker --resources GPU=1`) when the cluster has any; otherwise it runs here."""
     from .parallel import declares
 
     if client is not None and declares(client, "GPU"):

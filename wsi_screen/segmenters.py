@@ -17,18 +17,14 @@ class UnetSegmenter:
     µm/px it reads the slide at come from the card."""
 
     def __init__(self, name_or_path: str, device: str = "auto"):
-        import torch
-
         from .model_files import resolve_model, sha256
-        from .registry import for_inference, load_model
+        from .registry import for_inference, load_model, resolve_device
 
         self.path = resolve_model(name_or_path, "detector")
         model, self.card = load_model(self.path, task="detector")
         self.mpp = self.card.mpp
         self.stride = model.encoder.output_stride  # inputs are padded to a multiple of it
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = for_inference(model, self.device)
         self.checksum = sha256(self.path)
 
