@@ -27,9 +27,9 @@ from shapely.geometry import Polygon, shape
 from wsi_screen.cell_agreement import paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES, CLASS_NAMES
-from wsi_screen.classify import classify_files, resolve_device
+from wsi_screen.classify import classify_files
 from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
-from wsi_screen.registry import for_inference, load_model
+from wsi_screen.registry import for_inference, load_model, resolve_device
 from wsi_screen.synth import make_slide
 from wsi_screen.train.splits import LOCKED_TEST, read_locked
 

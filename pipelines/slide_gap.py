@@ -20,10 +20,10 @@ from slide_agreement import screened_calls, slide_size  # pipelines/ is on sys.p
 from wsi_screen.cell_agreement import paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.classify import classify_files, classify_inputs, resolve_device
+from wsi_screen.classify import classify_files, classify_inputs
 from wsi_screen.config import PatchConfig, load_config
 from wsi_screen.patches import extract_patches, patch_box, resize_patches
-from wsi_screen.registry import for_inference, load_model
+from wsi_screen.registry import for_inference, load_model, resolve_device
 from wsi_screen.slide import open_slide
 from wsi_screen.synth import compose, write_ground_truth, write_pyramid
 from wsi_screen.train.splits import read_locked

@@ -71,8 +71,8 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     """Classify cell images: INPUT is a folder (recursive) or a CSV with a `file` column."""
     from pathlib import Path
 
-    from .classify import classify_files, list_inputs, predictions_frame, resolve_device
-    from .registry import for_inference, load_model
+    from .classify import classify_files, list_inputs, predictions_frame
+    from .registry import for_inference, load_model, resolve_device
 
     cfg = load_config(config_path).classify
     dev = resolve_device(device or cfg.device)

@@ -12,9 +12,8 @@ import pandas as pd
 import yaml
 
 from ..cell_images import load_table
-from ..classify import resolve_device
 from ..config import Config
-from ..registry import ModelCard
+from ..registry import ModelCard, resolve_device
 from .loop import fit
 from .non_leukocytes import LEUKOCYTE_CODE, cut_leukocytes, cut_non_leukocytes
 from .splits import kfold, read_locked, train_val_test, without_locked, write_split
