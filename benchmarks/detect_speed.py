@@ -19,10 +19,12 @@ import math
 from pathlib import Path
 
 import click
+import torch
 
 from benchmarks.common import LEUKOCYTES_PER_BLOCK, bench_slides, command_peak_memory, decode_seconds, empty_out, peak_line
 from wsi_screen.config import Config
 from wsi_screen.find_cells import detect_slide
+from wsi_screen.registry import precision
 
 
 def run_detect(path: Path, out: Path, config: Config, workers: int, aoi: str) -> dict:
@@ -50,6 +52,7 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int) -> None:
     peaks = {name: command_peak_memory("detect", path, workdir / f"detect_memory_{name}", workers) for name, path in slides.items()}
     report = {
         "workers": workers,
+        "cpu_precision": precision(torch.device("cpu")),  # the U-Net's: bfloat16 or float32, by CPU
         "decode_only_level0_s": decode_s,
         "full_startup_s": full["startup_s"],
         "full_detect_s": full["detect_s"],

@@ -40,7 +40,7 @@ from wsi_screen.config import Config
 from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
 from wsi_screen.find_cells import PATCHES_PER_TASK
 from wsi_screen.patches import resize_patches
-from wsi_screen.registry import for_inference
+from wsi_screen.registry import for_inference, precision
 from wsi_screen.screen import ScreenOptions, ScreenResult, load_classifier, screen_slide
 from wsi_screen.slide import check_slide
 
@@ -127,6 +127,7 @@ def main(workdir: Path, reps: int, leukocytes: int, workers: int, memory: bool, 
         "slide_gigapixels": info.width * info.height / 1e9,
         "slide_mm2": info.width * info.height * (info.mpp / 1000) ** 2,
         "workers": workers,
+        "cpu_precision": precision(torch.device("cpu")),  # bfloat16 or float32: the figures differ by CPU
         "decode_only_level0_s": decode_s,
     }
     model, card, _ = load_classifier(config)
