@@ -73,7 +73,8 @@ def instances(
     lab = labels.ravel()[cell_px]
     n_px = np.bincount(lab, minlength=count + 1)
     area_um2 = n_px * mpp**2
-    score = (np.bincount(lab, maps[0].ravel()[cell_px], count + 1) / np.maximum(n_px, 1)).astype(np.float32)
+    n_px = np.maximum(n_px, 1)  # a divisor from here on
+    score = (np.bincount(lab, maps[0].ravel()[cell_px], count + 1) / n_px).astype(np.float32)
     score[0] = 0.0  # the background
     at_edge = np.zeros(count + 1, bool)
     at_edge[_on_border(labels)] = True
@@ -83,7 +84,7 @@ def instances(
     if pixels is not None:
         region_of = np.zeros(count + 1, np.int64)
         region_of[lab] = cell_region
-        keep &= _nucleated(pixels, lab, seeds.ravel()[cell_px], region_of, nr, keep, at_edge, cfg.min_nucleus_fraction)
+        keep &= _nucleated(pixels, lab, n_px, seeds.ravel()[cell_px], region_of, keep, at_edge, cfg.min_nucleus_fraction)
     keep[0] = False
     labels = np.where(keep[labels], labels, 0)
     return labels, score
@@ -123,29 +124,30 @@ class _Pixels:
 def _nucleated(
     pixels: _Pixels,
     lab: np.ndarray,
+    n_px: np.ndarray,
     seed: np.ndarray,
     region_of: np.ndarray,
-    nr: int,
     keep: np.ndarray,
     at_edge: np.ndarray,
     fraction: float,
 ) -> np.ndarray:
-    """Per instance (labels `lab` of the cell pixels, `seed` their seed labels, `region_of` each
-    instance's cell region): `fraction` of its pixels nucleus-stained, and of its seed's, so a core
-    on a red cell touching a leukocyte cannot win a basin taking in part of the leukocyte's nucleus
-    (dropped, its basin becomes background). A piece must show its chromatin (a stricter stain
-    level): one sharing its cell region with an instance showing more (a purplish red cell touching
-    a leukocyte), and one cut by the image frame, judged on its raw pixels (a camera field's cut red
-    cells would otherwise count; a slide's tile edges lie in the halo)."""
+    """Per instance (labels `lab` of the cell pixels, `n_px` each label's pixel count, at least 1,
+    `seed` the pixels' seed labels, `region_of` each instance's cell region): `fraction` of its
+    pixels nucleus-stained, and of its seed's, so a core on a red cell touching a leukocyte cannot
+    win a basin taking in part of the leukocyte's nucleus (dropped, its basin becomes background). A
+    piece must show its chromatin (a stricter stain level): one sharing its cell region with an
+    instance showing more (a purplish red cell touching a leukocyte), and one cut by the image
+    frame, judged on its raw pixels (a camera field's cut red cells would otherwise count; a slide's
+    tile edges lie in the halo)."""
     count = len(keep) - 1
-    n_px = np.maximum(np.bincount(lab, minlength=count + 1), 1)
     stained = np.bincount(lab, pixels.nucleus, count + 1) / n_px
     with np.errstate(invalid="ignore"):  # every seed pixel is a cell pixel
         seeded_on_nucleus = np.nan_to_num(np.bincount(seed, pixels.nucleus, count + 1) / np.bincount(seed, minlength=count + 1), nan=1.0)
     nucleated = (stained >= fraction) & (seeded_on_nucleus >= fraction)
-    shares = np.bincount(region_of[1:], minlength=nr + 1)[region_of] > 1
+    n_regions = int(region_of.max()) + 1  # label 0's entry may name a region no instance holds
+    shares = np.bincount(region_of[1:], minlength=n_regions)[region_of] > 1
     chromatin = np.bincount(lab, (pixels.stain >= PIECE_NUCLEUS_PIXEL) & pixels.hue, count + 1) / n_px
-    most = np.zeros(nr + 1)
+    most = np.zeros(n_regions)
     candidate = keep & nucleated
     np.maximum.at(most, region_of[candidate], chromatin[candidate])
     nucleated &= ~shares | (chromatin >= most[region_of]) | (chromatin >= fraction)

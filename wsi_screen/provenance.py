@@ -33,5 +33,11 @@ def model_provenance(config: Config, classifier_path: Path, card, detector_preci
     if config.detect.method == "unet":
         path = resolve_model(config.detect.model, "detector")
         detector = {"name": path.stem, "method": "unet", "sha256": sha256(path), "precision": detector_precision}
-    classifier = {"path": classifier_path.name, "arch": card.arch, "sha256": sha256(classifier_path), "temperature": card.temperature}
-    return {"detector": detector, "classifier": classifier | {"precision": classifier_precision}}
+    classifier = {
+        "path": classifier_path.name,
+        "arch": card.arch,
+        "sha256": sha256(classifier_path),
+        "temperature": card.temperature,
+        "precision": classifier_precision,
+    }
+    return {"detector": detector, "classifier": classifier}
