@@ -68,3 +68,40 @@ def test_uint8_normalisation_equals_the_float_one():
     mean, std = (0.6, 0.5, 0.4), (0.2, 0.25, 0.3)
     assert torch.allclose(normalise_uint8(x, mean, std), normalise(x.float() / 255, mean, std), atol=1e-5)
     assert x.dtype == torch.uint8 and int(x.max()) <= 255  # the input is left alone
+
+
+def coloured_disk(disk_rgb, background_rgb, size=160, radius=30):
+    yy, xx = np.mgrid[:size, :size]
+    inside = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2)[..., None]
+    return np.where(inside, np.array(disk_rgb, np.uint8), np.array(background_rgb, np.uint8)).astype(np.uint8)
+
+
+def test_reinhard_transfer_reaches_the_target_moments_and_keeps_the_picture():
+    from wsi_screen.preprocess import lab_moments, reinhard_transfer
+
+    pale, dark = coloured_disk((150, 110, 190), (235, 215, 205)), coloured_disk((60, 40, 120), (200, 150, 170))
+    target = lab_moments(dark)
+    moved = reinhard_transfer(pale, *target)
+    assert moved.dtype == np.float32 and 0 <= moved.min() and moved.max() <= 1
+    mean, std = lab_moments(moved)
+    assert np.allclose(mean, target[0], atol=1.5) and np.allclose(std, target[1], rtol=0.05, atol=0.5)
+    disk = coloured_disk((1, 1, 1), (0, 0, 0))[..., 0].astype(bool)
+    assert moved[disk].mean() < moved[~disk].mean() - 0.2  # the cell stays darker than its background
+
+
+def test_stain_mix_gives_a_field_the_colours_of_the_bank():
+    from wsi_screen.preprocess import lab_moments
+    from wsi_screen.train.augment import colour_bank
+
+    still = dict(hed_jitter=0, brightness=0, contrast=0, saturation=0, hue=0, blur_prob=0, scale_jitter=0, rotate=False)
+    pale, dark = coloured_disk((150, 110, 190), (235, 215, 205)), coloured_disk((60, 40, 120), (200, 150, 170))
+    bank = colour_bank(np.stack([dark, dark]), 128)
+    assert bank.shape == (2, 2, 3) and np.allclose(bank[0, 0], lab_moments(dark[16:144, 16:144])[0])
+
+    def lab_mean(cfg):
+        x = TrainTransform(128, MEAN, STD, cfg, bank)(pale) * 0.25 + 0.5
+        return lab_moments(x.permute(1, 2, 0).clamp(0, 1).numpy())[0]
+
+    torch.manual_seed(0)
+    assert np.allclose(lab_mean(TrainConfig(**still, stain_mix=1.0)), bank[0, 0], atol=2)
+    assert np.allclose(lab_mean(TrainConfig(**still)), lab_moments(pale[16:144, 16:144])[0], atol=1)  # off: its own colours

@@ -196,6 +196,7 @@ class TrainConfig:
     balance_sources: bool = False  # each source of a class drawn equally often (train/loop.sampling_weights)
     balance_patients: bool = False  # a patient's share of its class grows with the root of its cells, not in proportion
     context_prob: float = 0.0  # a leukocyte laid on another lab's background (train/context.py)
+    stain_mix: float = 0.0  # share of training images given another training image's colours (Reinhard, CIELAB)
     field_leukocytes: bool = False  # TXL-PBC's leukocytes of four sources, class unknown, train "not rejected"
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and kept; 0: off
     init_weights: str = ""  # start from this state_dict or weights file (fine-tuning), not from random
@@ -215,7 +216,7 @@ class TrainConfig:
         _check(0 < self.val_frac < 0.6, "train.val_frac must be in (0, 0.6)")
         _check(0 <= self.scale_jitter < 0.5, "train.scale_jitter must be in [0, 0.5)")
         _check(self.ema_decay == 0 or 0.9 <= self.ema_decay < 1, "train.ema_decay must be 0 (off) or in [0.9, 1)")
-        for name in ("hed_jitter", "brightness", "contrast", "saturation", "blur_prob", "jpeg_prob", "context_prob"):
+        for name in ("hed_jitter", "brightness", "contrast", "saturation", "blur_prob", "jpeg_prob", "context_prob", "stain_mix"):
             _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
         _check(0 <= self.hue <= 0.5, "train.hue must be in [0, 0.5]")
 

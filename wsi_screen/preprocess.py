@@ -1,5 +1,6 @@
 """Canvas → network input, as every model sees it: the centred field, standardised with the card's
-mean/std; and the stain-space (HED) adjustment that augmentation and shift checks share."""
+mean/std; and the colour changes that augmentation and shift checks share: a stain-space (HED)
+adjustment and a Reinhard colour transfer."""
 
 from __future__ import annotations
 
@@ -45,3 +46,21 @@ def hed_adjust(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> tor
     od = -torch.log(x.clamp(min=1 / 255)).permute(1, 2, 0) @ _HED_FROM_RGB
     od = od * torch.as_tensor(scale, dtype=od.dtype) + torch.as_tensor(shift, dtype=od.dtype)
     return torch.exp(-(od @ _RGB_FROM_HED)).permute(2, 0, 1).clamp(0, 1)
+
+
+def lab_moments(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel CIELAB mean and std of an RGB image (uint8, or float in [0, 1])."""
+    from skimage import color
+
+    lab = color.rgb2lab(rgb).reshape(-1, 3)
+    return lab.mean(0), lab.std(0)
+
+
+def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray) -> np.ndarray:
+    """Reinhard et al. (2001): an RGB image's CIELAB channels moved to a target mean and std, so its
+    colours are another lab's (or another image's) while its own contrasts stay; float32 in [0, 1]."""
+    from skimage import color
+
+    lab = color.rgb2lab(rgb)
+    mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
+    return np.clip(color.lab2rgb((lab - mean) / std * target_std + target_mean), 0, 1).astype(np.float32)

@@ -1,6 +1,8 @@
 """Canvas → network input. Training draws a rotation (0–359°), flips and a field scale from one
-affine resampling of the canvas (reflection outside it, so no black corners), then stain (HED),
-colour (brightness/contrast/saturation/hue), blur and JPEG re-encoding jitter. All randomness comes from torch's RNG,
+affine resampling of the canvas (reflection outside it, so no black corners), then, for a share of
+the images, another training image's colours (a Reinhard transfer, either source: blasts exist only
+in DeepAPL, and a colour must not stand for a class), then stain (HED), colour
+(brightness/contrast/saturation/hue), blur and JPEG re-encoding jitter. All randomness comes from torch's RNG,
 which the DataLoader seeds per worker, so runs are reproducible for a fixed seed."""
 
 from __future__ import annotations
@@ -13,17 +15,22 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import TrainConfig
-from ..preprocess import EvalTransform, hed_adjust, normalise
+from ..preprocess import EvalTransform, hed_adjust, lab_moments, normalise, reinhard_transfer
 
 
 class TrainTransform(EvalTransform):
-    def __init__(self, out_px: int, mean, std, cfg: TrainConfig):
+    def __init__(self, out_px: int, mean, std, cfg: TrainConfig, colour_bank: np.ndarray | None = None):
+        """`colour_bank`: N×2×3 CIELAB means and stds of training leukocyte fields (`colour_bank`),
+        needed when `cfg.stain_mix` > 0."""
         super().__init__(out_px, mean, std)
-        self.cfg = cfg
+        self.cfg, self.colour_bank = cfg, colour_bank
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
         x = self._geometry(x)
+        if self.cfg.stain_mix and torch.rand(()) < self.cfg.stain_mix:
+            mean, std = self.colour_bank[int(torch.randint(len(self.colour_bank), ()))]
+            x = torch.from_numpy(reinhard_transfer(x.permute(1, 2, 0).numpy(), mean, std)).permute(2, 0, 1)
         x = self._stain(x)
         c = self.cfg
         x = TF.adjust_brightness(x, 1 + c.brightness * _u())
@@ -55,6 +62,13 @@ class TrainTransform(EvalTransform):
         if not s:
             return x
         return hed_adjust(x, 1 + s * torch.empty(3).uniform_(-1, 1), s * torch.empty(3).uniform_(-1, 1))
+
+
+def colour_bank(canvases: np.ndarray, out_px: int) -> np.ndarray:
+    """N×2×3: each canvas's centre field's CIELAB per-channel mean and std (what stain mixing draws)."""
+    h = canvases.shape[1]
+    y0 = (h - out_px) // 2
+    return np.stack([np.stack(lab_moments(c[y0 : y0 + out_px, y0 : y0 + out_px])) for c in canvases])
 
 
 def _u() -> float:

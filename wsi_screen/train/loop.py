@@ -27,7 +27,7 @@ from ..errors import DatasetError
 from ..metrics import fit_temperature
 from ..preprocess import EvalTransform
 from ..registry import ModelCard, create_model, default_input_px, mixed_precision, save_weights
-from .augment import TrainTransform
+from .augment import TrainTransform, colour_bank
 from .cache import build_cache
 from .non_leukocytes import LEUKOCYTE_CODE, REJECT_CODE
 
@@ -74,9 +74,11 @@ def fit(
     args = (card.mpp, canvas_px, field_um)
     key = hashlib.sha256(json.dumps([table["file"].tolist(), args]).encode()).hexdigest()[:12]
     cache = build_cache(CellDataset(table, codes + unknown, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
-    train_set = CellDataset(table, codes + unknown, TrainTransform(card.input_px, card.mean, card.std, cfg), *args, cache=cache)
-    eval_set = CellDataset(table, codes + unknown, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    leukocytes = train_idx[np.isin(table["label"].to_numpy()[train_idx], card.class_codes)]
+    bank = colour_bank(cache[np.sort(leukocytes)], card.input_px) if cfg.stain_mix else None  # training leukocytes only
+    train_set = CellDataset(table, codes + unknown, TrainTransform(card.input_px, card.mean, card.std, cfg, bank), *args, cache=cache)
+    eval_set = CellDataset(table, codes + unknown, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
     sources = table["source"].astype(str).to_numpy()
     if cfg.context_prob:
         train_set = _on_other_backgrounds(train_set, table, sources, train_idx, card, Path(cache_dir or run_dir) / f"alpha_{key}.npy", cfg)

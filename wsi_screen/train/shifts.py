@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..classes import BLAST, blast_called
 from ..classify import classify_files
 from ..metrics import screening_test
-from ..preprocess import hed_adjust, normalise
+from ..preprocess import hed_adjust, lab_moments, normalise, reinhard_transfer
 from ..registry import ModelCard
 
 
@@ -99,23 +99,16 @@ class StainTransfer:
         self.card, self.target = card, target
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
-        from skimage import color
-
-        lab = color.rgb2lab(canvas)
-        mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
-        rgb = color.lab2rgb((lab - mean) / std * self.target[1] + self.target[0])
-        x = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
-        return normalise(x.clamp(0, 1), self.card.mean, self.card.std)
+        x = torch.from_numpy(reinhard_transfer(canvas, *self.target)).permute(2, 0, 1)
+        return normalise(x, self.card.mean, self.card.std)
 
 
 def lab_statistics(files: list[str], mpp: list[float], card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     """Mean over images of each image's CIELAB per-channel mean and std, on the model's field."""
-    from skimage import color
-
     from ..cell_images import load_canvas
 
-    labs = [color.rgb2lab(load_canvas(f, m, card.mpp, card.input_px, card.field_um)).reshape(-1, 3) for f, m in zip(files, mpp)]
-    return np.mean([lab.mean(0) for lab in labs], axis=0), np.mean([lab.std(0) for lab in labs], axis=0)
+    moments = [lab_moments(load_canvas(f, m, card.mpp, card.input_px, card.field_um)) for f, m in zip(files, mpp)]
+    return np.mean([m for m, _ in moments], axis=0), np.mean([s for _, s in moments], axis=0)
 
 
 def stain_transfer_change(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, target: tuple[np.ndarray, np.ndarray]) -> dict:
