@@ -47,3 +47,31 @@ def test_patches_are_resized_as_pil_does_it(tmp_path):
             pil = np.asarray(Image.fromarray(field).resize((cfg.size_px, cfg.size_px), Image.Resampling.BILINEAR))
             assert np.abs(patch.astype(int) - pil).max() <= 1
         assert extract_patches(slide, [], cfg).shape == (0, cfg.size_px, cfg.size_px, 3)
+
+
+def test_the_classifier_input_is_one_resampling_of_the_slide(tmp_path):
+    """At 0.25 µm/px a 29 µm field is 116 px: the stored classifier input is resized from those
+    pixels once (as training resamples each crop file once), not from the 400 px patch made of them."""
+    from wsi_screen.export.store import create_store, detections_table, open_model_input, open_patches
+    from wsi_screen.parallel import patch_task
+    from wsi_screen.patches import read_fields, resize_patches
+
+    from .test_store import _dets
+
+    path = tmp_path / "field.tiff"
+    write_pyramid(path, _cell_field(0.25), mpp=0.25, tile=128, quality=95)
+    cfg, px = PatchConfig(), 112
+    store = tmp_path / "cells.zarr"
+    create_store(store, detections_table(_dets(2)), cfg, {}, px, 2)
+    centres = [(120.0, 120.0), (118.3, 121.6)]
+    outline = lambda x, y: ((x - 16, y - 16), (x + 16, y - 16), (x + 16, y + 16), (x - 16, y + 16))  # noqa: E731 - the 4 µm disc
+    patch_task((0, tuple((x, y, outline(x, y)) for x, y in centres)), str(path), None, 1.0, str(store), cfg, px)
+    with open_slide(path) as slide:
+        fields = read_fields(slide, centres, cfg)
+    assert fields.shape == (2, 116, 116, 3)
+    inputs = np.asarray(open_model_input(store))
+    assert np.array_equal(inputs, resize_patches(fields, px))
+    stored = np.asarray(open_patches(store)).astype(int)  # the review copy, JPEG-compressed
+    assert np.abs(stored - resize_patches(fields, cfg.size_px)).mean() < 2
+    twice = resize_patches(resize_patches(fields, cfg.size_px), px)
+    assert np.abs(inputs.astype(int) - twice).max() > 3  # the double resampling blurs the disc's rim

@@ -9,6 +9,7 @@ core owns there, so this only changes whole images such as camera fields."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import contourpy
 import numpy as np
@@ -56,7 +57,7 @@ def instances(
     cell_region = regions.ravel()[cell_px]
     pixels = None
     if rgb is not None and cfg.min_nucleus_fraction > 0:
-        pixels = _Pixels(rgb.reshape(-1, 3)[cell_px], white_gain(rgb) if gain is None else gain)
+        pixels = _pixels(rgb.reshape(-1, 3)[cell_px], white_gain(rgb) if gain is None else gain)
     # A region inside the image with fewer nucleus pixels than the smallest instance must show
     # (min_nucleus_fraction of min_area) can hold no nucleated instance: it is not flooded (a
     # smear's thick end has hundreds of such regions).
@@ -108,17 +109,21 @@ def _seeds(maps: np.ndarray, cell: np.ndarray, cfg: DetectConfig, mpp: float) ->
     return _relabel(seeds), regions, nr
 
 
-class _Pixels:
+class _Pixels(NamedTuple):
     """The cell pixels' colour as the nucleated check reads it: raw (for pieces cut by the image
     frame) and under white light (the image divided by its plasma colour, so another lab's lamp
     cast does not hide a pale nucleus)."""
 
-    def __init__(self, raw: np.ndarray, gain: np.ndarray):
-        balanced = white_balanced(raw, gain)
-        self.raw = raw
-        self.stain = nucleus_stain(balanced)
-        self.hue = nucleus_hue(balanced)  # piles of red cells stain as darkly, not in this hue
-        self.nucleus = (self.stain > NUCLEUS_PIXEL) & self.hue
+    raw: np.ndarray
+    stain: np.ndarray
+    hue: np.ndarray  # piles of red cells stain as darkly, not in this hue
+    nucleus: np.ndarray
+
+
+def _pixels(raw: np.ndarray, gain: np.ndarray) -> _Pixels:
+    balanced = white_balanced(raw, gain)
+    stain, hue = nucleus_stain(balanced), nucleus_hue(balanced)
+    return _Pixels(raw, stain, hue, (stain > NUCLEUS_PIXEL) & hue)
 
 
 def _nucleated(

@@ -168,23 +168,26 @@ def patch_task(
     model_input_px: int = 0,
 ) -> tuple[int, tuple, tuple[tuple[str, float], ...]]:
     """Extract the patches of cells start.. (centre x, y and outline) and write them into the
-    store's region, and with `model_input_px` the same patches resized for the classifier; each
+    store's region, and with `model_input_px` the same fields resized for the classifier (from the
+    slide's pixels, not from the patches: one resampling, as in training); each
     cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei, stage seconds)."""
 
     from .export.store import write_model_input, write_patches
     from .nucleus import measure_nucleus
-    from .patches import extract_patches, patch_box, resize_patches
+    from .patches import patch_box, read_fields, resize_patches
 
     start, cells = job
     stages = Stages()
     slide = _slide(slide_path, mpp, max_mpp)
     with stages.time(read_stage("patch", slide.level_for(cfg.mpp))):
-        patches = extract_patches(slide, [(x, y) for x, y, _ in cells], cfg)
+        fields = read_fields(slide, [(x, y) for x, y, _ in cells], cfg)
+    with stages.time("patch resize"):
+        patches = resize_patches(fields, cfg.size_px)
     with stages.time("patch write"):
         write_patches(Path(store), start, patches)
     if model_input_px:
         with stages.time("model input"):
-            write_model_input(Path(store), start, resize_patches(patches, model_input_px))
+            write_model_input(Path(store), start, resize_patches(fields, model_input_px))
     with stages.time("nucleus"):
         nuclei = tuple(
             measure_nucleus(p, polygon, patch_box(x, y, slide.info.mpp, cfg), cfg.mpp) for p, (x, y, polygon) in zip(patches, cells)

@@ -20,16 +20,20 @@ def patch_box(x: float, y: float, slide_mpp: float, cfg: PatchConfig) -> Box:
 
 
 def extract_patches(slide, centres: Sequence[tuple[float, float]], cfg: PatchConfig) -> np.ndarray:
-    """N × size_px × size_px × 3 uint8, one patch per (x, y); parts outside the slide come back
-    padded by the reader. Each field is read at its pyramid level's own resolution (at level 0, its
-    pixels as stored) and all are resized at once by `resize_patches`: PIL's bilinear filter to
-    within one grey level, at a fifth of its time."""
+    """N × size_px × size_px × 3 uint8, one patch per (x, y): `read_fields` resized at once by
+    `resize_patches` (PIL's bilinear filter to within one grey level, at a fifth of its time)."""
+    return resize_patches(read_fields(slide, centres, cfg), cfg.size_px)
+
+
+def read_fields(slide, centres: Sequence[tuple[float, float]], cfg: PatchConfig) -> np.ndarray:
+    """N × S × S × 3 uint8, each cell's field at its pyramid level's own resolution (at level 0, its
+    pixels as stored); parts outside the slide come back padded by the reader. Every size a cell is
+    shown at is resized from these once, as training resamples each crop file once."""
     if not len(centres):
         return np.zeros((0, cfg.size_px, cfg.size_px, 3), np.uint8)
     level = slide.level_for(cfg.mpp)
     native = slide.info.mpp * slide.info.level_downsamples[level]
-    fields = np.stack([slide.read(patch_box(x, y, slide.info.mpp, cfg), native) for x, y in centres])
-    return resize_patches(fields, cfg.size_px)
+    return np.stack([slide.read(patch_box(x, y, slide.info.mpp, cfg), native) for x, y in centres])
 
 
 def resize_patches(patches: np.ndarray, px: int) -> np.ndarray:
