@@ -319,9 +319,9 @@ def test_sampling_weights_damp_a_patient_who_holds_most_of_a_class():
 
 @pytest.mark.slow
 def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
-    """`train` with train.context_prob, train.balance_sources and train.balance_patients on 36 real
-    PBC crops labelled as two sources and three patients: it cuts the cells once into the alpha
-    cache and trains."""
+    """`train` with train.context_prob, train.balance_sources, train.balance_patients and
+    train.stain_mix on 36 real PBC crops labelled as two sources and three patients: it cuts the
+    cells once into the alpha cache and trains."""
     cells = shared("cells")
     manifest = pd.read_csv(cells / "manifest.csv")
     picked = pd.concat([manifest[(manifest["class"] == c) & (manifest["source"] == "pbc")].head(12) for c in ("NGS", "LYT", "EOS")])
@@ -332,7 +332,11 @@ def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
         (data / code).symlink_to(cells / code)
     picked.to_csv(data / "manifest.csv", index=False)
     cfg = tmp_path / "context.yaml"
-    cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], "context_prob": 1.0, "balance_sources": True, "balance_patients": True}}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {"train": {**TINY["train"], "context_prob": 1.0, "balance_sources": True, "balance_patients": True, "stain_mix": 0.5}}
+        )
+    )
     run = tmp_path / "run"
     assert main(["train", str(data / "manifest.csv"), "-o", str(run), "--config", str(cfg)]) == 0
     (alpha_file,) = run.glob("alpha_*.npy")
