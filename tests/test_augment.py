@@ -1,6 +1,7 @@
 """Augmentation keeps the field, is reproducible for a seed, and varies otherwise."""
 
 import numpy as np
+import pytest
 import torch
 
 from wsi_screen.config import TrainConfig
@@ -105,3 +106,5 @@ def test_stain_mix_gives_a_field_the_colours_of_the_bank():
     torch.manual_seed(0)
     assert np.allclose(lab_mean(TrainConfig(**still, stain_mix=1.0)), bank[0, 0], atol=2)
     assert np.allclose(lab_mean(TrainConfig(**still)), lab_moments(pale[16:144, 16:144])[0], atol=1)  # off: its own colours
+    with pytest.raises(ValueError, match="colour bank"):
+        TrainTransform(128, MEAN, STD, TrainConfig(stain_mix=0.5))

@@ -19,17 +19,19 @@ from ..preprocess import EvalTransform, hed_adjust, lab_moments, normalise, rein
 
 
 class TrainTransform(EvalTransform):
-    def __init__(self, out_px: int, mean, std, cfg: TrainConfig, colour_bank: np.ndarray | None = None):
-        """`colour_bank`: N×2×3 CIELAB means and stds of training leukocyte fields (`colour_bank`),
-        needed when `cfg.stain_mix` > 0."""
+    def __init__(self, out_px: int, mean, std, cfg: TrainConfig, bank: np.ndarray | None = None):
+        """`bank`: N×2×3 CIELAB means and stds of training leukocyte fields (`colour_bank`), which
+        `cfg.stain_mix` > 0 draws from."""
+        if cfg.stain_mix and (bank is None or not len(bank)):
+            raise ValueError("train.stain_mix needs a colour bank of training fields")
         super().__init__(out_px, mean, std)
-        self.cfg, self.colour_bank = cfg, colour_bank
+        self.cfg, self.bank = cfg, bank
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
         x = self._geometry(x)
         if self.cfg.stain_mix and torch.rand(()) < self.cfg.stain_mix:
-            mean, std = self.colour_bank[int(torch.randint(len(self.colour_bank), ()))]
+            mean, std = self.bank[int(torch.randint(len(self.bank), ()))]
             x = torch.from_numpy(reinhard_transfer(x.permute(1, 2, 0).numpy(), mean, std)).permute(2, 0, 1)
         x = self._stain(x)
         c = self.cfg
