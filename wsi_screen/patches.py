@@ -30,7 +30,7 @@ def read_fields(slide, centres: Sequence[tuple[float, float]], cfg: PatchConfig)
     pixels as stored); parts outside the slide come back padded by the reader. Every size a cell is
     shown at is resized from these once, as training resamples each crop file once."""
     if not len(centres):
-        return np.zeros((0, cfg.size_px, cfg.size_px, 3), np.uint8)
+        return np.zeros((0, 1, 1, 3), np.uint8)  # no field to size; resizing it gives any size
     level = slide.level_for(cfg.mpp)
     native = slide.info.mpp * slide.info.level_downsamples[level]
     return np.stack([slide.read(patch_box(x, y, slide.info.mpp, cfg), native) for x, y in centres])

@@ -8,6 +8,7 @@ which the DataLoader seeds per worker, so runs are reproducible for a fixed seed
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -66,11 +67,15 @@ class TrainTransform(EvalTransform):
         return hed_adjust(x, 1 + s * torch.empty(3).uniform_(-1, 1), s * torch.empty(3).uniform_(-1, 1))
 
 
-def colour_bank(canvases: np.ndarray, out_px: int) -> np.ndarray:
-    """N×2×3: each canvas's centre field's CIELAB per-channel mean and std (what stain mixing draws)."""
-    h = canvases.shape[1]
-    y0 = (h - out_px) // 2
-    return np.stack([np.stack(lab_moments(c[y0 : y0 + out_px, y0 : y0 + out_px])) for c in canvases])
+def colour_bank(canvases: Iterable[np.ndarray], out_px: int) -> np.ndarray:
+    """N×2×3: each canvas's centre field's CIELAB per-channel mean and std (what stain mixing draws),
+    one canvas at a time (a run's cache is memory-mapped)."""
+    return np.stack([np.stack(lab_moments(_centre(c, out_px))) for c in canvases])
+
+
+def _centre(canvas: np.ndarray, px: int) -> np.ndarray:
+    y0, x0 = (canvas.shape[0] - px) // 2, (canvas.shape[1] - px) // 2
+    return canvas[y0 : y0 + px, x0 : x0 + px]
 
 
 def _u() -> float:

@@ -75,8 +75,8 @@ def fit(
     key = hashlib.sha256(json.dumps([table["file"].tolist(), args]).encode()).hexdigest()[:12]
     cache = build_cache(CellDataset(table, codes + unknown, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
-    leukocytes = train_idx[np.isin(table["label"].to_numpy()[train_idx], card.class_codes)]
-    bank = colour_bank(cache[np.sort(leukocytes)], card.input_px) if cfg.stain_mix else None  # training leukocytes only
+    leukocytes = (i for i in train_idx if table["label"].iat[i] in card.class_codes)  # the bank draws training leukocytes only
+    bank = colour_bank((cache[i] for i in leukocytes), card.input_px) if cfg.stain_mix else None
     train_set = CellDataset(table, codes + unknown, TrainTransform(card.input_px, card.mean, card.std, cfg, bank), *args, cache=cache)
     eval_set = CellDataset(table, codes + unknown, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
     sources = table["source"].astype(str).to_numpy()
