@@ -26,11 +26,12 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @click.argument("model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--data", default=str(SHARED / "cells"), show_default=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--threads", default=2, show_default=True)
+@click.option("--tta", is_flag=True, help="Average the 8 rotations/flips.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the figures here.")
-def main(model_path: Path, data: Path, threads: int, json_path: Path | None) -> None:
+def main(model_path: Path, data: Path, threads: int, tta: bool, json_path: Path | None) -> None:
     torch.set_num_threads(threads)
     model, card = load_model(model_path)
-    frame, review = scored(model, card, locked_rows(data, LOCKED_TEST))
+    frame, review = scored(model, card, locked_rows(data, LOCKED_TEST), tta)
     summary = full_summary(frame, 0.5)
     figures = {
         **headline(summary),

@@ -101,9 +101,9 @@ def locked_rows(data: str | Path, locked: str | Path) -> pd.DataFrame:
     return rows[rows["label"].isin(CLASS_CODES)].rename(columns={"label": "class"}).reset_index(drop=True)
 
 
-def scored(model, card: ModelCard, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def scored(model, card: ModelCard, rows: pd.DataFrame, tta: bool = False) -> tuple[pd.DataFrame, dict]:
     """`rows` with the model's 15 probabilities, and the abstention figures (needs_review)."""
-    p = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu")
+    p = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu", tta=tta)
     frame = pd.concat([pd.DataFrame(p.probs, columns=list(CLASS_CODES)), rows[["file", "class", "source", "patient"]]], axis=1)
     frame["p_reject"] = p.p_reject
     flagged, correct = p.needs_review(0.5), p.probs.argmax(1) == np.array([CLASS_CODES.index(c) for c in rows["class"]])
