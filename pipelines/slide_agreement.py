@@ -104,8 +104,18 @@ def run_condition(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Weights to judge instead of the shipped classifier: an exported run (screen needs its card's held-out rates).",
 )
+@click.option("--tta", is_flag=True, help="Slides and crops both averaged over the 8 rotations/flips.")
 def main(
-    data_dir: Path, work: Path, generators, mpps, cells_per_slide: int, limit: int | None, seed: int, out: Path, classifier: Path | None
+    data_dir: Path,
+    work: Path,
+    generators,
+    mpps,
+    cells_per_slide: int,
+    limit: int | None,
+    seed: int,
+    out: Path,
+    classifier: Path | None,
+    tta: bool,
 ) -> None:
     locked = read_locked()
     locked = locked[locked["class"].isin(CLASS_CODES)].sample(frac=1.0, random_state=seed)[:limit]
@@ -114,11 +124,11 @@ def main(
     weights = (classifier or DEFAULT_WEIGHTS).resolve()
     work.mkdir(parents=True, exist_ok=True)
     config = work / "classifier.yaml"  # screen judges the same weights as the crops
-    config.write_text(yaml.safe_dump({"classify": {"model": str(weights)}}))
+    config.write_text(yaml.safe_dump({"classify": {"model": str(weights), "tta": tta}}))
     device = resolve_device("auto")
     t0 = time.time()
     probs = classify_files(
-        for_inference(model, device), card, [f for f, _ in cells], CROP_MPP, device=device, base=data_dir / "cells"
+        for_inference(model, device), card, [f for f, _ in cells], CROP_MPP, device=device, tta=tta, base=data_dir / "cells"
     ).probs
     crop_call = dict(zip(locked["file"], np.asarray(CLASS_CODES)[probs.argmax(1)]))
     click.echo(f"{len(cells)} crops classified in {time.time() - t0:.0f} s")
@@ -126,7 +136,8 @@ def main(
     result = {
         "n_locked_cells": len(cells),
         "locked_list_sha256": sha256(LOCKED_TEST),
-        "model": f"{'shipped classifier' if classifier is None else weights.name} (sha256 {sha256(weights)[:12]})",
+        "model": f"{'shipped classifier' if classifier is None else weights.name} (sha256 {sha256(weights)[:12]})"
+        + (", 8 views averaged" if tta else ""),
         "crop_mpp": CROP_MPP,
         "cells_per_slide": cells_per_slide,
         "seed": seed,
