@@ -305,7 +305,7 @@ def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig, stages: Stages 
         )
     with stages.time("tile qc"):
         qc = tuple(tile_qc(_crop(rgb, b, tile.read, scale)) for b in tile.qc_blocks)
-    return TileResult(tile, owned, qc, seconds=stages.items())
+    return TileResult(tile, owned, qc, seconds=stages.items(), precision=segmenter.precision)
 
 
 def _crop(rgb: np.ndarray, box: Box, read: Box, scale: float) -> np.ndarray:

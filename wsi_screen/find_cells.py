@@ -34,6 +34,7 @@ class SlideCells:
     detections: tuple[Detection, ...]
     tile_errors: tuple[str, ...]
     qc: SlideQc
+    detector_precision: str | None = None  # what the tiles' U-Nets ran in, '/'-joined where workers differed
 
     @property
     def aoi_area_mm2(self) -> float:
@@ -92,7 +93,7 @@ def find_cells(
     align = max(1, round(ALIGN_DETECTION_PX * detector_mpp(config.detect) / info.mpp))
     grid = make_grid(info.width, info.height, info.mpp, config.tiling, mask, align)
     by_tile: dict[int, tuple[Detection, ...]] = {}
-    errors, qcs = [], {}
+    errors, qcs, precisions = [], {}, set()
     reading = {"slide_path": str(slide_path), "mpp": mpp, "max_mpp": config.slide.max_mpp}
     results = bounded_map(client, tile_task, grid.tiles, in_flight(client), **reading, cfg=config.detect)
     for result in tqdm(results, total=len(grid.tiles), desc="detecting", unit="tile", disable=not progress):
@@ -103,13 +104,15 @@ def find_cells(
         if stages is not None:
             stages.add(result.seconds)
         qcs[result.tile.index] = result.qc
+        precisions.add(result.precision)
     # Deterministic order whatever the scheduling: tile by tile, then top-to-bottom, left-to-right.
     # Tiles overlapping the AOI edge also see cells outside it: keep those whose centre is inside.
     detections = tuple(d for i in sorted(by_tile) for d in sorted(by_tile[i], key=lambda d: (d.y, d.x)) if mask.contains(d.x, d.y))
     if not detections:
         warnings.warn(f"{slide_path}: no leukocytes found in the AOI", stacklevel=2)
     qc = summarize_qc([q for i in sorted(qcs) for q in qcs[i]], len(detections), mask.area_mm2(info.mpp), config.qc)
-    return SlideCells(Path(slide_path), mpp, info, mask, detections, tuple(errors), qc)
+    precision = "/".join(sorted(p for p in precisions if p)) or None
+    return SlideCells(Path(slide_path), mpp, info, mask, detections, tuple(errors), qc, precision)
 
 
 def overview(cells: SlideCells, max_mpp: float, longest_px: int = 1600) -> tuple[np.ndarray, float]:

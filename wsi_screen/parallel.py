@@ -61,20 +61,6 @@ def dask_client(scheduler: str | None, cfg: DaskConfig, workers: int | None = No
             cluster.close()
 
 
-def detector_precision(client, cfg: DetectConfig) -> str | None:
-    """The arithmetic the workers' U-Nets run in (`registry.precision`), asked of every worker:
-    several joined by '/' on a mixed cluster; None for the classical detector."""
-    if cfg.method != "unet":
-        return None
-    return "/".join(sorted(set(client.run(_precision_here, cfg.device).values())))
-
-
-def _precision_here(device: str) -> str:
-    from .registry import precision, resolve_device
-
-    return precision(resolve_device(device))
-
-
 def warm_workers(client) -> None:
     """Have every worker import what its tasks need (torch, the U-Net library, the nucleus and
     store code: seconds per process) now, all at once, rather than each on its first task (on a

@@ -155,6 +155,7 @@ class TileResult:
     qc: tuple[TileQc, ...] = ()  # one per qc block
     error: str | None = None
     seconds: tuple[tuple[str, float], ...] = ()
+    precision: str | None = None  # the arithmetic its U-Net ran in (`registry.precision`); None: classical, or skipped
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def screen_slide(
     from .export.report import write_report
     from .export.store import drop_model_input, write_calls
     from .model_files import sha256
-    from .parallel import dask_client, detector_precision
+    from .parallel import dask_client
     from .provenance import model_provenance, software_versions
     from .summarize import rates_from_card, summarize_slide
 
@@ -114,7 +114,7 @@ def screen_slide(
                 write_calls(store, calls, calls.needs_review(config.classify.review_below), sha256(model_path))
             with stages.time("aggregation"):
                 provenance = Provenance(
-                    model_provenance(config, model_path, card, detector_precision(client, config.detect), classifier_precision),
+                    model_provenance(config, model_path, card, cells.detector_precision, classifier_precision),
                     config.sha256(),
                     software_versions(),
                     time.perf_counter() - t0,

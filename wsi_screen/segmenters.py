@@ -18,7 +18,7 @@ class UnetSegmenter:
 
     def __init__(self, name_or_path: str, device: str = "auto"):
         from .model_files import resolve_model, sha256
-        from .registry import for_inference, load_model, resolve_device
+        from .registry import for_inference, load_model, precision, resolve_device
 
         self.path = resolve_model(name_or_path, "detector")
         model, self.card = load_model(self.path, task="detector")
@@ -26,6 +26,7 @@ class UnetSegmenter:
         self.stride = model.encoder.output_stride  # inputs are padded to a multiple of it
         self.device = resolve_device(device)
         self.model = for_inference(model, self.device)
+        self.precision = precision(self.device)  # the arithmetic its forward runs in (report.json)
         self.checksum = sha256(self.path)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
@@ -110,6 +111,7 @@ class ClassicalSegmenter:
         self.lobe_gap_px = max(1, int(round(lobe_gap_um / mpp)))
         self.rim_px = max(1, int(round(rim_um / mpp)))
         self.checksum = "classical"
+        self.precision = None  # no network
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         mask = nucleus_stain(rgb) > self.nucleus_threshold
