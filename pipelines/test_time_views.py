@@ -17,14 +17,22 @@ import pandas as pd
 import torch
 
 from wsi_screen.cell_images import load_table
-from wsi_screen.classes import BLAST, CLASS_CODES, blast_called, member_probability
+from wsi_screen.classes import CLASS_CODES
 from wsi_screen.classify import classify_files
-from wsi_screen.metrics import screening_test
+from wsi_screen.evaluate import full_summary
 from wsi_screen.registry import load_model
+from wsi_screen.train.export import headline
 from wsi_screen.train.shifts import Shift, ShiftedEval
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-VIEWS = {"none": Shift(), "field x1.2": Shift(field=1.2), "field x1.43": Shift(field=1.43), "blur 1 px": Shift(blur_sigma_px=1.0)}
+VIEWS = {  # name: (shift, averaged over the 8 rotations and flips)
+    "none": (Shift(), False),
+    "none, flipped": (Shift(), True),
+    "field x1.2": (Shift(field=1.2), False),
+    "field x1.43": (Shift(field=1.43), False),
+    "field x1.43, flipped": (Shift(field=1.43), True),
+    "blur 1 px": (Shift(blur_sigma_px=1.0), False),
+}
 AVERAGES = {
     "fields x1, x1.2, x1.43": ("none", "field x1.2", "field x1.43"),
     "field x1 and blur 1 px": ("none", "blur 1 px"),
@@ -33,15 +41,9 @@ AVERAGES = {
 
 
 def figures(rows: pd.DataFrame, probs: np.ndarray) -> dict:
-    """Blast AUC, within DeepAPL too, the false-blast rate of DeepAPL non-blasts, accuracy."""
-    truth, apl = rows["class"].isin(BLAST).to_numpy(), (rows["source"] == "deepapl").to_numpy()
-    p_blast, called = member_probability(probs, BLAST), blast_called(probs)
-    return {
-        "blast_auc": screening_test(truth, p_blast)["auc"],
-        "blast_auc_deepapl": screening_test(truth[apl], p_blast[apl])["auc"],
-        "false_blast_rate_deepapl": float(called[apl & ~truth].mean()),
-        "accuracy": float((np.asarray(CLASS_CODES)[probs.argmax(1)] == rows["class"].to_numpy()).mean()),
-    }
+    """The card's target figures (`train.export.headline`) and accuracy of one view's probabilities."""
+    summary = full_summary(pd.concat([pd.DataFrame(probs, columns=list(CLASS_CODES)), rows[["class", "source"]]], axis=1))
+    return {**headline(summary), "accuracy": summary["accuracy"]}
 
 
 @click.command()
@@ -56,12 +58,10 @@ def main(fold_dir: Path, data: Path, threads: int, json_path: Path | None) -> No
     table = load_table(data).rename(columns={"label": "class"})
     rows = table[table["file"].isin(held_out) & table["class"].isin(CLASS_CODES)].reset_index(drop=True)
     files, mpp, canvas_px = rows["file"].tolist(), rows["mpp"].tolist(), math.ceil(1.5 * card.input_px)
-    probs = {}
-    for name, shift in VIEWS.items():
-        for tta in (False, True) if name in ("none", "field x1.43") else (False,):
-            view = ShiftedEval(card, shift)
-            p = classify_files(model, card, files, mpp, device="cpu", tta=tta, transform=view, canvas_px=canvas_px)
-            probs[name + (", flipped" if tta else "")] = p.probs
+    probs = {
+        name: classify_files(model, card, files, mpp, device="cpu", tta=tta, transform=ShiftedEval(card, shift), canvas_px=canvas_px).probs
+        for name, (shift, tta) in VIEWS.items()
+    }
     probs |= {name: np.mean([probs[v] for v in members], axis=0) for name, members in AVERAGES.items()}
     out = {"fold": str(fold_dir), "cells": len(rows), "views": {name: figures(rows, p) for name, p in probs.items()}}
     for name, f in out["views"].items():
