@@ -45,6 +45,7 @@ def test_hash_ignores_the_cluster_and_training_but_not_results(tmp_path):
         ("tiling:\n  halo_um: 10\n", "halo_um"),
         ("detect:\n  mpp: 0.5\n", "detect.mpp"),  # the detector's µm/px is its card's
         ("detect: [1, 2]\n", "must be a mapping"),
+        ("train:\n  drawn_twice: [PMO, blast]\n", "train.drawn_twice"),
         ("a: [\n", "not valid YAML"),
     ],
 )

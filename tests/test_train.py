@@ -297,6 +297,19 @@ def test_sampling_weights_balance_classes_and_optionally_their_sources():
     assert by_source[2, "deepapl"] == pytest.approx(1 / 3)
 
 
+def test_sampling_weights_draw_the_named_targets_twice():
+    """Promyelocytes (target 1) drawn twice: their share doubles against each other class's, and
+    within the class the sources keep their proportion."""
+    from wsi_screen.train.loop import sampling_weights
+
+    targets = np.array([0] * 100 + [1] * 300 + [1] * 100 + [2] * 40)
+    sources = np.array(["pbc"] * 100 + ["pbc"] * 300 + ["deepapl"] * 100 + ["deepapl"] * 40)
+    w = sampling_weights(targets, sources, False, None, [1])
+    share = [w[targets == t].sum() / w.sum() for t in (0, 1, 2)]
+    assert share == pytest.approx([0.25, 0.5, 0.25])
+    assert w[400:500].sum() / w[targets == 1].sum() == pytest.approx(0.25)
+
+
 def test_sampling_weights_damp_a_patient_who_holds_most_of_a_class():
     """One APL patient with 144 promyelocytes, four with 4 each, 16 PBC images without a patient:
     by patient, each patient's share of its class (and source) follows the root of its cells; images
@@ -319,9 +332,9 @@ def test_sampling_weights_damp_a_patient_who_holds_most_of_a_class():
 
 @pytest.mark.slow
 def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
-    """`train` with train.context_prob, train.balance_sources, train.balance_patients and
-    train.stain_mix on 36 real PBC crops labelled as two sources and three patients: it cuts the
-    cells once into the alpha cache and trains."""
+    """`train` with train.context_prob, train.balance_sources, train.balance_patients,
+    train.stain_mix and train.drawn_twice on 36 real PBC crops labelled as two sources and three
+    patients: it cuts the cells once into the alpha cache and trains."""
     cells = shared("cells")
     manifest = pd.read_csv(cells / "manifest.csv")
     picked = pd.concat([manifest[(manifest["class"] == c) & (manifest["source"] == "pbc")].head(12) for c in ("NGS", "LYT", "EOS")])
@@ -334,7 +347,12 @@ def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
     cfg = tmp_path / "context.yaml"
     cfg.write_text(
         yaml.safe_dump(
-            {"train": {**TINY["train"], "context_prob": 1.0, "balance_sources": True, "balance_patients": True, "stain_mix": 0.5}}
+            {
+                "train": {
+                    **TINY["train"],
+                    **{"context_prob": 1.0, "balance_sources": True, "balance_patients": True, "stain_mix": 0.5, "drawn_twice": ["EOS"]},
+                }
+            }
         )
     )
     run = tmp_path / "run"

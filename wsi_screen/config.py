@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from .classes import CLASS_CODES
 from .errors import ConfigError
 
 
@@ -199,6 +200,7 @@ class TrainConfig:
     stain_mix: float = 0.0  # share of training images given another training image's colours (Reinhard, CIELAB)
     field_leukocytes: bool = False  # TXL-PBC's leukocytes of four sources, class unknown, train "not rejected"
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and kept; 0: off
+    drawn_twice: tuple[str, ...] = ()  # classes sampled twice per epoch: the non-blasts the blast test mistakes
     init_weights: str = ""  # start from this state_dict or weights file (fine-tuning), not from random
 
     def __post_init__(self):
@@ -216,6 +218,7 @@ class TrainConfig:
         _check(0 < self.val_frac < 0.6, "train.val_frac must be in (0, 0.6)")
         _check(0 <= self.scale_jitter < 0.5, "train.scale_jitter must be in [0, 0.5)")
         _check(self.ema_decay == 0 or 0.9 <= self.ema_decay < 1, "train.ema_decay must be 0 (off) or in [0.9, 1)")
+        _check(set(self.drawn_twice) <= set(CLASS_CODES), f"train.drawn_twice must name classes of {', '.join(CLASS_CODES)}")
         for name in ("hed_jitter", "brightness", "contrast", "saturation", "blur_prob", "jpeg_prob", "context_prob", "stain_mix"):
             _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
         _check(0 <= self.hue <= 0.5, "train.hue must be in [0, 0.5]")

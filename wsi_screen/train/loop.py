@@ -10,6 +10,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -89,8 +90,10 @@ def fit(
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_present = len(np.unique(train_set.targets[train_idx]))
-    steps = math.ceil(n_present * cfg.per_class_per_epoch / cfg.batch_size)  # per epoch; warm-up lasts one epoch
+    twice = [codes.index(c) for c in cfg.drawn_twice]
+    present = np.unique(train_set.targets[train_idx])
+    draws = len(present) + np.isin(present, twice).sum()  # class shares drawn per epoch
+    steps = math.ceil(draws * cfg.per_class_per_epoch / cfg.batch_size)  # per epoch; warm-up lasts one epoch
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / steps) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / (steps * cfg.epochs))))
     )
@@ -109,7 +112,7 @@ def fit(
         log.info("resumed from %s at epoch %d", last, state["epoch"])
 
     patients = table["patient"].to_numpy()[train_idx] if cfg.balance_patients else None  # every loader fills the column
-    weights = sampling_weights(train_set.targets[train_idx], sources[train_idx], cfg.balance_sources, patients)
+    weights = sampling_weights(train_set.targets[train_idx], sources[train_idx], cfg.balance_sources, patients, twice)
     val_loader = _eval_loader(torch.utils.data.Subset(eval_set, val_idx), cfg)
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch, t0 = state["epoch"], time.time()
@@ -180,8 +183,11 @@ def fit(
     return card
 
 
-def sampling_weights(targets: np.ndarray, sources: np.ndarray, balance_sources: bool, patients: np.ndarray | None = None) -> np.ndarray:
-    """Per-image sampling weights giving every class the same share; with `balance_sources`, every
+def sampling_weights(
+    targets: np.ndarray, sources: np.ndarray, balance_sources: bool, patients: np.ndarray | None = None, twice: Sequence[int] = ()
+) -> np.ndarray:
+    """Per-image sampling weights giving every class the same share, the targets in `twice` a
+    double share (the non-blasts an AML patient's blasts are mistaken for); with `balance_sources`, every
     source of a class the same share of it too, so that a lab's own class mix (e.g. DeepAPL's
     800 segmented neutrophils to 106 bands, PBC's 450 of each) cannot stand in for morphology.
     With `patients` (ids; empty for images without one, each then its own patient), a patient's
@@ -195,7 +201,7 @@ def sampling_weights(targets: np.ndarray, sources: np.ndarray, balance_sources: 
     rows["root"] = np.sqrt(n_patient) / n_patient  # each cell's part of its patient's sqrt(n) share
     group_total = rows.groupby(["target", "source"])["root"].transform("sum")
     sources_of_class = rows.groupby("target")["source"].transform("nunique")
-    return (rows["root"] / (group_total * sources_of_class)).to_numpy(float)
+    return (rows["root"] / (group_total * sources_of_class)).to_numpy(float) * np.where(np.isin(targets, twice), 2.0, 1.0)
 
 
 def _on_other_backgrounds(
