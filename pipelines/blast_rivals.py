@@ -1,0 +1,63 @@
+"""Which non-blasts outrank the blasts? For held-out predictions (a fold's preds_test.csv, or
+several runs' predictions of the same cells, then also their average), within one source: per
+non-blast class its cells, the blast test's AUC against it alone, its share of the misranked
+(non-blast above blast) pairs, and how many it has called blasts. Tells a recipe search where
+the within-DeepAPL blast AUC is lost, and whether averaging models (their variance) would help.
+
+    PYTHONPATH=$PWD python pipelines/blast_rivals.py runs/r17/cv/fold_2/preds_test.csv [runs/r16/cv/fold_2/preds_test.csv]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from wsi_screen.cell_images import load_table
+from wsi_screen.classes import BLAST, CLASS_CODES, blast_called, member_probability
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def rivals(truth: np.ndarray, p_blast: np.ndarray, called: np.ndarray) -> pd.DataFrame:
+    """One row per non-blast class present: cells, AUC of blasts against it, misranked-pair share
+    (ties count half, as in the AUC), blast calls."""
+    blast = np.isin(truth, BLAST)
+    ranks = np.sort(p_blast[blast])
+    rows = {}
+    for code in sorted(set(truth[~blast])):
+        own = p_blast[truth == code]
+        under, tied = np.searchsorted(ranks, own, "left"), np.searchsorted(ranks, own, "right") - np.searchsorted(ranks, own, "left")
+        above = under + 0.5 * tied  # blasts this cell outranks, ties half
+        rows[code] = {"cells": len(own), "misranked": float(above.sum()), "called_blast": int(called[truth == code].sum())}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["auc_against"] = 1 - table["misranked"] / (table["cells"] * len(ranks))
+    table["share_of_misranked"] = table["misranked"] / table["misranked"].sum()
+    return table.sort_values("misranked", ascending=False)
+
+
+@click.command()
+@click.argument("preds", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", default=str(SHARED / "cells"), show_default=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--source", default="deepapl", show_default=True)
+def main(preds: tuple[Path, ...], data: Path, source: str) -> None:
+    table = load_table(data).rename(columns={"label": "class"}).set_index("file")
+    runs = [pd.read_csv(p).set_index("file") for p in preds]
+    files = [f for f in runs[0].index if f in table.index and table.at[f, "source"] == source and table.at[f, "class"] in CLASS_CODES]
+    if any(not pd.Index(files).isin(run.index).all() for run in runs):
+        raise click.UsageError("the predictions do not cover the same cells")
+    truth = table.loc[files, "class"].to_numpy()
+    probs = [run.loc[files, list(CLASS_CODES)].to_numpy() for run in runs]
+    named = dict(zip(map(str, preds), probs)) | ({"average": np.mean(probs, 0)} if len(probs) > 1 else {})
+    for name, p in named.items():
+        p_blast = member_probability(p, BLAST)
+        auc = roc_auc_score(np.isin(truth, BLAST), p_blast)
+        click.echo(f"\n{name}: {len(files)} {source} cells, blast AUC {auc:.4f}")
+        click.echo(rivals(truth, p_blast, blast_called(p)).round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
