@@ -1,7 +1,7 @@
 """Score a trained classifier on the locked test cells (crops), beside the shipped card's locked
 figures: the quick verdict on a recipe's final run before its folds are spent (r7, r8).
 
-    PYTHONPATH=$PWD python pipelines/score_locked.py runs/r8/final/model.pt [--json runs/r8/locked.json]
+    PYTHONPATH=$PWD python pipelines/score_locked.py runs/r8/final/model.pt [--json runs/r8/locked.json] [--preds runs/r8/locked.csv]
 """
 
 from __future__ import annotations
@@ -28,11 +28,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 @click.option("--threads", default=2, show_default=True)
 @click.option("--tta", is_flag=True, help="Average the 8 rotations/flips.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the figures here.")
-def main(model_path: Path, data: Path, threads: int, tta: bool, json_path: Path | None) -> None:
+@click.option("--preds", "preds_path", type=click.Path(path_type=Path), help="Also write each cell's probabilities here (csv).")
+def main(model_path: Path, data: Path, threads: int, tta: bool, json_path: Path | None, preds_path: Path | None) -> None:
     torch.set_num_threads(threads)
     model, card = load_model(model_path)
     frame, review = scored(model, card, locked_rows(data, LOCKED_TEST), tta)
     summary = full_summary(frame, 0.5)
+    if preds_path:
+        frame.to_csv(preds_path, index=False)
     figures = {
         **headline(summary),
         "accuracy": summary["accuracy"],
