@@ -30,8 +30,8 @@ def rivals(truth: np.ndarray, p_blast: np.ndarray, called: np.ndarray) -> pd.Dat
     rows = {}
     for code in sorted(set(truth[~blast])):
         own = p_blast[truth == code]
-        under, tied = np.searchsorted(ranks, own, "left"), np.searchsorted(ranks, own, "right") - np.searchsorted(ranks, own, "left")
-        above = under + 0.5 * tied  # blasts this cell outranks, ties half
+        under, at_or_under = np.searchsorted(ranks, own, "left"), np.searchsorted(ranks, own, "right")
+        above = 0.5 * (under + at_or_under)  # blasts this cell outranks, ties half
         rows[code] = {"cells": len(own), "misranked": float(above.sum()), "called_blast": int(called[truth == code].sum())}
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["auc_against"] = 1 - table["misranked"] / (table["cells"] * len(ranks))
