@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from wsi_screen.cell_images import load_table
 from wsi_screen.classes import BLAST, CLASS_CODES, blast_called, member_probability
+from wsi_screen.metrics import screening_test
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -45,16 +45,17 @@ def rivals(truth: np.ndarray, p_blast: np.ndarray, called: np.ndarray) -> pd.Dat
 @click.option("--source", default="deepapl", show_default=True)
 def main(preds: tuple[Path, ...], data: Path, source: str) -> None:
     table = load_table(data).rename(columns={"label": "class"}).set_index("file")
+    table = table[(table["source"] == source) & table["class"].isin(CLASS_CODES)]
     runs = [pd.read_csv(p).set_index("file") for p in preds]
-    files = [f for f in runs[0].index if f in table.index and table.at[f, "source"] == source and table.at[f, "class"] in CLASS_CODES]
-    if any(not pd.Index(files).isin(run.index).all() for run in runs):
+    files = runs[0].index[runs[0].index.isin(table.index)]
+    if any(not files.isin(run.index).all() for run in runs):
         raise click.UsageError("the predictions do not cover the same cells")
     truth = table.loc[files, "class"].to_numpy()
     probs = [run.loc[files, list(CLASS_CODES)].to_numpy() for run in runs]
     named = dict(zip(map(str, preds), probs)) | ({"average": np.mean(probs, 0)} if len(probs) > 1 else {})
     for name, p in named.items():
         p_blast = member_probability(p, BLAST)
-        auc = roc_auc_score(np.isin(truth, BLAST), p_blast)
+        auc = screening_test(np.isin(truth, BLAST), p_blast)["auc"]
         click.echo(f"\n{name}: {len(files)} {source} cells, blast AUC {auc:.4f}")
         click.echo(rivals(truth, p_blast, blast_called(p)).round(3).to_string())
 

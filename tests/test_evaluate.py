@@ -76,3 +76,17 @@ def test_human_operating_points_from_annotations(tmp_path):
     assert human["reann1"]["blast_test"] == {"sensitivity": 0.75, "specificity": 0.75}
     assert human["reann2"]["blast_test"] == {"sensitivity": 1.0, "specificity": 1.0}
     assert "human_operating_points" not in evaluate([preds], tmp_path / "labels.csv", tmp_path / "rep2")
+
+
+def test_blast_rivals_count_the_misranked_pairs_each_class_makes():
+    """Blasts at 0.9 and 0.8; a promyelocyte at 0.85 outranks one of them, one at 0.1 none; a
+    monocyte at 0.8 ties one (half a pair): each class's AUC against the blasts is 0.75, and the
+    promyelocytes make two thirds of the misranked pairs."""
+    from pipelines.blast_rivals import rivals
+
+    truth = np.array(["MYO", "MOB", "PMO", "PMO", "MON"])
+    table = rivals(truth, np.array([0.9, 0.8, 0.85, 0.1, 0.8]), np.array([True, True, True, False, False]))
+    assert table.loc["PMO", "misranked"] == 1 and table.loc["MON", "misranked"] == 0.5
+    assert table["auc_against"].tolist() == pytest.approx([0.75, 0.75])
+    assert table.loc["PMO", "share_of_misranked"] == pytest.approx(2 / 3)
+    assert table["called_blast"].tolist() == [1, 0]
