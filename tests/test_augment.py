@@ -90,6 +90,25 @@ def test_reinhard_transfer_reaches_the_target_moments_and_keeps_the_picture():
     assert moved[disk].mean() < moved[~disk].mean() - 0.2  # the cell stays darker than its background
 
 
+def test_torch_cielab_is_skimages_and_the_colour_standard_reaches_its_reference():
+    from skimage import color
+
+    from wsi_screen.preprocess import lab_moments, lab_to_rgb, reinhard_transfer, rgb_to_lab, standardise_colours
+
+    pale = coloured_disk((150, 110, 190), (235, 215, 205))
+    x = torch.from_numpy(pale).permute(2, 0, 1).float() / 255
+    lab = rgb_to_lab(x)
+    assert np.allclose(lab.permute(1, 2, 0).numpy(), color.rgb2lab(pale), atol=1e-3)
+    assert torch.allclose(lab_to_rgb(lab), x, atol=1e-5)
+    reference = (62.0, 18.0, -20.0, 14.0, 9.0, 7.0)  # CIELAB means, then stds
+    moved = standardise_colours(torch.stack([x, x.flip(0)]), reference)  # batched: each image on its own
+    for image in moved:
+        mean, std = lab_moments(image.permute(1, 2, 0).numpy())
+        assert np.allclose(mean, reference[:3], atol=0.5) and np.allclose(std, reference[3:], atol=0.5)
+    skimage_way = reinhard_transfer(pale, np.array(reference[:3]), np.array(reference[3:]))
+    assert np.abs(moved[0].permute(1, 2, 0).numpy() - skimage_way).max() < 1e-3
+
+
 def test_stain_mix_gives_a_field_the_colours_of_the_bank():
     from wsi_screen.preprocess import lab_moments
     from wsi_screen.train.augment import colour_bank

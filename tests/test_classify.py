@@ -78,6 +78,24 @@ def test_store_and_file_paths_see_the_same_field(tiny_model, tmp_path):
     assert np.abs(a - b).max() < 0.02
 
 
+def test_a_colour_standard_undoes_a_colour_cast(tiny_model, tmp_path):
+    """With a card's colour_reference a cell and the same cell in another lab's colours (a Reinhard
+    transfer) reach the network alike; without it they do not."""
+    import dataclasses
+
+    from wsi_screen.preprocess import lab_moments, reinhard_transfer
+
+    model, card, _ = tiny_model
+    patch = cell_image("MON", 400, 2)
+    cast = (reinhard_transfer(patch, np.array([55.0, 25.0, -25.0]), np.array([18.0, 12.0, 9.0])) * 255).round().astype(np.uint8)
+    assert np.abs(lab_moments(cast)[0] - lab_moments(patch)[0]).max() > 5  # a real cast
+    both = np.stack([patch, cast])
+    standard = dataclasses.replace(card, colour_reference=tuple(np.concatenate(lab_moments(patch)).tolist()))
+    plain = classify_inputs(model, card, open_model_input(_store(tmp_path, both, card.input_px)), device="cpu").probs
+    held = classify_inputs(model, standard, open_model_input(_store(tmp_path, both, card.input_px, "s.zarr")), device="cpu").probs
+    assert np.abs(held[0] - held[1]).max() < 0.3 * np.abs(plain[0] - plain[1]).max()
+
+
 def test_temperature_and_reject_split():
     card = ModelCard("resnext_compact", 64, reject_codes=("PLT",), temperature=2.0)
     logits = torch.zeros(1, 16)

@@ -333,8 +333,9 @@ def test_sampling_weights_damp_a_patient_who_holds_most_of_a_class():
 @pytest.mark.slow
 def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
     """`train` with train.context_prob, train.balance_sources, train.balance_patients,
-    train.stain_mix and train.drawn_twice on 36 real PBC crops labelled as two sources and three
-    patients: it cuts the cells once into the alpha cache and trains."""
+    train.stain_mix, train.drawn_twice and train.standardise_colours on 36 real PBC crops labelled as
+    two sources and three patients: it cuts the cells once into the alpha cache, trains, and its card
+    keeps the colour standard (the training cells' mean CIELAB statistics)."""
     cells = shared("cells")
     manifest = pd.read_csv(cells / "manifest.csv")
     picked = pd.concat([manifest[(manifest["class"] == c) & (manifest["source"] == "pbc")].head(12) for c in ("NGS", "LYT", "EOS")])
@@ -345,11 +346,20 @@ def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
         (data / code).symlink_to(cells / code)
     picked.to_csv(data / "manifest.csv", index=False)
     cfg = tmp_path / "context.yaml"
-    options = {"context_prob": 1.0, "balance_sources": True, "balance_patients": True, "stain_mix": 0.5, "drawn_twice": ["EOS"]}
+    options = {
+        "context_prob": 1.0,
+        "balance_sources": True,
+        "balance_patients": True,
+        "stain_mix": 0.5,
+        "drawn_twice": ["EOS"],
+        "standardise_colours": True,
+    }
     cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], **options}}))
     run = tmp_path / "run"
     assert main(["train", str(data / "manifest.csv"), "-o", str(run), "--config", str(cfg)]) == 0
     (alpha_file,) = run.glob("alpha_*.npy")
     alphas = np.load(alpha_file)
     assert alphas.shape[0] == len(picked) and (alphas.reshape(len(picked), -1).max(1) == 255).mean() >= 0.8
-    assert (run / "model.pt").is_file()
+    _, card = load_model(run / "model.pt")
+    reference = np.array(card.colour_reference)
+    assert reference.shape == (6,) and 50 < reference[0] < 95 and (reference[3:] > 1).all()  # a smear's lightness, real spreads

@@ -21,7 +21,7 @@ from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 from .classes import CLASS_CODES
 from .errors import DatasetError
 from .patches import resize_patches
-from .preprocess import EvalTransform, normalise_uint8
+from .preprocess import EvalTransform, network_input
 from .records import Probabilities
 from .registry import ModelCard, mixed_precision, resolve_device
 
@@ -91,7 +91,8 @@ def _prefetched(load, starts: range, depth: int = 2) -> Iterator[torch.Tensor]:
 
 def patch_batch(patches: np.ndarray, card: ModelCard) -> torch.Tensor:
     """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input."""
-    return normalise_uint8(torch.from_numpy(resize_patches(patches, card.input_px)).permute(0, 3, 1, 2), card.mean, card.std)
+    x = torch.from_numpy(resize_patches(patches, card.input_px)).permute(0, 3, 1, 2)
+    return network_input(x, card.mean, card.std, card.colour_reference)
 
 
 def list_inputs(path: str | Path) -> list[str]:
@@ -129,7 +130,7 @@ def classify_files(
     model.to(device)
     paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]
     table = pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
-    transform = transform or EvalTransform(card.input_px, card.mean, card.std)
+    transform = transform or EvalTransform(card.input_px, card.mean, card.std, card.colour_reference)
     data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)

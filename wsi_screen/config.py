@@ -198,6 +198,7 @@ class TrainConfig:
     balance_patients: bool = False  # a patient's share of its class grows with the root of its cells, not in proportion
     context_prob: float = 0.0  # a leukocyte laid on another lab's background (train/context.py)
     stain_mix: float = 0.0  # share of training images given another training image's colours (Reinhard, CIELAB)
+    standardise_colours: bool = False  # every input's colours moved to the training leukocytes' mean (card.colour_reference)
     field_leukocytes: bool = False  # TXL-PBC's leukocytes of four sources, class unknown, train "not rejected"
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and kept; 0: off
     drawn_twice: tuple[str, ...] = ()  # classes sampled twice per epoch: the non-blasts the blast test mistakes

@@ -1,6 +1,7 @@
-"""Canvas → network input, as every model sees it: the centred field, standardised with the card's
-mean/std; and the colour changes that augmentation and shift checks share: a stain-space (HED)
-adjustment and a Reinhard colour transfer."""
+"""Canvas → network input, as every model sees it: the centred field, its colours moved to the
+card's CIELAB reference when the card has one, standardised with the card's mean/std; and the
+colour changes that augmentation and shift checks share: a stain-space (HED) adjustment and a
+Reinhard colour transfer."""
 
 from __future__ import annotations
 
@@ -27,17 +28,26 @@ def normalise_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
     return torch.addcmul(-torch.tensor(mean).view(shape) / std, x.float(), 1 / (255 * std))
 
 
-class EvalTransform:
-    """Centre out_px² of the canvas (the 29 µm field) → normalised float tensor."""
+def network_input(x: torch.Tensor, mean, std, reference: tuple[float, ...] = ()) -> torch.Tensor:
+    """uint8 (or float [0, 1]) C×H×W or N×C×H×W → the network's input: with a `reference` (a
+    card's `colour_reference`), each image's colours standardised to it first (`standardise_colours`)."""
+    if x.dtype == torch.uint8 and not reference:
+        return normalise_uint8(x, mean, std)
+    x = x.float() / 255 if x.dtype == torch.uint8 else x
+    return normalise(standardise_colours(x, reference) if reference else x, mean, std)
 
-    def __init__(self, out_px: int, mean, std):
-        self.out_px, self.mean, self.std = out_px, mean, std
+
+class EvalTransform:
+    """Centre out_px² of the canvas (the 29 µm field) → the network's input (`network_input`)."""
+
+    def __init__(self, out_px: int, mean, std, reference: tuple[float, ...] = ()):
+        self.out_px, self.mean, self.std, self.reference = out_px, mean, std, reference
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         h, w = canvas.shape[:2]
         y0, x0 = (h - self.out_px) // 2, (w - self.out_px) // 2
         x = torch.from_numpy(np.array(canvas[y0 : y0 + self.out_px, x0 : x0 + self.out_px]))  # copy: cache may be read-only
-        return normalise_uint8(x.permute(2, 0, 1), self.mean, self.std)
+        return network_input(x.permute(2, 0, 1), self.mean, self.std, self.reference)
 
 
 def hed_adjust(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -64,3 +74,38 @@ def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.n
     lab = color.rgb2lab(rgb)
     mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
     return np.clip(color.lab2rgb((lab - mean) / std * target_std + target_mean), 0, 1).astype(np.float32)
+
+
+# sRGB (D65) ↔ CIE XYZ, and the D65 white point: skimage.color's constants, as torch tensors.
+_XYZ_FROM_RGB = torch.tensor([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+_RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
+_WHITE = torch.tensor([0.95047, 1.0, 1.08883])
+
+
+def rgb_to_lab(x: torch.Tensor) -> torch.Tensor:
+    """Float [0, 1] sRGB …×3×H×W → CIELAB (L in [0, 100]), as `skimage.color.rgb2lab`, batched."""
+    lin = torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    t = torch.einsum("ij,...jhw->...ihw", _XYZ_FROM_RGB / _WHITE[:, None], lin)
+    f = torch.where(t > 0.008856, t.clamp(min=0.008856) ** (1 / 3), 7.787 * t + 16 / 116)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], -3)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """CIELAB …×3×H×W → sRGB in [0, 1], as `skimage.color.lab2rgb` (out-of-gamut values clipped)."""
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16) / 116
+    f = torch.stack([fy + a / 500, fy, (fy - b / 200).clamp(min=0)], -3)
+    t = torch.where(f > 0.2068966, f**3, (f - 16 / 116) / 7.787) * _WHITE[:, None, None]
+    lin = torch.einsum("ij,...jhw->...ihw", _RGB_FROM_XYZ, t).clamp(min=0)
+    return torch.where(lin > 0.0031308, 1.055 * lin.clamp(min=0.0031308) ** (1 / 2.4) - 0.055, 12.92 * lin).clamp(0, 1)
+
+
+def standardise_colours(x: torch.Tensor, reference: tuple[float, ...]) -> torch.Tensor:
+    """Float [0, 1] …×3×H×W → each image's CIELAB channels moved to `reference` (3 means, then 3
+    stds): a Reinhard transfer to one fixed colour standard, so that a lab's or scanner's colour
+    cast never reaches the network (every blast here comes from one lab)."""
+    lab = rgb_to_lab(x)
+    mean, std = lab.mean((-2, -1), keepdim=True), lab.std((-2, -1), correction=0, keepdim=True) + 1e-6
+    target = torch.as_tensor(reference, dtype=lab.dtype).view(2, 3, 1, 1)
+    return lab_to_rgb((lab - mean) / std * target[1] + target[0])

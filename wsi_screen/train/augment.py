@@ -16,16 +16,17 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ..config import TrainConfig
-from ..preprocess import EvalTransform, hed_adjust, lab_moments, normalise, reinhard_transfer
+from ..preprocess import EvalTransform, hed_adjust, lab_moments, network_input, reinhard_transfer
 
 
 class TrainTransform(EvalTransform):
-    def __init__(self, out_px: int, mean, std, cfg: TrainConfig, bank: np.ndarray | None = None):
+    def __init__(self, out_px: int, mean, std, cfg: TrainConfig, bank: np.ndarray | None = None, reference: tuple[float, ...] = ()):
         """`bank`: N×2×3 CIELAB means and stds of training leukocyte fields (`colour_bank`), which
-        `cfg.stain_mix` > 0 draws from."""
+        `cfg.stain_mix` > 0 draws from; `reference`: the card's colour standard, applied last, as
+        at test time."""
         if cfg.stain_mix and (bank is None or not len(bank)):
             raise ValueError("train.stain_mix needs a colour bank of training fields")
-        super().__init__(out_px, mean, std)
+        super().__init__(out_px, mean, std, reference)
         self.cfg, self.bank = cfg, bank
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
@@ -46,7 +47,7 @@ class TrainTransform(EvalTransform):
         x = x.clamp(0, 1)
         if torch.rand(()) < c.jpeg_prob:
             x = TF.jpeg((x * 255).round().to(torch.uint8), int(torch.randint(40, 96, ()))).float() / 255
-        return normalise(x, self.mean, self.std)
+        return network_input(x, self.mean, self.std, self.reference)
 
     def _geometry(self, x: torch.Tensor) -> torch.Tensor:
         c, canvas = self.cfg, x.shape[-1]

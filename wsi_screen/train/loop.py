@@ -4,6 +4,7 @@ one, then temperature scaling on the validation split and predictions for the te
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -77,9 +78,12 @@ def fit(
     cache = build_cache(CellDataset(table, codes + unknown, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
     leukocytes = (i for i in train_idx if table["label"].iat[i] in card.class_codes)  # the bank draws training leukocytes only
-    bank = colour_bank((cache[i] for i in leukocytes), card.input_px) if cfg.stain_mix else None
-    train_set = CellDataset(table, codes + unknown, TrainTransform(card.input_px, card.mean, card.std, cfg, bank), *args, cache=cache)
-    eval_set = CellDataset(table, codes + unknown, EvalTransform(card.input_px, card.mean, card.std), *args, cache=cache)
+    bank = colour_bank((cache[i] for i in leukocytes), card.input_px) if cfg.stain_mix or cfg.standardise_colours else None
+    if cfg.standardise_colours:  # the training leukocytes' mean colour statistics: the standard every input is moved to
+        card = dataclasses.replace(card, colour_reference=tuple(float(v) for v in bank.mean(0).ravel()))
+    ref = card.colour_reference
+    train_set = CellDataset(table, codes + unknown, TrainTransform(card.input_px, card.mean, card.std, cfg, bank, ref), *args, cache=cache)
+    eval_set = CellDataset(table, codes + unknown, EvalTransform(card.input_px, card.mean, card.std, ref), *args, cache=cache)
     sources = table["source"].astype(str).to_numpy()
     if cfg.context_prob:
         train_set = _on_other_backgrounds(train_set, table, sources, train_idx, card, Path(cache_dir or run_dir) / f"alpha_{key}.npy", cfg)

@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..classes import BLAST, blast_called
 from ..classify import classify_files
 from ..metrics import screening_test
-from ..preprocess import hed_adjust, lab_moments, normalise, reinhard_transfer
+from ..preprocess import hed_adjust, lab_moments, network_input, reinhard_transfer
 from ..registry import ModelCard
 
 
@@ -66,7 +66,7 @@ class ShiftedEval:
         if s.blur_sigma_px:
             k = 2 * math.ceil(3 * s.blur_sigma_px) + 1
             x = TF.gaussian_blur(x, [k, k], [s.blur_sigma_px])
-        return normalise(x.clamp(0, 1), self.card.mean, self.card.std)
+        return network_input(x.clamp(0, 1), self.card.mean, self.card.std, self.card.colour_reference)
 
 
 def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, batch_size: int = 64) -> dict:
@@ -100,7 +100,7 @@ class StainTransfer:
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(reinhard_transfer(canvas, *self.target)).permute(2, 0, 1)
-        return normalise(x, self.card.mean, self.card.std)
+        return network_input(x, self.card.mean, self.card.std, self.card.colour_reference)
 
 
 def lab_statistics(files: list[str], mpp: list[float], card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
