@@ -22,6 +22,14 @@ def test_reproduces_the_paper(annotations_dat):
     assert (second["n_images"], second["n_unc_excluded"]) == (1697, 208)
 
 
+def test_blast_calls_by_class_add_up_to_the_blast_tests_false_positives(annotations_dat):
+    for r in human_agreement(annotations_dat).values():
+        test, by_class = r["blast_test"], r["blast_calls_by_class"]
+        assert not {"MYO", "MOB"} & set(by_class) and sum(v["n"] for v in by_class.values()) == test["n_negative"]
+        false_calls = sum(v["called_blast"] for v in by_class.values())
+        assert false_calls == round(test["n_negative"] * (1 - test["specificity"])) and false_calls > 0
+
+
 def test_figures_move_when_the_file_changes(annotations_dat, tmp_path):
     lines = annotations_dat.read_text().splitlines()
     # the first re-annotator now calls every re-annotated myeloblast a segmented neutrophil
@@ -53,3 +61,7 @@ def test_tiny_file(tmp_path):
     assert r["reann1"]["n_images"] == 3 and r["reann1"]["blast_test"]["sensitivity"] == 0.5
     assert r["reann2"]["n_images"] == 2 and r["reann2"]["n_unc_excluded"] == 1
     assert r["reann2"]["blast_test"]["sensitivity"] == 1.0 and r["reann2"]["kappa"] < 1
+    assert r["reann1"]["blast_calls_by_class"] == {"NGS": {"n": 1, "called_blast": 0}}
+    path.write_text("MON/MON_0001.tiff MON MOB MON\nMON/MON_0002.tiff MON MON MON\nPMO/PMO_0001.tiff PMO MYO MYO\n")
+    by_class = human_agreement(path)["reann1"]["blast_calls_by_class"]
+    assert by_class == {"MON": {"n": 2, "called_blast": 1}, "PMO": {"n": 1, "called_blast": 1}}

@@ -90,3 +90,28 @@ def test_blast_rivals_count_the_misranked_pairs_each_class_makes():
     assert table["auc_against"].tolist() == pytest.approx([0.75, 0.75])
     assert table.loc["PMO", "share_of_misranked"] == pytest.approx(2 / 3)
     assert table["called_blast"].tolist() == [1, 0]
+
+
+def test_false_positive_rate_at_a_readers_sensitivity():
+    """Blasts at 0.9, 0.7, 0.5, 0.3: keeping 3 of 4 (75 %) puts the threshold at 0.5, above which
+    2 of the 4 non-blasts score; keeping all 4 puts it at 0.3 (3 of 4)."""
+    from wsi_screen.metrics import false_positive_rate_at
+
+    truth = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    score = np.array([0.9, 0.7, 0.5, 0.3, 0.8, 0.5, 0.4, 0.1])
+    assert false_positive_rate_at(truth, score, 0.75) == 0.5
+    assert false_positive_rate_at(truth, score, 0.74) == 0.5  # 2.96 blasts: the third still counts
+    assert false_positive_rate_at(truth, score, 1.0) == 0.75
+    assert false_positive_rate_at(truth, score, 0.25) == 0.0
+    assert np.isnan(false_positive_rate_at(truth[:4], score[:4], 0.9))
+
+
+def test_a_re_annotators_rates_on_another_mix_of_cells():
+    """Rates MON 1 of 4, PMO 1 of 2 (too few to use at 3), LYT 0 of 10: on 40 monocytes and 60
+    lymphocytes (and 10 promyelocytes left out) the re-annotator would call 10 of 100 blasts."""
+    from wsi_screen.agreement import expected_blast_calls
+
+    by_class = {"MON": {"n": 4, "called_blast": 1}, "PMO": {"n": 2, "called_blast": 1}, "LYT": {"n": 10, "called_blast": 0}}
+    rate, classes = expected_blast_calls(by_class, {"MON": 40, "LYT": 60, "PMO": 10})
+    assert rate == pytest.approx(0.1) and classes == ["LYT", "MON"]
+    assert expected_blast_calls(by_class, {"PMO": 10, "KSC": 5})[1] == []

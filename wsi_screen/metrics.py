@@ -60,6 +60,17 @@ def screening_test(truth: np.ndarray, score: np.ndarray, threshold: float = 0.5)
     }
 
 
+def false_positive_rate_at(truth: np.ndarray, score: np.ndarray, sensitivity: float) -> float:
+    """Share of negatives scoring at or above the highest threshold that keeps `sensitivity` of the
+    positives: a ranking compared with a hard-call reader (a re-annotator) at that reader's sensitivity."""
+    truth = truth.astype(bool)
+    ranked = np.sort(score[truth])[::-1]
+    if not len(ranked) or not (~truth).any():
+        return math.nan
+    threshold = ranked[max(math.ceil(sensitivity * len(ranked)), 1) - 1]
+    return float((score[~truth] >= threshold).mean())
+
+
 def summarise(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:
     """Every number for one set of predictions: labels are class codes (leukocytes only), probs N×15."""
     codes = np.array(CLASS_CODES)
