@@ -60,20 +60,20 @@ def hed_adjust(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> tor
 
 def lab_moments(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel CIELAB mean and std of an RGB image (uint8, or float in [0, 1])."""
-    from skimage import color
-
-    lab = color.rgb2lab(rgb).reshape(-1, 3)
-    return lab.mean(0), lab.std(0)
+    lab = rgb_to_lab(_as_float_chw(rgb)).flatten(1).double()
+    return lab.mean(1).numpy(), lab.std(1, correction=0).numpy()
 
 
 def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray) -> np.ndarray:
     """Reinhard et al. (2001): an RGB image's CIELAB channels moved to a target mean and std, so its
     colours are another lab's (or another image's) while its own contrasts stay; float32 in [0, 1]."""
-    from skimage import color
+    moved = standardise_colours(_as_float_chw(rgb), tuple(np.concatenate([target_mean, target_std]).tolist()))
+    return moved.permute(1, 2, 0).numpy()
 
-    lab = color.rgb2lab(rgb)
-    mean, std = lab.reshape(-1, 3).mean(0), lab.reshape(-1, 3).std(0) + 1e-6
-    return np.clip(color.lab2rgb((lab - mean) / std * target_std + target_mean), 0, 1).astype(np.float32)
+
+def _as_float_chw(rgb: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)
+    return x.float() / 255 if x.dtype == torch.uint8 else x.float()
 
 
 # sRGB (D65) ↔ CIE XYZ, and the D65 white point: skimage.color's constants, as torch tensors.
