@@ -105,8 +105,13 @@ def test_torch_cielab_is_skimages_and_the_colour_standard_reaches_its_reference(
     for image in moved:
         mean, std = lab_moments(image.permute(1, 2, 0).numpy())
         assert np.allclose(mean, reference[:3], atol=0.5) and np.allclose(std, reference[3:], atol=0.5)
-    skimage_way = reinhard_transfer(pale, np.array(reference[:3]), np.array(reference[3:]))
+    lab_sk = color.rgb2lab(pale)
+    mean, std = lab_sk.reshape(-1, 3).mean(0), lab_sk.reshape(-1, 3).std(0)
+    skimage_way = np.clip(color.lab2rgb((lab_sk - mean) / std * reference[3:] + reference[:3]), 0, 1)
     assert np.abs(moved[0].permute(1, 2, 0).numpy() - skimage_way).max() < 1e-3
+    assert np.abs(reinhard_transfer(pale, np.array(reference[:3]), np.array(reference[3:])) - skimage_way).max() < 1e-3
+    glass = torch.full((3, 64, 64), 0.97) + 0.002 * torch.rand(3, 64, 64)  # bare glass: its sensor noise stays noise
+    assert lab_moments(standardise_colours(glass, reference).permute(1, 2, 0).numpy())[1].max() < 1
 
 
 def test_stain_mix_gives_a_field_the_colours_of_the_bank():

@@ -106,6 +106,7 @@ def standardise_colours(x: torch.Tensor, reference: tuple[float, ...]) -> torch.
     stds): a Reinhard transfer to one fixed colour standard, so that a lab's or scanner's colour
     cast never reaches the network (every blast here comes from one lab)."""
     lab = rgb_to_lab(x)
-    mean, std = lab.mean((-2, -1), keepdim=True), lab.std((-2, -1), correction=0, keepdim=True) + 1e-6
+    # a spread floor of 1 CIELAB unit: a near-flat field (bare glass) is not stretched into noise
+    mean, std = lab.mean((-2, -1), keepdim=True), lab.std((-2, -1), correction=0, keepdim=True).clamp(min=1.0)
     target = torch.as_tensor(reference, dtype=lab.dtype).view(2, 3, 1, 1)
     return lab_to_rgb((lab - mean) / std * target[1] + target[0])
