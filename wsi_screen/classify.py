@@ -130,7 +130,7 @@ def classify_files(
     model.to(device)
     paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]
     table = pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
-    transform = transform or EvalTransform(card.input_px, card.mean, card.std, card.colour_reference)
+    transform = transform or EvalTransform.for_card(card)
     data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
 from .classes import ATYPICAL, BLAST, CLASS_CODES, member_probability
 
@@ -64,11 +64,10 @@ def false_positive_rate_at(truth: np.ndarray, score: np.ndarray, sensitivity: fl
     """Share of negatives scoring at or above the highest threshold that keeps `sensitivity` of the
     positives: a ranking compared with a hard-call reader (a re-annotator) at that reader's sensitivity."""
     truth = truth.astype(bool)
-    ranked = np.sort(score[truth])[::-1]
-    if not len(ranked) or not (~truth).any():
+    if truth.all() or not truth.any():
         return math.nan
-    threshold = ranked[max(math.ceil(sensitivity * len(ranked)), 1) - 1]
-    return float((score[~truth] >= threshold).mean())
+    fpr, tpr, _ = roc_curve(truth, score, drop_intermediate=False)
+    return float(fpr[np.searchsorted(tpr, sensitivity - 1e-12)])  # the first threshold reaching it
 
 
 def summarise(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict:

@@ -43,6 +43,11 @@ class EvalTransform:
     def __init__(self, out_px: int, mean, std, reference: tuple[float, ...] = ()):
         self.out_px, self.mean, self.std, self.reference = out_px, mean, std, reference
 
+    @classmethod
+    def for_card(cls, card) -> "EvalTransform":
+        """The input a classifier card describes: its size, normalisation and colour standard."""
+        return cls(card.input_px, card.mean, card.std, card.colour_reference)
+
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         h, w = canvas.shape[:2]
         y0, x0 = (h - self.out_px) // 2, (w - self.out_px) // 2

@@ -56,7 +56,7 @@ def patch_saliency(model: nn.Module, card: ModelCard, patches: np.ndarray, batch
 def save_saliency(model: nn.Module, card: ModelCard, image_path: str | Path, out_dir: str | Path, input_mpp: float | None = None) -> Path:
     """A PNG, side by side: the model's view of the 29 µm field and its saliency overlay."""
     canvas = load_canvas(image_path, np.nan if input_mpp is None else input_mpp, card.mpp, card.input_px, card.field_um)
-    smap, k = saliency_map(model, EvalTransform(card.input_px, card.mean, card.std, card.colour_reference)(canvas))
+    smap, k = saliency_map(model, EvalTransform.for_card(card)(canvas))
     fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
     axes[0].imshow(canvas)
     axes[1].imshow(canvas)

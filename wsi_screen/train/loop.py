@@ -81,9 +81,9 @@ def fit(
     bank = colour_bank((cache[i] for i in leukocytes), card.input_px) if cfg.stain_mix or cfg.standardise_colours else None
     if cfg.standardise_colours:  # the training leukocytes' mean colour statistics: the standard every input is moved to
         card = dataclasses.replace(card, colour_reference=tuple(float(v) for v in bank.mean(0).ravel()))
-    ref = card.colour_reference
-    train_set = CellDataset(table, codes + unknown, TrainTransform(card.input_px, card.mean, card.std, cfg, bank, ref), *args, cache=cache)
-    eval_set = CellDataset(table, codes + unknown, EvalTransform(card.input_px, card.mean, card.std, ref), *args, cache=cache)
+    augmented = TrainTransform(card.input_px, card.mean, card.std, cfg, bank, card.colour_reference)
+    train_set = CellDataset(table, codes + unknown, augmented, *args, cache=cache)
+    eval_set = CellDataset(table, codes + unknown, EvalTransform.for_card(card), *args, cache=cache)
     sources = table["source"].astype(str).to_numpy()
     if cfg.context_prob:
         train_set = _on_other_backgrounds(train_set, table, sources, train_idx, card, Path(cache_dir or run_dir) / f"alpha_{key}.npy", cfg)
