@@ -3,7 +3,7 @@ generated slides, each slide screened by `wsi-screen screen --aoi full`, and eve
 slide call (`cell_agreement.slide_calls`) is set beside the same crop file classified by
 `classify_files` at the crops' true scale, with the same model. One figure per generator and
 slide µm/px; written to docs/slide_agreement.json and .md. Slides are monolayer only (no thick
-end or glass to screen for nothing), `--cells-per-slide` cells on each.
+end or glass to screen for nothing), one specimen's cells on each (at most `--cells-per-slide`).
 
     PYTHONPATH=$PWD python pipelines/slide_agreement.py [--data-dir ../shared/data] [--work /tmp/agreement]
         [--classifier runs/r10/export/classifier.pt --out /tmp/r10_agreement.json]   # a candidate, not shipped
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import pandas as pd
 import yaml
 from doc_tables import slide_agreement_page as markdown  # pipelines/ is on sys.path when run as a script
 from shapely.geometry import Polygon, shape
@@ -63,14 +64,25 @@ def slide_size(per_slide: int, mpp: float) -> tuple[int, int]:
     return round(4 * side_um / mpp), round(3 * side_um / mpp)
 
 
+def specimen_slides(locked: pd.DataFrame, per_slide: int) -> list[list[tuple[str, str]]]:
+    """(file, code) of each slide's cells: one specimen's to a slide (a DeepAPL patient; PBC's
+    donors, which have no ids, as one), at most `per_slide` each. A real slide is one patient's
+    blood in one lab's stain; the faithful generator takes its red cells from these cells' crops."""
+    specimen = locked["patient"].fillna("").where(locked["patient"].fillna("") != "", locked["source"])
+    slides = []
+    for _, group in locked.groupby(specimen, sort=True):
+        cells = list(zip(group["file"], group["class"]))
+        slides += [cells[i : i + per_slide] for i in range(0, len(cells), per_slide)]
+    return slides
+
+
 def run_condition(
-    cells, generator: str, mpp: float, per_slide: int, data_dir: Path, work: Path, seed: int, config: Path
+    slides: list[list[tuple[str, str]]], generator: str, mpp: float, data_dir: Path, work: Path, seed: int, config: Path
 ) -> dict[str, str | None]:
     """Slide call per placed cell (keyed by its crop file) for one generator and µm/px."""
-    width, height = slide_size(per_slide, mpp)
     calls: dict[str, str | None] = {}
-    for k, start in enumerate(range(0, len(cells), per_slide)):
-        chunk = cells[start : start + per_slide]
+    for k, chunk in enumerate(slides):
+        width, height = slide_size(len(chunk), mpp)
         slide = make_slide(
             work / f"{generator}_{mpp}_{k}.tiff",
             width=width,
@@ -120,6 +132,7 @@ def main(
     locked = read_locked()
     locked = locked[locked["class"].isin(CLASS_CODES)].sample(frac=1.0, random_state=seed)[:limit]
     cells = list(zip(locked["file"], locked["class"]))
+    slides = specimen_slides(locked, cells_per_slide)
     model, card = load_model(classifier)
     weights = (classifier or DEFAULT_WEIGHTS).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -140,12 +153,13 @@ def main(
         + (", 8 views averaged" if tta else ""),
         "crop_mpp": CROP_MPP,
         "cells_per_slide": cells_per_slide,
+        "slides": f"{len(slides)}, one specimen each",
         "seed": seed,
     }
     for generator in generators:
         for mpp in mpps:
             t0 = time.time()
-            calls = run_condition(cells, generator, mpp, cells_per_slide, data_dir, work, seed, config)
+            calls = run_condition(slides, generator, mpp, data_dir, work, seed, config)
             files = [f for f, _ in cells if f in calls]
             r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
             done = {"generator": generator, "mpp": mpp, **r, "not_placed": len(cells) - len(files), "seconds": round(time.time() - t0)}
@@ -164,9 +178,8 @@ def _earlier_conditions(out: Path, result: dict) -> list[dict]:
     if not out.exists():
         return []
     earlier = json.loads(out.read_text())
-    same = all(
-        earlier.get(k) == result[k] for k in ("n_locked_cells", "locked_list_sha256", "model", "crop_mpp", "cells_per_slide", "seed")
-    )
+    keys = ("n_locked_cells", "locked_list_sha256", "model", "crop_mpp", "cells_per_slide", "slides", "seed")
+    same = all(earlier.get(k) == result[k] for k in keys)
     return earlier["conditions"] if same else []
 
 

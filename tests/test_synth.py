@@ -145,6 +145,55 @@ def test_faithful_cells_bring_nothing_of_their_crop_past_2_um(data_dir, mpp):
         assert changed[masks].mean() > 0.95
 
 
+def _faithful_field(data_dir, pattern: str, mpp: float = 0.1):
+    """A faithful monolayer of the first eight crops matching `pattern`, with each pixel's distance
+    (µm) outside the placed cells' masks and the slide's optical density."""
+    from wsi_screen.synth_cells import _od_of
+
+    files = sorted((data_dir / "cells").glob(pattern))[:8]
+    s = compose(
+        rng=np.random.default_rng(3),
+        width=round(200 / mpp),
+        height=round(150 / mpp),
+        mpp=mpp,
+        crops=[(f, f.parent.name) for f in files],
+        zones=(0.0, 1.0, 0.0),
+        data_dir=data_dir,
+    )
+    masks = np.zeros(s.rgb.shape[:2], bool)
+    for c in s.cells:
+        xy = np.array(c.polygon) - 0.5
+        masks[fill_polygon(xy[:, 1], xy[:, 0], masks.shape)] = True
+    return files, ndi.distance_transform_edt(~masks) * mpp, _od_of(s.rgb)
+
+
+def test_faithful_red_cells_lie_against_the_leukocytes(data_dir):
+    """In a monolayer red cells touch the leukocytes, as in the crops (about 0.4 of the ring 2–5 µm
+    outside the cell is red cell there); a ring of bare glass (0.13 before 2026-12-06) would show
+    the classifier a field no crop shows."""
+    _, outside_um, od = _faithful_field(data_dir, "NGS/pbc_*.jpg")
+    stained = od.sum(-1) > 0.25
+    assert stained[(outside_um > 2) & (outside_um <= 5)].mean() > 0.3
+
+
+def test_faithful_red_cells_take_the_stain_of_the_leukocytes_crops(data_dir):
+    """DeepAPL's red cells are stained denser and bluer than PBC's; a faithful slide's red cells take
+    the mean optical density of its own crops' red cells, so no DeepAPL cell sits among PBC's."""
+    from PIL import Image
+
+    from wsi_screen.synth_cells import _od_of, _red_cell_pixels, _segment, red_cell_od
+
+    seen = {}
+    for pattern in ("MYO/deepapl_*.jpg", "NGS/pbc_*.jpg"):
+        files, outside_um, od = _faithful_field(data_dir, pattern)
+        on_slide = od[_red_cell_pixels(od) & (outside_um > 3)].mean(0)
+        crops = [_od_of(np.asarray(Image.open(f).convert("RGB"))) for f in files]
+        in_crops = np.median([v for o in crops if (c := _segment(o)) is not None and (v := red_cell_od(o, c)) is not None], axis=0)
+        np.testing.assert_allclose(on_slide, in_crops, rtol=0.05)
+        seen[pattern] = on_slide
+    assert seen["MYO/deepapl_*.jpg"][2] > 1.4 * seen["NGS/pbc_*.jpg"][2]
+
+
 def _cells_od(centres_um: list[tuple[float, float, float]], size_px: int = 360) -> tuple[np.ndarray, np.ndarray]:
     """Crop-scale OD image and mask of round cells (x, y, radius in µm), each with a nucleus of half
     its radius: what `synth_cells` sees in a crop."""

@@ -5,8 +5,9 @@ by side; leukocytes go here), feathered edge (sparse), empty glass. Cells are re
 cells, PBC/DeepAPL leukocytes) when `data_dir` is given, drawn otherwise, so tests can always
 build their own fixtures. Placement is random, so cells straddle arbitrary tile seams. Real
 leukocytes are "faithful" (the default: each keeps its own rim, stain and 2 µm of its own plasma on
-glass of the crops' own colour) or "pasted" (cut along the outline onto a fixed glass colour); see
-`synth_cells`."""
+glass of the crops' own colour, among red cells in its crops' red-cell stain) or "pasted" (cut
+along the outline onto a fixed glass colour); see `synth_cells`. In the monolayer red cells lie
+against the leukocytes and up to 2 µm under their edge, as in the crops."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import tifffile
 from PIL import Image
+from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 from shapely.geometry import Polygon, box
 
 from .classes import CLASS_COLORS, class_index
 from .detect import longest_contour
 from .export.geojson import feature, write_features
-from .synth_cells import RBC_UM, Sprite, cut_leukocyte, drawn_leukocyte, drawn_rbc, real_leukocytes, real_rbcs
+from .synth_cells import RBC_UM, Sprite, cut_leukocyte, drawn_leukocyte, drawn_rbc, in_stain, real_leukocytes, real_rbcs
 
 GLASS_RGB = np.array([242.0, 232.0, 220.0], np.float32)  # drawn and pasted cells; faithful ones use their crops' glass
 GENERATORS = ("faithful", "pasted")
@@ -35,6 +37,7 @@ NORMAL_MIX = {"NGS": 0.55, "LYT": 0.30, "MON": 0.07, "EOS": 0.04, "NGB": 0.03, "
 MONOLAYER = "Monolayer"
 MONOLAYER_COLOR = (0, 160, 0)
 LEUKOCYTE_GAP_UM = 2.0
+RBC_TUCK_UM = 2.0  # how far a red cell may reach under a leukocyte's edge, as they lie in a monolayer
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ def compose(
     else:
         leukocytes = _leukocyte_sprites(codes, mpp, sources, data_dir, only_files, faithful, rng)
     rbcs = real_rbcs(Path(data_dir) / "detection" / "txl_pbc", mpp, rng) if data_dir else [drawn_rbc(mpp, rng) for _ in range(60)]
+    own_stain = [s.red_cell_od for s in leukocytes if s.red_cell_od is not None]
+    if own_stain:
+        rbcs = in_stain(rbcs, np.median(own_stain, axis=0))
     own = [s.glass for s in leukocytes if s.glass is not None]
     glass = np.median(own, axis=0).astype(np.float32) if own else GLASS_RGB
     od = np.zeros((height, width, 3), np.float32)
@@ -214,11 +220,13 @@ def _apportion(mix: dict[str, float], n: int, rng: np.random.Generator) -> list[
 
 
 def _zone_curves(width: int, height: int, zones: tuple[float, float, float], rng: np.random.Generator) -> list:
-    """The three zone boundaries x = f(y): gently wavy, as a real smear's are."""
+    """The three zone boundaries x = f(y): gently wavy, as a real smear's are, except where one lies
+    on the slide's edge (a zone of no width stays empty, not a sliver)."""
     edges = np.cumsum(zones) * width
     curves = []
     for edge in edges:
-        amp, freq, phase = 0.02 * width, rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
+        freq, phase = rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)
+        amp = 0.02 * width if 0 < edge < width else 0.0
         curves.append(lambda y, e=edge, a=amp, f=freq, p=phase: e + a * np.sin(2 * np.pi * f * np.asarray(y) / height + p))
     return curves
 
@@ -286,12 +294,10 @@ def _place_leukocytes(sprites, curves, width, height, mpp, rng) -> list[tuple[Sp
 
 def _scatter_rbcs(od, sprites, curves, placed, mpp, rng) -> None:
     """Red cells at each zone's coverage: overlapping in the thick end (random), non-overlapping
-    elsewhere (random sequential addition), clear of the leukocytes."""
+    elsewhere (random sequential addition), none reaching more than RBC_TUCK_UM under a leukocyte."""
     height, width = od.shape[:2]
     r = RBC_UM / 2 / mpp
     area = np.pi * r * r
-    centres = [(x0 + s.alpha.shape[1] / 2, y0 + s.alpha.shape[0] / 2) for s, x0, y0 in placed]
-    radii = np.array([max(s.alpha.shape) / 2 for s, _, _ in placed])
     for zone, coverage in RBC_COVERAGE.items():
         ys = np.arange(height) + 0.5
         inner = np.clip(curves[zone - 1](ys), 0, width) if zone else np.zeros(height)
@@ -301,12 +307,28 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng) -> None:
         n_cand = int(n_target * (1.5 if zone == THICK else 6) * right * height / max(float(np.sum(outer - inner)), 1.0))
         xy = rng.uniform((0, 0), (right, height), size=(n_cand, 2))
         xy = xy[_zone(curves, xy[:, 0], xy[:, 1]) == zone]
-        if centres:
-            dist, nearest = cKDTree(centres).query(xy)
-            xy = xy[dist > radii[nearest] + 0.8 * r]
+        xy = xy[_clear_of(placed, xy, r - RBC_TUCK_UM / mpp)]
         xy = xy[:n_target] if zone == THICK else _sequential(xy, 1.9 * r, n_target)
         for x, y in xy:
             _stamp(od, _orient(sprites[rng.integers(len(sprites))], rng), x, y)
+
+
+def _clear_of(placed, xy: np.ndarray, min_px: float) -> np.ndarray:
+    """Which candidate centres lie at least `min_px` from every placed leukocyte's mask."""
+    keep = np.ones(len(xy), bool)
+    if not placed or not len(xy):
+        return keep
+    pad = int(np.ceil(min_px)) + 1
+    tree = cKDTree(xy)
+    for sprite, x0, y0 in placed:
+        dist = ndi.distance_transform_edt(~np.pad(sprite.mask, pad))
+        h, w = dist.shape
+        near = np.array(tree.query_ball_point((x0 - pad + w / 2, y0 - pad + h / 2), np.hypot(w, h) / 2), int)
+        cols, rows = (xy[near] - (x0 - pad, y0 - pad)).astype(int).T
+        inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
+        near, cols, rows = near[inside], cols[inside], rows[inside]
+        keep[near[dist[rows, cols] < min_px]] = False
+    return keep
 
 
 def _sequential(xy: np.ndarray, d_min: float, n_max: int) -> np.ndarray:

@@ -6,7 +6,9 @@ A real leukocyte comes two ways. "pasted": cut along its segmented outline with 
 edge. "faithful": the whole crop around the cell, opaque to 0.5 µm outside the outline (the
 cytoplasm rim a segmentation misses), fading out linearly to nothing at 1.75 µm, so the cell keeps
 its own rim and plasma while no pixel beyond 2 µm of its recorded outline (traced from the mask to
-within a pixel, 0.25 µm at the coarsest slides) comes from its crop."""
+within a pixel, 0.25 µm at the coarsest slides) comes from its crop. A faithful crop also
+gives its red cells' mean optical density, to which the slide's red cells are scaled: labs stain
+red cells differently (DeepAPL's about 1.6× as dense as PBC's)."""
 
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ class Sprite:
     source: str = "drawn"
     cell: np.ndarray | None = None  # H×W bool, the cell's own mask where alpha extends past it
     glass: tuple[float, float, float] | None = None  # RGB of the crop's own glass (its OD's zero)
+    red_cell_od: tuple[float, float, float] | None = None  # mean OD of the crop's red cells (faithful leukocytes)
 
     @property
     def mask(self) -> np.ndarray:
@@ -179,10 +182,31 @@ def cut_leukocyte(path: Path, code: str, mpp: float, faithful: bool = False) -> 
         return Sprite(*_resized(od[sl], _soft(cell[sl], 0.3 / CROP_MPP), CROP_MPP / mpp), code=code, source=source)
     pad = int(np.ceil(MARGIN_UM / CROP_MPP)) + 2  # reflect where the margin runs past the crop's edge
     sl = (slice(r0, r1 + 2 * pad), slice(c0, c1 + 2 * pad))
+    red_od = red_cell_od(od, cell)
     od = np.pad(od, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")[sl]
     od, inside = _resized(od, np.pad(cell, pad)[sl].astype(np.float32), CROP_MPP / mpp)
     inside = inside > 0.5
-    return Sprite(od, faithful_alpha(inside, mpp), code, source, inside, tuple(float(g) for g in _glass(rgb)))
+    return Sprite(od, faithful_alpha(inside, mpp), code, source, inside, tuple(float(g) for g in _glass(rgb)), red_od)
+
+
+def _red_cell_pixels(od: np.ndarray) -> np.ndarray:
+    """Stained pixels that absorb green more than red, as red cells do (nuclei and platelets absorb red)."""
+    return (od.sum(-1) > 0.15) & (od[..., 0] < od[..., 1])
+
+
+def red_cell_od(od: np.ndarray, cell: np.ndarray) -> tuple[float, float, float] | None:
+    """Mean OD of a crop's red cells (its stained foreground 1 µm or more from the leukocyte `cell`,
+    less red-absorbing pixels: another leukocyte's nucleus, platelets); None when it shows none."""
+    fg = _red_cell_pixels(od) & (ndi.distance_transform_edt(~cell) * CROP_MPP >= 1.0)
+    return tuple(float(v) for v in od[fg].mean(0)) if fg.sum() * CROP_MPP**2 >= RBC_UM**2 else None
+
+
+def in_stain(red_cells: list[Sprite], target: np.ndarray) -> list[Sprite]:
+    """Red cells with their OD scaled per channel so their mean is `target` (Beer–Lambert: stain
+    density scales OD): a slide's red cells in its leukocytes' own stain."""
+    mean = np.concatenate([r.od[(r.alpha > 0.5) & _red_cell_pixels(r.od)] for r in red_cells]).mean(0)
+    gain = (np.asarray(target) / mean).astype(np.float32)
+    return [Sprite(r.od * gain, r.alpha) for r in red_cells]
 
 
 def faithful_alpha(inside: np.ndarray, mpp: float) -> np.ndarray:
