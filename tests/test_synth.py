@@ -145,6 +145,21 @@ def test_faithful_cells_bring_nothing_of_their_crop_past_2_um(data_dir, mpp):
         assert changed[masks].mean() > 0.95
 
 
+def test_red_cells_may_reach_a_set_distance_under_a_real_leukocyte():
+    """`_clear_of` keeps a red cell's centre only where it lies at least the given distance from
+    every placed leukocyte's mask, wherever the leukocyte sits and whatever its shape."""
+    from wsi_screen.synth import _clear_of
+    from wsi_screen.synth_cells import Sprite
+
+    yy, xx = np.mgrid[:61, :61]
+    mask = np.hypot(yy - 30, xx - 30) <= 20  # a round cell of radius 20 px, centred in its 61 px sprite
+    sprite = Sprite(np.zeros((61, 61, 3), np.float32), mask.astype(np.float32), "LYT", "test", mask)
+    placed = [(sprite, 100, 200)]  # sprite's corner at (100, 200): the cell's centre at (130, 230)
+    xy = np.array([(130 + d, 230.5) for d in (10.5, 25.5, 30.5, 35.5, 60.5)] + [(500.0, 500.0)])
+    kept = _clear_of(placed, xy, 12.0)  # from the mask's edge (20 px from the centre): -9.5, 5.5, 10.5, 15.5, 40.5
+    assert kept.tolist() == [False, False, False, True, True, True]
+
+
 def _faithful_field(data_dir, pattern: str, mpp: float = 0.1):
     """A faithful monolayer of the first eight crops matching `pattern`, with each pixel's distance
     (µm) outside the placed cells' masks and the slide's optical density."""
