@@ -68,7 +68,8 @@ def specimen_slides(locked: pd.DataFrame, per_slide: int) -> list[list[tuple[str
     """(file, code) of each slide's cells: one specimen's to a slide (a DeepAPL patient; PBC's
     donors, which have no ids, as one), at most `per_slide` each. A real slide is one patient's
     blood in one lab's stain; the faithful generator takes its red cells from these cells' crops."""
-    specimen = locked["patient"].fillna("").where(locked["patient"].fillna("") != "", locked["source"])
+    patient = locked["patient"].fillna("")
+    specimen = patient.where(patient != "", locked["source"])
     slides = []
     for _, group in locked.groupby(specimen, sort=True):
         cells = list(zip(group["file"], group["class"]))

@@ -156,7 +156,7 @@ def test_red_cells_may_reach_a_set_distance_under_a_real_leukocyte():
     sprite = Sprite(np.zeros((61, 61, 3), np.float32), mask.astype(np.float32), "LYT", "test", mask)
     placed = [(sprite, 100, 200)]  # sprite's corner at (100, 200): the cell's centre at (130, 230)
     xy = np.array([(130 + d, 230.5) for d in (10.5, 25.5, 30.5, 35.5, 60.5)] + [(500.0, 500.0)])
-    kept = _clear_of(placed, xy, 12.0)  # from the mask's edge (20 px from the centre): -9.5, 5.5, 10.5, 15.5, 40.5
+    kept = _clear_of(placed, 12.0)(xy)  # from the mask's edge (20 px from the centre): -9.5, 5.5, 10.5, 15.5, 40.5
     assert kept.tolist() == [False, False, False, True, True, True]
 
 

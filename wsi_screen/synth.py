@@ -12,7 +12,7 @@ against real leukocytes and up to 2 µm under their edge, as in the crops."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,6 +300,7 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng, drawn: bool) -> None:
     height, width = od.shape[:2]
     r = RBC_UM / 2 / mpp
     area = np.pi * r * r
+    clear = _clear_of_sprites(placed, r) if drawn else _clear_of(placed, r - RBC_TUCK_UM / mpp)
     for zone, coverage in RBC_COVERAGE.items():
         ys = np.arange(height) + 0.5
         inner = np.clip(curves[zone - 1](ys), 0, width) if zone else np.zeros(height)
@@ -309,38 +310,49 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng, drawn: bool) -> None:
         n_cand = int(n_target * (1.5 if zone == THICK else 6) * right * height / max(float(np.sum(outer - inner)), 1.0))
         xy = rng.uniform((0, 0), (right, height), size=(n_cand, 2))
         xy = xy[_zone(curves, xy[:, 0], xy[:, 1]) == zone]
-        xy = xy[_clear_of_sprites(placed, xy, r) if drawn else _clear_of(placed, xy, r - RBC_TUCK_UM / mpp)]
+        xy = xy[clear(xy)]
         xy = xy[:n_target] if zone == THICK else _sequential(xy, 1.9 * r, n_target)
         for x, y in xy:
             _stamp(od, _orient(sprites[rng.integers(len(sprites))], rng), x, y)
 
 
-def _clear_of_sprites(placed, xy: np.ndarray, r: float) -> np.ndarray:
+def _clear_of_sprites(placed, r: float) -> Callable[[np.ndarray], np.ndarray]:
     """Which red-cell centres lie at least 0.8 `r` beyond the nearest leukocyte sprite's half-width."""
-    if not placed or not len(xy):
-        return np.ones(len(xy), bool)
-    centres = [(x0 + s.alpha.shape[1] / 2, y0 + s.alpha.shape[0] / 2) for s, x0, y0 in placed]
+    if not placed:
+        return lambda xy: np.ones(len(xy), bool)
+    tree = cKDTree([(x0 + s.alpha.shape[1] / 2, y0 + s.alpha.shape[0] / 2) for s, x0, y0 in placed])
     radii = np.array([max(s.alpha.shape) / 2 for s, _, _ in placed])
-    dist, nearest = cKDTree(centres).query(xy)
-    return dist > radii[nearest] + 0.8 * r
+
+    def clear(xy: np.ndarray) -> np.ndarray:
+        if not len(xy):
+            return np.ones(0, bool)
+        dist, nearest = tree.query(xy)
+        return dist > radii[nearest] + 0.8 * r
+
+    return clear
 
 
-def _clear_of(placed, xy: np.ndarray, min_px: float) -> np.ndarray:
-    """Which candidate centres lie at least `min_px` from every placed leukocyte's mask."""
-    keep = np.ones(len(xy), bool)
-    if not placed or not len(xy):
-        return keep
+def _clear_of(placed, min_px: float) -> Callable[[np.ndarray], np.ndarray]:
+    """Which candidate centres lie at least `min_px` from every placed leukocyte's mask (each
+    mask's distance map made once, for every zone's candidates)."""
     pad = int(np.ceil(min_px)) + 1
-    tree = cKDTree(xy)
-    for sprite, x0, y0 in placed:
-        dist = ndi.distance_transform_edt(~np.pad(sprite.mask, pad))
-        h, w = dist.shape
-        near = np.array(tree.query_ball_point((x0 - pad + w / 2, y0 - pad + h / 2), np.hypot(w, h) / 2), int)
-        cols, rows = (xy[near] - (x0 - pad, y0 - pad)).astype(int).T
-        inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
-        near, cols, rows = near[inside], cols[inside], rows[inside]
-        keep[near[dist[rows, cols] < min_px]] = False
-    return keep
+    maps = [(ndi.distance_transform_edt(~np.pad(s.mask, pad)), x0 - pad, y0 - pad) for s, x0, y0 in placed]
+
+    def clear(xy: np.ndarray) -> np.ndarray:
+        keep = np.ones(len(xy), bool)
+        if not maps or not len(xy):
+            return keep
+        tree = cKDTree(xy)
+        for dist, left, top in maps:
+            h, w = dist.shape
+            near = np.array(tree.query_ball_point((left + w / 2, top + h / 2), np.hypot(w, h) / 2), int)
+            cols, rows = (xy[near] - (left, top)).astype(int).T
+            inside = (cols >= 0) & (cols < w) & (rows >= 0) & (rows < h)
+            near, cols, rows = near[inside], cols[inside], rows[inside]
+            keep[near[dist[rows, cols] < min_px]] = False
+        return keep
+
+    return clear
 
 
 def _sequential(xy: np.ndarray, d_min: float, n_max: int) -> np.ndarray:

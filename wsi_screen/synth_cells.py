@@ -27,6 +27,7 @@ from .cell_images import CROP_MPP
 from .qc import brightest_colour
 
 RBC_UM = 7.5  # red-cell diameter used to calibrate each field's µm/px
+STAINED_OD = 0.15  # optical density summed over RGB above which a pixel holds a cell, not glass
 
 PBC_FIELD_SIZES = {(360, 363), (366, 369)}  # TXL-PBC fields that come from PBC (same stain as the crops)
 
@@ -134,7 +135,7 @@ def _field_rbcs(rgb: np.ndarray, boxes: np.ndarray, mpp: float) -> list[Sprite]:
         crop = od[iy0:iy1, ix0:ix1]
         yy, xx = np.mgrid[: iy1 - iy0, : ix1 - ix0]
         ellipse = ((xx + 0.5 - (bx1 - bx0) / 2) / ((bx1 - bx0) / 2)) ** 2 + ((yy + 0.5 - (by1 - by0) / 2) / ((by1 - by0) / 2)) ** 2 <= 1
-        mask = ndi.binary_fill_holes(crop.sum(-1) > 0.15) & ellipse
+        mask = ndi.binary_fill_holes(crop.sum(-1) > STAINED_OD) & ellipse
         red, green = crop[mask][:, 0], crop[mask][:, 1]
         if mask.mean() < 0.4 or red.mean() > green.mean() or red.max() > 1.0:  # not a clean red cell: red
             continue  # light passes a red cell; a red-absorbing speck is a neighbour's nucleus or a platelet
@@ -191,7 +192,7 @@ def cut_leukocyte(path: Path, code: str, mpp: float, faithful: bool = False) -> 
 
 def _red_cell_pixels(od: np.ndarray) -> np.ndarray:
     """Stained pixels that absorb green more than red, as red cells do (nuclei and platelets absorb red)."""
-    return (od.sum(-1) > 0.15) & (od[..., 0] < od[..., 1])
+    return (od.sum(-1) > STAINED_OD) & (od[..., 0] < od[..., 1])
 
 
 def red_cell_od(od: np.ndarray, cell: np.ndarray) -> tuple[float, float, float] | None:
@@ -235,7 +236,7 @@ def _segment(od: np.ndarray) -> np.ndarray | None:
     """Mask of the leukocyte nearest the crop's centre, cut from its neighbouring red cells: nucleus
     by red-channel density, the cell by a watershed of the foreground that gives each touching red
     cell its own basin. None when implausible (area, solidity, touching the crop's edge)."""
-    fg = ndi.binary_fill_holes(ndi.binary_opening(od.sum(-1) > 0.15, iterations=2))
+    fg = ndi.binary_fill_holes(ndi.binary_opening(od.sum(-1) > STAINED_OD, iterations=2))
     if fg.sum() < 100:
         return None
     nuclei = measure.label(ndi.binary_opening(od[..., 0] > max(0.4, filters.threshold_otsu(od[..., 0][fg])), iterations=2))
