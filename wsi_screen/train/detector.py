@@ -3,9 +3,7 @@
 Every field is resampled to the detector µm/px from its own red-cell scale, then jittered by
 ±25 % scale, rotations/flips and stain/colour/focus changes (wide enough for the darkest and
 bluest sources) so the detector meets scanners and labs it never saw. Labelled red cells and
-platelets weigh `negative_weight` times plasma in the loss. Half the crops have everything but
-their leukocytes stained denser (`dense_red_cells`): an AML patient's red cells can be 2.7× as
-dense as any TXL-PBC source's, and a detector that never saw that finds them as cells."""
+platelets weigh `negative_weight` times plasma in the loss."""
 
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from scipy import ndimage as ndi
 from tqdm import tqdm
 
 from ..cell_images import read_image
@@ -37,7 +34,6 @@ class DetectorTrainConfig:
     scale_jitter: float = 0.25
     negative_weight: float = 4.0  # loss weight of red-cell and platelet pixels (plasma: 1)
     gamma: tuple[float, float] = (0.4, 1.6)  # per-channel gamma range of the stain jitter: < 1 fades (pale, washed-out stains), > 1 darkens
-    dense_red_cells: float = 2.8  # up to this multiple of optical density outside the leukocytes (half the crops); 1: off
     seed: int = 0
     threads: int = 1
 
@@ -46,20 +42,6 @@ def _resize(a: np.ndarray, factor: float, resample) -> np.ndarray:
     h, w = a.shape[:2]
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return np.asarray(Image.fromarray(a).resize(size, resample))
-
-
-def _denser_outside(rgb: np.ndarray, leukocytes: np.ndarray, rng: np.random.Generator, most: float) -> np.ndarray:
-    """Red cells and platelets stained up to `most` times as densely, channels a little apart, as
-    in another lab's stain. Optical density is taken relative to the crop's glass (its brightest
-    pixels) and only what exceeds the plasma's (its palest quarter's, plus noise) is multiplied, so
-    plasma stays plasma; the change fades in from 1 to 2 µm off each leukocyte, which is left as is."""
-    glass = np.maximum(np.percentile(rgb.reshape(-1, 3), 99, axis=0), 1).astype(np.float32)
-    od = -np.log(np.clip(rgb / glass, 1e-3, 1))
-    plasma = np.percentile(od.reshape(-1, 3), 25, axis=0) + 0.04
-    gain = rng.uniform(1, most) * rng.uniform(0.9, 1.1, 3) - 1
-    away = np.clip(ndi.distance_transform_edt(~leukocytes) / 2 - 1, 0, 1)[..., None]  # 0.5 µm/px: 2 px = 1 µm
-    od = od + away * gain * np.maximum(od - plasma, 0)
-    return (np.exp(-od) * glass).round().astype(np.uint8)
 
 
 def _stain_jitter(rgb: np.ndarray, rng: np.random.Generator, gamma: tuple[float, float]) -> np.ndarray:
@@ -108,8 +90,6 @@ class FieldSamples:
         y = rng.integers(img.shape[0] - c + 1)
         x = rng.integers(img.shape[1] - c + 1)
         img, tgt = img[y : y + c, x : x + c], tgt[:, y : y + c, x : x + c]
-        if self.cfg.dense_red_cells > 1 and rng.random() < 0.5:
-            img = _denser_outside(img, tgt[0] > 0.5, rng, self.cfg.dense_red_cells)
         return _stain_jitter(np.ascontiguousarray(img), rng, self.cfg.gamma), np.ascontiguousarray(tgt, dtype=np.float32)
 
 
