@@ -365,22 +365,26 @@ def slide_agreement_page(result: dict | None = None) -> str:
     lines = [
         "# Per-cell agreement: generated slides vs the same crops",
         "",
-        f"{result['n_locked_cells']} locked test cells of the 15 leukocyte codes ({result['model']}); those the generator",
-        f"cannot cut out (not placed) are left out of both sides. Slides: {result['slides']} (a DeepAPL",
+        f"{result['n_locked_cells']} locked test cells of the 15 leukocyte codes ({result['model']};",
+        f"detector: {result['detector']}); those the generator cannot cut out (not placed) are left out of",
+        f"both sides. Slides: {result['slides']} (a DeepAPL",
         "patient, or PBC's donors). Slide: every placed cell's call by",
         "`wsi-screen screen --aoi full` (missed or found twice = wrong). Crops: the same cells'",
         f"files by `classify_files` at {result['crop_mpp']} µm/px. Difference = slide − crops, 95 % paired-bootstrap CI;",
-        "McNemar exact p on the cells only one side gets right. Produced by `pipelines/slide_agreement.py`.",
+        "McNemar exact p on the cells only one side gets right. Objects: what `screen` counted as",
+        "leukocytes (of them, in no placed cell's outline: a red cell or platelet counted), and rejected.",
+        "Produced by `pipelines/slide_agreement.py`.",
         "",
-        "| generator | slide µm/px | cells (not placed) | slide | crops | slide − crops [95 % CI] | missed or split | McNemar p |",
-        "|---|---|---|---|---|---|---|---|",
+        "| generator | slide µm/px | cells (not placed) | slide | crops | slide − crops [95 % CI] | missed or split | McNemar p "
+        "| counted (outside placed cells) | rejected |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["conditions"]:
         lo, hi = r["difference_ci95"]
         lines.append(
             f"| {r['generator']} | {r['mpp']} | {r['n_cells']} ({r['not_placed']}) | {100 * r['slide_accuracy']:.1f} % | "
             f"{100 * r['crop_accuracy']:.1f} % | {100 * r['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | "
-            f"{r['missed_or_split']} | {r['mcnemar_p']:.2g} |"
+            f"{r['missed_or_split']} | {r['mcnemar_p']:.2g} | {r['counted']} ({r['counted_outside_placed_cells']}) | {r['rejected']} |"
         )
     return "\n".join(lines) + "\n"
 

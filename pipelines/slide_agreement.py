@@ -6,7 +6,7 @@ slide µm/px; written to docs/slide_agreement.json and .md. Slides are monolayer
 end or glass to screen for nothing), one specimen's cells on each (at most `--cells-per-slide`).
 
     PYTHONPATH=$PWD python pipelines/slide_agreement.py [--data-dir ../shared/data] [--work /tmp/agreement]
-        [--classifier runs/r10/export/classifier.pt --out /tmp/r10_agreement.json]   # a candidate, not shipped
+        [--classifier runs/r10/export/classifier.pt] [--detector runs/d/unet-wbc.pt] --out /tmp/candidate.json   # not shipped
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import yaml
 from doc_tables import slide_agreement_page as markdown  # pipelines/ is on sys.path when run as a script
 from shapely.geometry import Polygon, shape
 
-from wsi_screen.cell_agreement import paired_accuracy, slide_calls
+from wsi_screen.cell_agreement import counted_outside, paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
-from wsi_screen.classes import CLASS_CODES, CLASS_NAMES
+from wsi_screen.classes import CLASS_CODES, CLASS_NAMES, REJECTED
 from wsi_screen.classify import classify_files
 from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
 from wsi_screen.registry import for_inference, load_model, resolve_device
@@ -39,8 +39,20 @@ CODE_OF = {name: code for code, name in CLASS_NAMES.items()}
 UM2_PER_CELL = 1400.0  # monolayer area per placed cell: room to place each with its 2 µm margin and gap
 
 
-def screened_calls(slide_path: Path, out: Path, config: Path) -> list[tuple[float, float, str]]:
-    """Screen one slide through the CLI with `config` and return its detections as (x, y, code)."""
+def screen_config(work: Path, weights: Path, tta: bool = False, detector: Path | None = None) -> Path:
+    """A `screen` config that judges `weights`, the model the crops are classified with (and a
+    candidate detector instead of the shipped one)."""
+    config = work / "screen.yaml"
+    settings = {"classify": {"model": str(weights.resolve()), "tta": tta}}
+    if detector is not None:
+        settings["detect"] = {"model": str(detector.resolve())}
+    config.write_text(yaml.safe_dump(settings))
+    return config
+
+
+def screened_calls(slide_path: Path, out: Path, config: Path) -> tuple[list[tuple[float, float, str]], int]:
+    """Screen one slide through the CLI with `config`: its counted detections as (x, y, code), and
+    how many objects it rejected (shown as Rejected, answering for no cell)."""
     subprocess.run(
         [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full", "--config", str(config)],
         check=True,
@@ -49,13 +61,16 @@ def screened_calls(slide_path: Path, out: Path, config: Path) -> list[tuple[floa
     run = out / slide_path.stem
     path = next(p for p in (run / "detections.geojson", run / "detections.geojson.gz") if p.exists())
     features = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())["features"]
-    calls = []
+    calls, rejected = [], 0
     for f in features:
+        if f["properties"].get("objectType") not in ("detection", "cell"):
+            continue
         name = f["properties"].get("classification", {}).get("name")
-        if f["properties"].get("objectType") in ("detection", "cell") and name in CODE_OF:  # a Rejected object answers for no cell
+        if name in CODE_OF:
             c = shape(f["geometry"]).centroid
             calls.append((c.x, c.y, CODE_OF[name]))
-    return calls
+        rejected += name == REJECTED
+    return calls, rejected
 
 
 def slide_size(per_slide: int, mpp: float) -> tuple[int, int]:
@@ -79,9 +94,11 @@ def specimen_slides(locked: pd.DataFrame, per_slide: int) -> list[list[tuple[str
 
 def run_condition(
     slides: list[list[tuple[str, str]]], generator: str, mpp: float, data_dir: Path, work: Path, seed: int, config: Path
-) -> dict[str, str | None]:
-    """Slide call per placed cell (keyed by its crop file) for one generator and µm/px."""
+) -> tuple[dict[str, str | None], dict[str, int]]:
+    """Slide call per placed cell (keyed by its crop file) for one generator and µm/px, and the
+    slides' object counts: counted, counted outside any placed cell (no leukocyte), rejected."""
     calls: dict[str, str | None] = {}
+    counts = {"counted": 0, "counted_outside_placed_cells": 0, "rejected": 0}
     for k, chunk in enumerate(slides):
         width, height = slide_size(len(chunk), mpp)
         slide = make_slide(
@@ -95,10 +112,14 @@ def run_condition(
             generator=generator,
             zones=(0.0, 1.0, 0.0),
         )
-        found = slide_calls([Polygon(c.polygon) for c in slide.cells], screened_calls(slide.path, work / "screens", config))
-        calls.update({c.source: call for c, call in zip(slide.cells, found)})
+        outlines = [Polygon(c.polygon) for c in slide.cells]
+        detections, rejected = screened_calls(slide.path, work / "screens", config)
+        calls.update({c.source: call for c, call in zip(slide.cells, slide_calls(outlines, detections))})
+        counts["counted"] += len(detections)
+        counts["counted_outside_placed_cells"] += counted_outside(outlines, detections)
+        counts["rejected"] += rejected
         click.echo(f"  {generator} {mpp} µm/px slide {k}: {len(slide.cells)}/{len(chunk)} placed")
-    return calls
+    return calls, counts
 
 
 @click.command()
@@ -117,6 +138,9 @@ def run_condition(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Weights to judge instead of the shipped classifier: an exported run (screen needs its card's held-out rates).",
 )
+@click.option(
+    "--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Detector weights to judge, not the shipped."
+)
 @click.option("--tta", is_flag=True, help="Slides and crops both averaged over the 8 rotations/flips.")
 def main(
     data_dir: Path,
@@ -128,6 +152,7 @@ def main(
     seed: int,
     out: Path,
     classifier: Path | None,
+    detector: Path | None,
     tta: bool,
 ) -> None:
     locked = read_locked()
@@ -137,8 +162,7 @@ def main(
     model, card = load_model(classifier)
     weights = (classifier or DEFAULT_WEIGHTS).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    config = work / "classifier.yaml"  # screen judges the same weights as the crops
-    config.write_text(yaml.safe_dump({"classify": {"model": str(weights), "tta": tta}}))
+    config = screen_config(work, weights, tta, detector)
     device = resolve_device("auto")
     t0 = time.time()
     probs = classify_files(
@@ -153,6 +177,7 @@ def main(
         "model": f"{'shipped classifier' if classifier is None else weights.name} (sha256 {sha256(weights)[:12]})"
         + (", 8 views averaged" if tta else ""),
         "crop_mpp": CROP_MPP,
+        "detector": "shipped U-Net" if detector is None else f"{detector.name} (sha256 {sha256(detector)[:12]})",
         "cells_per_slide": cells_per_slide,
         "slides": f"{len(slides)}, one specimen each",
         "seed": seed,
@@ -160,10 +185,11 @@ def main(
     for generator in generators:
         for mpp in mpps:
             t0 = time.time()
-            calls = run_condition(slides, generator, mpp, data_dir, work, seed, config)
+            calls, counts = run_condition(slides, generator, mpp, data_dir, work, seed, config)
             files = [f for f, _ in cells if f in calls]
             r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
-            done = {"generator": generator, "mpp": mpp, **r, "not_placed": len(cells) - len(files), "seconds": round(time.time() - t0)}
+            done = {"generator": generator, "mpp": mpp, **r, **counts, "not_placed": len(cells) - len(files)}
+            done["seconds"] = round(time.time() - t0)
             earlier = _earlier_conditions(out, result)  # read again: conditions may run in parallel processes
             result["conditions"] = [c for c in earlier if (c["generator"], c["mpp"]) != (generator, mpp)] + [done]
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +205,7 @@ def _earlier_conditions(out: Path, result: dict) -> list[dict]:
     if not out.exists():
         return []
     earlier = json.loads(out.read_text())
-    keys = ("n_locked_cells", "locked_list_sha256", "model", "crop_mpp", "cells_per_slide", "slides", "seed")
+    keys = ("n_locked_cells", "locked_list_sha256", "model", "detector", "crop_mpp", "cells_per_slide", "slides", "seed")
     same = all(earlier.get(k) == result[k] for k in keys)
     return earlier["conditions"] if same else []
 

@@ -15,13 +15,14 @@ import click
 import numpy as np
 import pandas as pd
 from shapely.geometry import Polygon
-from slide_agreement import screened_calls, slide_size  # pipelines/ is on sys.path when run as a script
+from slide_agreement import screen_config, screened_calls, slide_size, specimen_slides  # pipelines/ is on sys.path when run as a script
 
 from wsi_screen.cell_agreement import paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.classify import classify_files, classify_inputs
 from wsi_screen.config import PatchConfig, load_config
+from wsi_screen.model_files import DEFAULT_WEIGHTS
 from wsi_screen.patches import extract_patches, patch_box, resize_patches
 from wsi_screen.registry import for_inference, load_model, resolve_device
 from wsi_screen.slide import open_slide
@@ -58,22 +59,25 @@ def main(data_dir: Path, out: Path, model_path: str | None, limit: int, mpp: flo
     locked = read_locked()
     locked = locked[locked["class"].isin(CLASS_CODES)].sample(frac=1.0, random_state=seed)[:limit]
     truth = dict(zip(locked["file"], locked["class"]))
-    model, card = load_model(model_path) if model_path else load_model()
+    weights = Path(model_path) if model_path else DEFAULT_WEIGHTS
+    model, card = load_model(weights)
     device = resolve_device("auto")
     model = for_inference(model, device)
     crops = classify_files(model, card, list(truth), CROP_MPP, device=device, base=data_dir / "cells").probs.argmax(1)
     crop_call = dict(zip(truth, CODES[crops]))
     patch_cfg = load_config(None).patches
-    width, height = slide_size(cells_per_slide, mpp)
     out.mkdir(parents=True, exist_ok=True)
+    config = screen_config(out, weights)
     rows = []
-    files = list(truth)
-    for k, start in enumerate(range(0, len(files), cells_per_slide)):
-        chunk = [(data_dir / "cells" / f, truth[f]) for f in files[start : start + cells_per_slide]]
+    for k, cells in enumerate(specimen_slides(locked, cells_per_slide)):
+        chunk = [(data_dir / "cells" / f, code) for f, code in cells]
+        width, height = slide_size(len(chunk), mpp)
         rng = np.random.default_rng(seed + k)
         smear = compose(
             rng=rng, width=width, height=height, mpp=mpp, data_dir=data_dir, crops=chunk, generator="faithful", zones=(0.0, 1.0, 0.0)
         )
+        if not smear.cells:  # none of its crops could be cut out
+            continue
         path = out / f"faithful_{mpp}_{k}.tiff"
         write_pyramid(path, smear.rgb, mpp)
         write_ground_truth(path.with_suffix(".geojson"), smear.cells, smear.band, mpp, rng)
@@ -86,7 +90,7 @@ def main(data_dir: Path, out: Path, model_path: str | None, limit: int, mpp: flo
         from_jpeg = calls(extract_patches(slide, [(c.x, c.y) for c in smear.cells], patch_cfg))
         screened = [None] * len(smear.cells)
         if screen:
-            screened = slide_calls([Polygon(c.polygon) for c in smear.cells], screened_calls(path, out / "screens"))
+            screened = slide_calls([Polygon(c.polygon) for c in smear.cells], screened_calls(path, out / "screens", config)[0])
         for c, a, b, s in zip(smear.cells, in_memory, from_jpeg, screened):
             rows.append({"file": c.source, "truth": truth[c.source], "crop": crop_call[c.source], "in_memory": a, "jpeg": b, "screen": s})
         click.echo(f"slide {k}: {len(smear.cells)}/{len(chunk)} placed")

@@ -1,7 +1,7 @@
 import pytest
 from shapely.geometry import Point
 
-from wsi_screen.cell_agreement import paired_accuracy, slide_calls
+from wsi_screen.cell_agreement import counted_outside, paired_accuracy, slide_calls
 
 
 def test_missed_and_doubly_found_cells_count_as_wrong():
@@ -12,6 +12,8 @@ def test_missed_and_doubly_found_cells_count_as_wrong():
     detections = [(1, 2, "NGS"), (99, -3, "MON"), (295, 0, "EOS"), (305, 1, "EOS"), (150, 0, "LYT")]
     calls = slide_calls(outlines, detections)
     assert calls == ["NGS", "MON", None, None]
+    assert counted_outside(outlines, detections) == 1 and counted_outside(outlines, []) == 0
+    assert counted_outside([], detections) == 5
     r = paired_accuracy(truth, calls, crops=["NGS", "LYT", "MON", "EOS"], n_boot=2000)
     assert r["slide_accuracy"] == 0.25 and r["crop_accuracy"] == 1.0 and r["difference"] == -0.75
     assert r["missed_or_split"] == 2 and (r["only_slide_right"], r["only_crops_right"]) == (0, 3)

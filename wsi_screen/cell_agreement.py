@@ -12,17 +12,28 @@ from shapely import STRtree, points
 from shapely.geometry import Polygon
 
 
+def _within(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(detection, cell) index pairs of each detection centroid lying in a placed cell's outline."""
+    if not detections or not outlines:
+        return np.zeros(0, int), np.zeros(0, int)
+    xy = np.array([(x, y) for x, y, _ in detections], float)
+    return STRtree(list(outlines)).query(points(xy), predicate="within")
+
+
 def slide_calls(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> list[str | None]:
     """The slide's call for each placed cell: the class of the one detection (x, y, code) whose
     centroid lies in its outline; None when none does (missed) or several do (found twice), so
     each detection answers for at most one cell and each cell for at most one detection."""
     found: list[list[str]] = [[] for _ in outlines]
-    if detections and outlines:
-        xy = np.array([(x, y) for x, y, _ in detections], float)
-        det, cell = STRtree(list(outlines)).query(points(xy), predicate="within")
-        for d, c in zip(det, cell):
-            found[c].append(detections[d][2])
+    for d, c in zip(*_within(outlines, detections)):
+        found[c].append(detections[d][2])
     return [calls[0] if len(calls) == 1 else None for calls in found]
+
+
+def counted_outside(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> int:
+    """How many counted detections lie in no placed cell: objects counted as leukocytes that are
+    none (a red cell, a platelet), which the slide's differential takes in."""
+    return len(detections) - len(set(_within(outlines, detections)[0].tolist()))
 
 
 def paired_accuracy(truth: Sequence[str], slide: Sequence[str | None], crops: Sequence[str], n_boot: int = 10000, seed: int = 0) -> dict:
