@@ -11,7 +11,6 @@ end or glass to screen for nothing), one specimen's cells on each (at most `--ce
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from wsi_screen.cell_agreement import counted_outside, paired_accuracy, slide_ca
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES, CLASS_NAMES, REJECTED
 from wsi_screen.classify import classify_files
+from wsi_screen.export.geojson import read_features
 from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
 from wsi_screen.registry import for_inference, load_model, resolve_device
 from wsi_screen.synth import make_slide
@@ -60,9 +60,8 @@ def screened_calls(slide_path: Path, out: Path, config: Path) -> tuple[list[tupl
     )
     run = out / slide_path.stem
     path = next(p for p in (run / "detections.geojson", run / "detections.geojson.gz") if p.exists())
-    features = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())["features"]
     calls, rejected = [], 0
-    for f in features:
+    for f in read_features(path):
         if f["properties"].get("objectType") not in ("detection", "cell"):
             continue
         name = f["properties"].get("classification", {}).get("name")
