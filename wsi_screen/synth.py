@@ -295,12 +295,12 @@ def _place_leukocytes(sprites, curves, width, height, mpp, rng) -> list[tuple[Sp
 def _scatter_rbcs(od, sprites, curves, placed, mpp, rng, drawn: bool) -> None:
     """Red cells at each zone's coverage: overlapping in the thick end (random), non-overlapping
     elsewhere (random sequential addition), none reaching more than RBC_TUCK_UM under a real
-    leukocyte's edge. Drawn leukocytes, the test fixtures, keep their layout of before 2026-12-06:
-    red cells held off by the sprite's half-width, the detector's figures on them unchanged."""
+    leukocyte's edge. Drawn leukocytes, the test fixtures, keep their red cells 0.8 of a radius
+    clear of their edge, as before 2026-12-06: the detector's figures on them unchanged."""
     height, width = od.shape[:2]
     r = RBC_UM / 2 / mpp
     area = np.pi * r * r
-    clear = _clear_of_sprites(placed, r) if drawn else _clear_of(placed, r - RBC_TUCK_UM / mpp)
+    clear = _clear_of(placed, 1.8 * r if drawn else r - RBC_TUCK_UM / mpp)
     for zone, coverage in RBC_COVERAGE.items():
         ys = np.arange(height) + 0.5
         inner = np.clip(curves[zone - 1](ys), 0, width) if zone else np.zeros(height)
@@ -314,22 +314,6 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng, drawn: bool) -> None:
         xy = xy[:n_target] if zone == THICK else _sequential(xy, 1.9 * r, n_target)
         for x, y in xy:
             _stamp(od, _orient(sprites[rng.integers(len(sprites))], rng), x, y)
-
-
-def _clear_of_sprites(placed, r: float) -> Callable[[np.ndarray], np.ndarray]:
-    """Which red-cell centres lie at least 0.8 `r` beyond the nearest leukocyte sprite's half-width."""
-    if not placed:
-        return lambda xy: np.ones(len(xy), bool)
-    tree = cKDTree([(x0 + s.alpha.shape[1] / 2, y0 + s.alpha.shape[0] / 2) for s, x0, y0 in placed])
-    radii = np.array([max(s.alpha.shape) / 2 for s, _, _ in placed])
-
-    def clear(xy: np.ndarray) -> np.ndarray:
-        if not len(xy):
-            return np.ones(0, bool)
-        dist, nearest = tree.query(xy)
-        return dist > radii[nearest] + 0.8 * r
-
-    return clear
 
 
 def _clear_of(placed, min_px: float) -> Callable[[np.ndarray], np.ndarray]:
