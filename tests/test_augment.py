@@ -132,3 +132,22 @@ def test_stain_mix_gives_a_field_the_colours_of_the_bank():
     assert np.allclose(lab_mean(TrainConfig(**still)), lab_moments(pale[16:144, 16:144])[0], atol=1)  # off: its own colours
     with pytest.raises(ValueError, match="colour bank"):
         TrainTransform(128, MEAN, STD, TrainConfig(stain_mix=0.5))
+
+
+def test_stain_density_scales_every_channels_optical_density_by_one_factor():
+    still = dict(hed_jitter=0, brightness=0, contrast=0, saturation=0, hue=0, blur_prob=0, scale_jitter=0, rotate=False)
+    cell = coloured_disk((150, 110, 190), (235, 215, 205))
+    centre = torch.from_numpy(cell[80, 80].astype(np.float64) / 255)  # inside the disk, away from its edge
+    plain = -torch.log(centre)
+    factors = []
+    torch.manual_seed(0)
+    for _ in range(200):
+        x = (TrainTransform(128, MEAN, STD, TrainConfig(**still, stain_density=1.5))(cell) * 0.25 + 0.5)[:, 64, 64].double()
+        ratio = -torch.log(x) / plain
+        assert ratio.max() - ratio.min() < 0.02  # one factor for R, G and B: the stain's hue is kept
+        factors.append(float(ratio.mean()))
+    assert 1 / 2.5 - 0.01 < min(factors) < 0.45 and 2.2 < max(factors) < 2.5 + 0.01  # log-uniform over [1/2.5, 2.5]
+    assert abs(np.median(np.log(factors))) < 0.15
+    torch.manual_seed(0)
+    off = (TrainTransform(128, MEAN, STD, TrainConfig(**still))(cell) * 0.25 + 0.5)[:, 64, 64].double()
+    assert torch.allclose(off, centre, atol=1e-3)

@@ -188,6 +188,7 @@ class TrainConfig:
     rotate: bool = True  # uniform 0-359 degrees
     scale_jitter: float = 0.25  # field scaled by a factor in [1 - s, 1 + s]
     hed_jitter: float = 0.03  # haematoxylin/eosin/DAB stain intensity jitter
+    stain_density: float = 0.0  # every channel's optical density × a factor in [1/(1+s), 1+s] (log-uniform)
     brightness: float = 0.15
     contrast: float = 0.15
     saturation: float = 0.15
@@ -223,6 +224,7 @@ class TrainConfig:
         for name in ("hed_jitter", "brightness", "contrast", "saturation", "blur_prob", "jpeg_prob", "context_prob", "stain_mix"):
             _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
         _check(0 <= self.hue <= 0.5, "train.hue must be in [0, 0.5]")
+        _check(0 <= self.stain_density <= 3, "train.stain_density must be in [0, 3]")
 
 
 @dataclass(frozen=True)

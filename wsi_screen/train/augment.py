@@ -1,7 +1,8 @@
 """Canvas → network input. Training draws a rotation (0–359°), flips and a field scale from one
 affine resampling of the canvas (reflection outside it, so no black corners), then, for a share of
 the images, another training image's colours (a Reinhard transfer, either source: blasts exist only
-in DeepAPL, and a colour must not stand for a class), then stain (HED), colour
+in DeepAPL, and a colour must not stand for a class), then stain (HED, and the whole stain's
+density: AML patients' red cells absorb up to 2.7× as much as PBC's), colour
 (brightness/contrast/saturation/hue), blur and JPEG re-encoding jitter. All randomness comes from torch's RNG,
 which the DataLoader seeds per worker, so runs are reproducible for a fixed seed."""
 
@@ -37,6 +38,8 @@ class TrainTransform(EvalTransform):
             x = torch.from_numpy(reinhard_transfer(x.permute(1, 2, 0).numpy(), mean, std)).permute(2, 0, 1)
         x = self._stain(x)
         c = self.cfg
+        if c.stain_density:  # Beer–Lambert: a denser stain multiplies every channel's optical density
+            x = x.clamp(min=1 / 255) ** ((1 + c.stain_density) ** _u())
         x = TF.adjust_brightness(x, 1 + c.brightness * _u())
         x = TF.adjust_contrast(x, 1 + c.contrast * _u())
         x = TF.adjust_saturation(x, 1 + c.saturation * _u())
