@@ -296,7 +296,8 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng, drawn: bool) -> None:
     """Red cells at each zone's coverage: overlapping in the thick end (random), non-overlapping
     elsewhere (random sequential addition), none reaching more than RBC_TUCK_UM under a real
     leukocyte's edge. Drawn leukocytes, the test fixtures, keep their red cells 0.8 of a radius
-    clear of their edge, as before 2026-12-06: the detector's figures on them unchanged."""
+    clear of their edge: the layout their tests' figures were set on (a cartoon cell with red
+    cells pressed against it is no real leukocyte's likeness)."""
     height, width = od.shape[:2]
     r = RBC_UM / 2 / mpp
     area = np.pi * r * r
