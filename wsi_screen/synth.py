@@ -297,7 +297,7 @@ def _scatter_rbcs(od, sprites, curves, placed, mpp, rng, drawn: bool) -> None:
     elsewhere (random sequential addition), none reaching more than RBC_TUCK_UM under a real
     leukocyte's edge. Drawn leukocytes, the test fixtures, keep their red cells 0.8 of a radius
     clear of their edge, the layout their tests were set on: with red cells pressed against
-    them, as real cells have, the shipped detector finds fewer than 5 of a batch slide's cartoon
+    them, as real cells have, `screen` counts fewer than 5 of a batch test slide's cartoon
     cells (tried 2026-12-06)."""
     height, width = od.shape[:2]
     r = RBC_UM / 2 / mpp
