@@ -93,6 +93,19 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     for k in range(2):
         assert main(["train", str(folder_tree), "-o", str(tmp_path / "cv"), "--folds", "2", "--fold", str(k), *common]) == 0
     assert main(["train", str(folder_tree), "-o", str(tmp_path / "final"), "--final", *common]) == 0
+    # a fold model carries its own held-out error rates, so `screen` can correct a slide's prevalence with it
+    from wsi_screen.evaluate import joined, read_labels
+    from wsi_screen.summarize import rates_from_card
+
+    fold = tmp_path / "cv" / "fold_0"
+    split = pd.read_csv(fold / "split.csv", dtype={"patient": str})
+    split[split["split"] == "test"].to_csv(tmp_path / "fold_0_test.csv", index=False)
+    held_out = joined(fold / "preds_test.csv", read_labels(tmp_path / "fold_0_test.csv"))
+    fold_card = load_model(fold / "model.pt")[1]
+    assert fold_card.metrics["test"]["confusion"] == full_summary(held_out)["confusion"]
+    assert fold_card.metrics["test"]["n_images"] == len(held_out) > 0
+    assert rates_from_card(fold_card)["blast"].n_negative == (~held_out["class"].isin(["MYO", "MOB"])).sum()
+    assert not load_model(tmp_path / "final" / "model.pt")[1].metrics  # no held-out cells: the export gives its rates
     final_split = pd.read_csv(tmp_path / "final" / "split.csv")
     assert set(final_split["split"]) == {"train", "val"} and not set(final_split["file"]) & {str(folder_tree / f) for f in locked["file"]}
 

@@ -68,6 +68,23 @@ def full_summary(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
     return out
 
 
+def confident_negatives(frame: pd.DataFrame) -> dict:
+    """Per clinical test: how many held-out non-members reach P ≥ t, for t = 0.50 … 0.99."""
+    thresholds = np.round(np.arange(0.5, 0.995, 0.01), 2)
+    out = {}
+    for name, members in (("blast", BLAST), ("atypical", ATYPICAL)):
+        p = frame[list(members)].sum(axis=1).to_numpy()[~frame["class"].isin(members).to_numpy()]
+        out[name] = {"n_negative": int(len(p)), "thresholds": thresholds.tolist(), "counts": [int((p >= t).sum()) for t in thresholds]}
+    return out
+
+
+def operating_metrics(frame: pd.DataFrame) -> dict:
+    """What `summarize.rates_from_metrics` reads (the held-out confusion and confident
+    negatives) from held-out predictions with their `class`: a card carrying them can correct a
+    slide's prevalence for its model's errors."""
+    return {"test": full_summary(frame), "confident_negatives": confident_negatives(frame)}
+
+
 def per_patient_rates(patients: pd.Series, called: np.ndarray, blast: np.ndarray) -> dict:
     """Per patient id: how many of its non-blast cells are called blasts (blast_called) and how
     many of its blasts are. A slide is one patient, and its cells' rates, not the pooled ones,

@@ -15,9 +15,9 @@ import pandas as pd
 import torch
 
 from ..cell_images import load_table
-from ..classes import ATYPICAL, BLAST, CLASS_CODES
+from ..classes import BLAST, CLASS_CODES
 from ..classify import classify_files
-from ..evaluate import full_summary, joined, json_safe, read_labels
+from ..evaluate import confident_negatives, full_summary, joined, json_safe, operating_metrics, read_labels
 from ..model_files import sha256
 from ..registry import ModelCard, load_model, save_weights
 from ..summarize import rates_from_metrics
@@ -145,7 +145,7 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
         "operating_threshold": threshold,
         "operating_rates_from": "out-of-fold predictions: every unlocked image once, by a fold model that never saw its patient",
         "operating_point": {t: {k: oof_summary[f"{t}_test"][k] for k in ("sensitivity", "specificity")} for t in ("blast", "atypical")},
-        "confident_negatives": _confident_negatives(oof),
+        "confident_negatives": confident_negatives(oof),
         "headline": heads,
         "targets": targets,
         "calibration": {"temperature": card.temperature, "ece_out_of_fold": oof_summary["ece"], "ece_locked": locked_summary["ece"]},
@@ -160,7 +160,7 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
 
 
 def _rates(oof: pd.DataFrame) -> dict:
-    return rates_from_metrics({"test": full_summary(oof), "confident_negatives": _confident_negatives(oof)})
+    return rates_from_metrics(operating_metrics(oof))
 
 
 def smear_flag_rates(oof: pd.DataFrame, locked: pd.DataFrame) -> dict:
@@ -213,16 +213,6 @@ def export(
     }
     card = dataclasses.replace(card, provenance=json_safe(provenance), metrics=json_safe(metrics))
     return save_weights(model, card, dest)
-
-
-def _confident_negatives(frame: pd.DataFrame) -> dict:
-    """Per clinical test: how many held-out non-members reach P ≥ t, for t = 0.50 … 0.99."""
-    thresholds = np.round(np.arange(0.5, 0.995, 0.01), 2)
-    out = {}
-    for name, members in (("blast", BLAST), ("atypical", ATYPICAL)):
-        p = frame[list(members)].sum(axis=1).to_numpy()[~frame["class"].isin(members).to_numpy()]
-        out[name] = {"n_negative": int(len(p)), "thresholds": thresholds.tolist(), "counts": [int((p >= t).sum()) for t in thresholds]}
-    return out
 
 
 def _describe(split: pd.DataFrame) -> dict:

@@ -26,6 +26,7 @@ from ..classes import CLASS_CODES
 from ..classify import batch_logits, predictions_frame, to_probabilities
 from ..config import TrainConfig
 from ..errors import DatasetError
+from ..evaluate import json_safe, operating_metrics
 from ..metrics import fit_temperature
 from ..preprocess import EvalTransform
 from ..registry import ModelCard, create_model, default_input_px, mixed_precision, save_weights
@@ -57,7 +58,8 @@ def fit(
     cache_dir: str | Path | None = None,
 ) -> ModelCard:
     """Train on split=='train', stop early on split=='val', resume from run_dir/last.pt if present.
-    Writes best.pt, model.pt (fp16, temperature-calibrated card), history.csv and preds_{val,test}.csv."""
+    Writes best.pt, model.pt (fp16, temperature-calibrated card; with a test split, its held-out
+    error rates too), history.csv and preds_{val,test}.csv."""
     run_dir, device = Path(run_dir), device or torch.device("cpu")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -178,12 +180,18 @@ def fit(
         }
     )
     save_weights(model, card, run_dir / "model.pt")
+    frames = {}
     for name, idx in (("val", val_idx), ("test", test_idx)):
         if len(idx):
             lg = batch_logits(model, (x for x, _ in _eval_loader(torch.utils.data.Subset(eval_set, idx), cfg)), device)
-            predictions_frame(table["file"].iloc[idx].tolist(), to_probabilities(lg, card)).to_csv(
-                run_dir / f"preds_{name}.csv", index=False
-            )
+            frames[name] = predictions_frame(table["file"].iloc[idx].tolist(), to_probabilities(lg, card))
+            frames[name].to_csv(run_dir / f"preds_{name}.csv", index=False)
+    known = table["label"].iloc[test_idx].isin(CLASS_CODES).to_numpy()
+    if known.any():  # its own held-out error rates: `screen` corrects a slide's prevalence with this model too
+        truth = table.iloc[test_idx[known]][["label", "source", "patient"]].rename(columns={"label": "class"})
+        held_out = pd.concat([frames["test"][known].reset_index(drop=True), truth.reset_index(drop=True)], axis=1)
+        card = dataclasses.replace(card, metrics=json_safe(operating_metrics(held_out)))
+        save_weights(model, card, run_dir / "model.pt")
     return card
 
 
