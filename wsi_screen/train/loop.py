@@ -179,7 +179,6 @@ def fit(
             "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"]},
         }
     )
-    save_weights(model, card, run_dir / "model.pt")
     frames = {}
     for name, idx in (("val", val_idx), ("test", test_idx)):
         if len(idx):
@@ -191,7 +190,7 @@ def fit(
         truth = table.iloc[test_idx[known]][["label", "source", "patient"]].rename(columns={"label": "class"})
         held_out = pd.concat([frames["test"][known].reset_index(drop=True), truth.reset_index(drop=True)], axis=1)
         card = dataclasses.replace(card, metrics=json_safe(operating_metrics(held_out)))
-        save_weights(model, card, run_dir / "model.pt")
+    save_weights(model, card, run_dir / "model.pt")  # last: a run with model.pt has its predictions too
     return card
 
 
