@@ -30,6 +30,11 @@ class TrainTransform(EvalTransform):
         super().__init__(out_px, mean, std, reference)
         self.cfg, self.bank = cfg, bank
 
+    @classmethod
+    def for_card(cls, card, cfg: TrainConfig, bank: np.ndarray | None = None) -> "TrainTransform":
+        """The training twin of `EvalTransform.for_card`: the card's input, then `cfg`'s augmentation."""
+        return cls(card.input_px, card.mean, card.std, cfg, bank, card.colour_reference)
+
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
         x = self._geometry(x)

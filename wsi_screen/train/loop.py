@@ -83,7 +83,7 @@ def fit(
     bank = colour_bank((cache[i] for i in leukocytes), card.input_px) if cfg.stain_mix or cfg.standardise_colours else None
     if cfg.standardise_colours:  # the training leukocytes' mean colour statistics: the standard every input is moved to
         card = dataclasses.replace(card, colour_reference=tuple(float(v) for v in bank.mean(0).ravel()))
-    augmented = TrainTransform(card.input_px, card.mean, card.std, cfg, bank, card.colour_reference)
+    augmented = TrainTransform.for_card(card, cfg, bank)
     train_set = CellDataset(table, codes + unknown, augmented, *args, cache=cache)
     eval_set = CellDataset(table, codes + unknown, EvalTransform.for_card(card), *args, cache=cache)
     sources = table["source"].astype(str).to_numpy()
