@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -6,6 +8,7 @@ from benchmarks.interval_coverage import simulate
 from wsi_screen.aggregate import OperatingRates, blast_and_atypical, corrected_interval, differential, lab_flags, rogan_gladen
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.config import AggregateConfig
+from wsi_screen.evaluate import fit_patient_effect
 
 RATES = OperatingRates(sensitivity=0.95, specificity=0.995, n_positive=150, n_negative=2000, source="test")
 
@@ -28,12 +31,44 @@ def test_interval_covers_the_truth_over_simulated_slides(true_prev):
     for _ in range(200):
         blasts = rng.random(2000) < true_prev
         called = np.where(blasts, rng.random(2000) < se_true, rng.random(2000) > sp_true)
-        lo, hi = corrected_interval(int(called.sum()), 2000, RATES, 2000, rng)
+        lo, hi, _ = corrected_interval(int(called.sum()), 2000, RATES, 2000, rng)
         covered += lo - 1e-9 <= true_prev <= hi + 1e-9
         widths.append(hi - lo)
     print(f"prevalence {true_prev}: coverage {covered / 200:.3f}, mean width {np.mean(widths):.4f}")
     assert covered / 200 >= 0.90
     assert np.mean(widths) < 0.03
+
+
+def test_patient_effect_covers_patients_whose_false_calls_stray():
+    """Each smear one patient whose false-call rate is the pooled one times a Gamma factor (mean
+    1.85, shape 2.3: the shipped card's blast fit over 51 AML patients): the pooled interval misses
+    the truth on most smears, the one with the patient effect covers it; the flag's evidence, the
+    pooled lower bound, is the same either way."""
+    rng = np.random.default_rng(5)
+    with_effect = dataclasses.replace(RATES, patient_effect=(1.85, 2.3))
+    covered = {"pooled": 0, "patient": 0}
+    for _ in range(200):
+        false_rate = (1 - RATES.specificity) * rng.gamma(2.3, 1.85 / 2.3)
+        blasts = rng.random(2000) < 0.005
+        count = int(np.where(blasts, rng.random(2000) < RATES.sensitivity, rng.random(2000) < false_rate).sum())
+        pooled = corrected_interval(count, 2000, RATES, 2000, np.random.default_rng(1))
+        patient = corrected_interval(count, 2000, with_effect, 2000, np.random.default_rng(1))
+        assert patient.pooled_low == pooled.pooled_low == pooled.low and patient.low <= pooled.low
+        covered["pooled"] += pooled.low <= 0.005 <= pooled.high
+        covered["patient"] += patient.low <= 0.005 <= patient.high
+    print(covered)
+    assert covered["patient"] >= 0.9 * 200 and covered["pooled"] < 0.75 * 200
+
+
+def test_patient_effect_fit_recovers_how_much_patients_differ():
+    """Gamma–Poisson maximum likelihood on 300 simulated patients (their classes' pooled rates
+    expect 1–25 false calls each) recovers the mean and shape it was drawn with."""
+    rng = np.random.default_rng(3)
+    expected = rng.uniform(1, 25, 300)
+    observed = rng.poisson(expected * rng.gamma(2.0, 1.5 / 2.0, 300))
+    fit = fit_patient_effect(observed, expected)
+    assert fit["patients"] == 300 and fit["mean"] == pytest.approx(1.5, rel=0.1) and fit["shape"] == pytest.approx(2.0, rel=0.3)
+    assert fit_patient_effect(observed[:4], expected[:4]) == {}
 
 
 def test_differential_keeps_nrbc_and_smudge_cells_outside_the_denominator():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from wsi_screen.classes import CLASS_CODES
-from wsi_screen.evaluate import evaluate
+from wsi_screen.evaluate import evaluate, patient_effects
 
 
 def preds_file(path, truth, predicted):
@@ -60,6 +60,27 @@ def test_blast_call_rates_per_patient(tmp_path):
         "blast_sensitivity": 0.5,
     }
     assert per["B"]["false_blast_calls"] == 0 and per["B"]["blasts"] == 0 and per["B"]["blast_sensitivity"] is None
+
+
+def test_patient_effect_against_each_patients_classes():
+    """40 patients of 30 neutrophils (never called blasts) and 30 monocytes, whose blast-call rate
+    is 20 % times a Gamma(2, ½) factor of the patient's: the expected calls come from the pooled
+    monocyte rate, diluted by 50 PBC monocytes (no patient, never called) that the fit leaves out:
+    mean 1250 / 1200 and a shape near 2. A blast call is an atypical call too: the same fit."""
+    rng = np.random.default_rng(0)
+    truth, called, patients = [], [], []
+    for p in range(40):
+        monocyte_rate = 0.2 * rng.gamma(2.0, 0.5)
+        truth += ["NGS"] * 30 + ["MON"] * 30
+        called += ["NGS"] * 30 + ["MYO" if rng.random() < monocyte_rate else "MON" for _ in range(30)]
+        patients += [f"P{p}"] * 60
+    truth, called, patients = truth + ["MON"] * 50, called + ["MON"] * 50, patients + [""] * 50
+    probs = np.full((len(truth), 15), 0.01)
+    probs[np.arange(len(truth)), [CLASS_CODES.index(c) for c in called]] = 0.86
+    frame = pd.DataFrame(probs, columns=list(CLASS_CODES)).assign(**{"class": truth, "patient": patients})
+    fit = patient_effects(frame)
+    assert fit["blast"]["patients"] == 40 and fit["blast"]["mean"] == pytest.approx(1250 / 1200, rel=0.02)
+    assert 1.0 < fit["blast"]["shape"] < 4.0 and fit["atypical"] == fit["blast"]
 
 
 def test_human_operating_points_from_annotations(tmp_path):

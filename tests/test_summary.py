@@ -14,7 +14,10 @@ from wsi_screen.find_cells import SlideCells
 from wsi_screen.records import AoiMask, Box, Detection, OperatingRates, Probabilities, Provenance, SlideInfo, SlideQc, SlideSummary
 from wsi_screen.summarize import summarize_slide
 
-RATES = {"blast": OperatingRates(0.9, 0.995, 150, 2000, "test", ((0.9, 4),)), "atypical": OperatingRates(0.8, 0.95, 400, 1800, "test")}
+RATES = {
+    "blast": OperatingRates(0.9, 0.995, 150, 2000, "test", ((0.9, 4),), patient_effect=(1.85, 2.3)),
+    "atypical": OperatingRates(0.8, 0.95, 400, 1800, "test"),
+}
 
 
 def _cells(n: int) -> SlideCells:
@@ -125,8 +128,10 @@ def test_report_json_without_the_newer_keys_still_loads():
         del r[key]
     for test in ("blast", "atypical"):
         del r[test]["high_p"]
+        del r["error_rates"][test]["patient_effect"]
     old = SlideSummary.from_json(json.dumps(r))
     assert old.blast_candidates == () and old.blast.high_p is None and old.n_leukocytes == 10 and old.n_rejected == 0
+    assert old.error_rates["blast"].patient_effect == ()
 
 
 def test_report_page_escapes_what_a_user_or_slide_supplies():
@@ -139,7 +144,8 @@ def test_report_page_escapes_what_a_user_or_slide_supplies():
     page = render_html(s, Charts("data:image/png;base64,AA==", "data:image/png;base64,AB==", "data:image/png;base64,AC=="), [cells])
     assert "<script>" not in page and "Specimen &lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<h2>Top &lt;b&gt;</h2>" in page and "cell 0 &amp; co" in page and page.count('alt="saliency"') == 2
-    assert "BLASTS SUSPECTED: 95% CI lower bound" in page and '<img src="data:image/png;base64,AB==" alt="differential chart">' in page
+    assert "BLASTS SUSPECTED: more calls than the model&#39;s held-out error rates explain (95% lower bound" in page
+    assert '<img src="data:image/png;base64,AB==" alt="differential chart">' in page
     assert "158 leukocytes classified" in page and "0 further objects rejected as no leukocyte: counted nowhere" in page
     page = render_html(_summarize(_with_rejected()), Charts("data:,", "data:,", "data:,"), [])
     assert "200 leukocytes classified" in page and "40 further objects rejected as no leukocyte: counted nowhere" in page

@@ -3,13 +3,16 @@ prevalence corrected for the classifier's own error rates.
 
 Among thousands of normal cells even a small false-positive rate looks like a blast population,
 so the raw share of blast-classified cells is corrected with the Rogan–Gladen estimator using the
-shipped model's measured sensitivity and specificity, and its 95 % interval propagates both the
-sampling of cells and the uncertainty of those rates (a Monte-Carlo bootstrap over Beta and
-Dirichlet posteriors). Specificity depends on what the non-blast cells are, so it is taken on the
-slide's own mix: the held-out confusion matrix per true class, weighted by the slide's class
-composition estimated by EM from its predicted counts."""
+shipped model's measured sensitivity and specificity, and its 95 % interval propagates the
+sampling of cells, the uncertainty of those rates (a Monte-Carlo bootstrap over Beta and
+Dirichlet posteriors) and how far one patient's rates stray from the pooled ones. Specificity
+depends on what the non-blast cells are, so it is taken on the slide's own mix: the held-out
+confusion matrix per true class, weighted by the slide's class composition estimated by EM from
+its predicted counts."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -67,6 +70,12 @@ def point_specificity(rates: OperatingRates, predicted_counts: np.ndarray | None
     return float(slide_specificity(composition(predicted_counts, conf), conf, members))
 
 
+class Interval(NamedTuple):
+    low: float
+    high: float
+    pooled_low: float  # the lower bound at the held-out cells' pooled error rates: the flag's evidence
+
+
 def corrected_interval(
     count: int,
     n: int,
@@ -75,17 +84,20 @@ def corrected_interval(
     rng: np.random.Generator,
     predicted_counts: np.ndarray | None = None,
     members: list[int] | None = None,
-) -> tuple[float, float]:
+) -> Interval:
     """95 % interval of the Rogan–Gladen prevalence: cells ~ Beta(count+½, n−count+½) (Jeffreys),
     sensitivity ~ the Beta posterior of its validation counts; specificity ~ its Beta posterior,
     or, with a confusion matrix, the slide's own (slide_specificity) under Dirichlet posteriors of
-    the confusion rows (Perks' prior), the composition re-estimated for each draw. The upper bound is never
-    below that of a slide whose every call is a true blast: false-call rates differ between labs
-    and patients far more than between held-out draws (none among normal donors' cells, up to a
-    third of some AML patients' non-blast cells), so a clean lab's rare blasts must not be
-    subtracted away as the false calls another lab's cells would have made."""
+    the confusion rows (Perks' prior), the composition re-estimated for each draw. A slide is one
+    patient, whose cells draw more or fewer false calls than the pooled held-out cells of their
+    classes: with a measured `patient_effect` each draw's false-call rate is multiplied by a
+    Gamma(shape, mean/shape) factor (`evaluate.fit_patient_effect`). `pooled_low` is the lower
+    bound without that factor: more calls than the pooled error rates explain, a screening
+    signal. The upper bound is never below that of a slide whose every call is a true blast: a
+    clean lab's rare blasts must not be subtracted away as the false calls another lab's cells
+    would have made."""
     if n == 0:
-        return (0.0, 1.0)
+        return Interval(0.0, 1.0, 0.0)
     raw = rng.beta(count + 0.5, n - count + 0.5, samples)
     tp = rates.sensitivity * rates.n_positive
     se = rng.beta(tp + 0.5, rates.n_positive - tp + 0.5, samples)
@@ -101,10 +113,14 @@ def corrected_interval(
     else:
         tn = rates.specificity * rates.n_negative
         sp = rng.beta(tn + 0.5, rates.n_negative - tn + 0.5, samples)
+    pooled_low = float(np.percentile(rogan_gladen(raw, se, sp), 2.5))
+    if rates.patient_effect:
+        mean, shape = rates.patient_effect
+        sp = 1.0 - (1.0 - sp) * rng.gamma(shape, mean / shape, samples)
     lo, hi = np.percentile(rogan_gladen(raw, se, sp), [2.5, 97.5])
     # No false calls: the Jeffreys upper end of the apparent prevalence over the sensitivity.
     all_true_hi = rogan_gladen(stats.beta.ppf(0.975, count + 0.5, n - count + 0.5), rates.sensitivity, 1.0)
-    return (float(lo), float(max(hi, all_true_hi)))
+    return Interval(float(lo), float(max(hi, all_true_hi)), pooled_low)
 
 
 def prevalence(
@@ -118,10 +134,12 @@ def prevalence(
     predicted_counts: np.ndarray | None = None,
     members: list[int] | None = None,
 ) -> Prevalence:
-    """Prevalence record for one clinical test with its flag rule: the CI's lower bound above
-    `threshold`, or a rare population: more cells with P ≥ `high_p` than the model's own measured
-    false-confident rate explains on n cells (Poisson, false-alarm rate ≤ cfg.rare_false_alarm),
-    and never fewer than `min_cells`. On a big slide a fixed count would flag every normal smear."""
+    """Prevalence record for one clinical test with its flag rule: the lower bound at the pooled
+    error rates above `threshold` (more calls than the model's held-out errors explain; the
+    reported CI also allows for this patient's own error rates), or a rare population: more cells
+    with P ≥ `high_p` than the model's own measured false-confident rate explains on n cells
+    (Poisson, false-alarm rate ≤ cfg.rare_false_alarm), and never fewer than `min_cells`. On a big
+    slide a fixed count would flag every normal smear."""
     n = len(is_member)
     count = int(is_member.sum())
     raw = count / n if n else 0.0
@@ -133,15 +151,15 @@ def prevalence(
     expected_false = n * false_rate if false_rate is not None else 0.0
     needed = max(min_cells, int(stats.poisson.ppf(1 - cfg.rare_false_alarm, expected_false)) + 1)
     rule = None
-    if n and ci[0] > threshold:
-        rule = f"95% CI lower bound {ci[0]:.2%} exceeds {threshold:.2%}"
+    if n and ci.pooled_low > threshold:
+        rule = f"more calls than the model's held-out error rates explain (95% lower bound {ci.pooled_low:.2%} > {threshold:.2%})"
     elif confident >= needed:
         rule = (
             f"{confident} cells with P >= {high_p:.2f} "
             f"(at least {needed} needed; {expected_false:.1f} expected from the model's false-confident rate)"
         )
     corrected = float(rogan_gladen(raw, rates.sensitivity, sp)) if n else 0.0
-    return Prevalence(count, raw, corrected, ci, float(p_member.sum()), rule is not None, rule, sp, high_p)
+    return Prevalence(count, raw, corrected, (ci.low, ci.high), float(p_member.sum()), rule is not None, rule, sp, high_p)
 
 
 def differential(predicted: list[str] | np.ndarray) -> Differential:

@@ -127,7 +127,7 @@ class QcConfig:
 
 @dataclass(frozen=True)
 class AggregateConfig:
-    blast_threshold: float = 0.002  # flag when the corrected prevalence CI lies above this
+    blast_threshold: float = 0.002  # flag when the lower bound at the held-out error rates lies above this
     blast_high_p: float = 0.9  # ... or when this many cells are confidently blasts
     blast_min_cells: int = 2
     atypical_threshold: float = 0.05

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from scipy import optimize, stats  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
 
 from .classes import ATYPICAL, BLAST, CLASS_CODES, blast_called  # noqa: E402
@@ -79,10 +80,50 @@ def confident_negatives(frame: pd.DataFrame) -> dict:
 
 
 def operating_metrics(frame: pd.DataFrame) -> dict:
-    """What `summarize.rates_from_metrics` reads (the held-out confusion and confident
-    negatives) from held-out predictions with their `class`: a card carrying them can correct a
-    slide's prevalence for its model's errors."""
-    return {"test": full_summary(frame), "confident_negatives": confident_negatives(frame)}
+    """What `summarize.rates_from_metrics` reads (the held-out confusion, confident negatives and,
+    where patients are known, the patient effect) from held-out predictions with their `class`: a
+    card carrying them can correct a slide's prevalence for its model's errors."""
+    out = {"test": full_summary(frame), "confident_negatives": confident_negatives(frame)}
+    if "patient" in frame.columns:
+        out["patient_effect"] = patient_effects(frame)
+    return out
+
+
+def patient_effects(frame: pd.DataFrame) -> dict:
+    """Per clinical test, how far one patient's false calls stray from what its cells' classes
+    explain: each patient's member calls among its non-member cells, against the sum of their
+    classes' pooled member-call rates (`fit_patient_effect`)."""
+    labels = frame["class"].to_numpy()
+    predicted = np.asarray(CLASS_CODES)[frame[list(CLASS_CODES)].to_numpy().argmax(1)]
+    patients = frame["patient"].fillna("").astype(str).to_numpy()
+    out = {}
+    for name, members in (("blast", BLAST), ("atypical", ATYPICAL)):
+        negative = ~np.isin(labels, members)
+        called = pd.Series(np.isin(predicted, members)[negative], dtype=float)
+        rate = called.groupby(labels[negative]).transform("mean")  # the pooled rate of each cell's class
+        known = patients[negative] != ""
+        observed = called[known].groupby(patients[negative][known]).sum()
+        expected = rate[known].groupby(patients[negative][known]).sum()
+        out[name] = fit_patient_effect(observed.to_numpy(), expected.to_numpy())
+    return out
+
+
+def fit_patient_effect(observed: np.ndarray, expected: np.ndarray) -> dict:
+    """Maximum-likelihood Gamma–Poisson fit: patient j's false calls ~ Poisson(θ_j · expected_j),
+    θ ~ Gamma(shape, scale = mean / shape). `mean` is how many times its classes' pooled rate a
+    patient's cells draw on average, `shape` how alike patients are (large: alike). Empty where
+    fewer than 5 patients expect any call."""
+    keep = np.asarray(expected, float) > 0
+    obs, exp_ = np.asarray(observed, float)[keep], np.asarray(expected, float)[keep]
+    if len(obs) < 5:
+        return {}
+
+    def nll(x):
+        mean, shape = np.exp(x)
+        return -stats.nbinom.logpmf(obs, shape, shape / (shape + mean * exp_)).sum()
+
+    x = optimize.minimize(nll, [0.0, 0.0], method="Nelder-Mead", bounds=[(-5, 5), (-5, 9)]).x
+    return {"patients": int(len(obs)), "mean": float(np.exp(x[0])), "shape": float(np.exp(x[1]))}
 
 
 def per_patient_rates(patients: pd.Series, called: np.ndarray, blast: np.ndarray) -> dict:

@@ -218,6 +218,7 @@ class OperatingRates:
     source: str = ""
     confident_negatives: tuple[tuple[float, int], ...] = ()  # (threshold, held-out non-members with P ≥ it)
     confusion: tuple[tuple[int, ...], ...] = ()  # held-out counts, true class (rows) × predicted, CLASS_CODES order
+    patient_effect: tuple[float, ...] = ()  # (mean, shape) of the Gamma factor on one patient's false-call rates; () unmeasured
 
     def false_confident_rate(self, threshold: float) -> float | None:
         """Upper 95 % bound (Jeffreys) of the rate at which non-members reach P ≥ `threshold`,
@@ -368,4 +369,5 @@ def _prevalence_from_json(d: dict) -> Prevalence:
 
 def _rates_from_json(d: dict) -> OperatingRates:
     confident, confusion = (tuple(tuple(row) for row in d[k]) for k in ("confident_negatives", "confusion"))
-    return OperatingRates(**{**d, "confident_negatives": confident, "confusion": confusion})
+    effect = tuple(d.get("patient_effect", ()))  # absent from report.json written before cards measured it
+    return OperatingRates(**{**d, "confident_negatives": confident, "confusion": confusion, "patient_effect": effect})

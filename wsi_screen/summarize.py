@@ -26,7 +26,7 @@ def rates_from_card(card) -> dict[str, OperatingRates]:
 
 def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
     """`rates_from_card` of a card's metrics (`test`: a full_summary with its confusion;
-    `confident_negatives`)."""
+    `confident_negatives`; `patient_effect`, where measured)."""
     confusion = np.asarray(metrics.get("test", {}).get("confusion", []), float)
     if confusion.shape != (len(CLASS_CODES), len(CLASS_CODES)):
         raise ModelError("model card has no held-out confusion matrix: cannot correct prevalence for its error rates")
@@ -38,6 +38,7 @@ def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
         se = pos[:, idx].sum() / n_pos if n_pos else 0.5
         sp = 1 - neg[:, idx].sum() / n_neg if n_neg else 0.5
         confident = metrics.get("confident_negatives", {}).get(name, {})
+        effect = metrics.get("patient_effect", {}).get(name, {})
         rates[name] = OperatingRates(
             float(se),
             float(sp),
@@ -46,6 +47,7 @@ def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
             "model card: out-of-fold confusion matrix (argmax rule)",
             tuple(zip(confident.get("thresholds", []), confident.get("counts", []))),
             tuple(tuple(int(v) for v in row) for row in confusion),
+            (effect["mean"], effect["shape"]) if effect else (),
         )
     return rates
 
