@@ -135,8 +135,9 @@ def test_interval_on_smears_of_one_lab(locked_probabilities):
     blasts, so the measured rates over-correct them: the interval must still cover a rare blast
     population (it did not: 0 % coverage at 0.5 %, the 8 true calls subtracted as false ones),
     stay useful, and 0 % / 5 % must not flag / flag. On AML patients' non-blast cells (DeepAPL)
-    a 5 % population must flag; their false blast calls vary between patients beyond what the
-    interval holds (docs/classifier.md), so their coverage is a classifier target, not this test's."""
+    a 5 % population must flag; the locked patients draw more false blast calls than even the
+    card's patient effect allows for (r11: coverage 70 / 58 / 38 % at 0 / 0.5 / 5 %, 0 % without
+    it; docs/statistics.md), so their coverage is a classifier target, not this test's."""
     card, probs, labels, sources = locked_probabilities
     for lab in ("deepapl", "pbc"):
         for prevalence in (0.0, 0.005, 0.05):
@@ -145,7 +146,7 @@ def test_interval_on_smears_of_one_lab(locked_probabilities):
             width = np.mean([b.ci95[1] - b.ci95[0] for b, _ in records])
             flagged = np.mean([b.flag for b, _ in records])
             if lab == "pbc":
-                assert covered >= 0.9 and width < 0.06  # r4 0.044, r5 0.052 at most (DeepAPL false blasts widen the rates' uncertainty)
+                assert covered >= 0.9 and width < 0.07  # r11 0.050, 0.065 with its patient effect (at 5 %: its lower end reaches 0)
                 if prevalence == 0:
                     assert flagged <= 0.05
             if prevalence == 0.05:
