@@ -80,6 +80,7 @@ def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
     sp = b["specificity_on_this_slide"]  # the out-of-fold error rates on this slide's own cell mix
     expected = se * true_blasts + (1 - sp) * (n - true_blasts)
     sd = np.sqrt(true_blasts * se * (1 - se) + (n - true_blasts) * sp * (1 - sp))
+    print(f"{prevalence:.0%} slide: {n} counted, {b['count']} calls ({expected:.1f} ± {sd:.1f} expected), CI {b['ci95']}, flag {b['flag']}")
     assert abs(b["count"] - expected) <= 3 * sd + 1  # within the classifier's measured error
     assert b["ci95"][0] <= true_blasts / len(synth.cells) <= b["ci95"][1]
     assert b["flag"] is should_flag
