@@ -118,6 +118,9 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     assert len(oof) == m["data"]["out_of_fold"]["images"] == unlocked_leukocytes
     assert m["headline"]["out_of_fold"]["blast_auc"] == pytest.approx(full_summary(oof)["blast_test"]["auc"])
     assert m["test"]["confusion"] == full_summary(oof)["confusion"]  # the operating rates come from out of fold
+    from wsi_screen.evaluate import patient_effects
+
+    assert m["patient_effect"] == patient_effects(oof)  # how far one patient strays, out of fold too
     assert m["locked"]["n_images"] == len(locked_rows(folder_tree, lock)) == (~locked["class"].eq("PLT")).sum()
     assert set(m["targets"]) == {
         "blast_auc",

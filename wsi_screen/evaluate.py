@@ -79,11 +79,11 @@ def confident_negatives(frame: pd.DataFrame) -> dict:
     return out
 
 
-def operating_metrics(frame: pd.DataFrame) -> dict:
+def operating_metrics(frame: pd.DataFrame, threshold: float = 0.5) -> dict:
     """What `summarize.rates_from_metrics` reads (the held-out confusion, confident negatives and,
     where patients are known, the patient effect) from held-out predictions with their `class`: a
     card carrying them can correct a slide's prevalence for its model's errors."""
-    out = {"test": full_summary(frame), "confident_negatives": confident_negatives(frame)}
+    out = {"test": full_summary(frame, threshold), "confident_negatives": confident_negatives(frame)}
     if "patient" in frame.columns:
         out["patient_effect"] = patient_effects(frame)
     return out

@@ -17,7 +17,7 @@ import torch
 from ..cell_images import load_table
 from ..classes import BLAST, CLASS_CODES
 from ..classify import classify_files
-from ..evaluate import confident_negatives, full_summary, joined, json_safe, operating_metrics, read_labels
+from ..evaluate import full_summary, joined, json_safe, operating_metrics, read_labels
 from ..model_files import sha256
 from ..registry import ModelCard, load_model, save_weights
 from ..summarize import rates_from_metrics
@@ -119,7 +119,8 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
     """Out-of-fold figures (the prevalence correction's operating rates: `test` holds their
     confusion), the locked set's, the targets on both, the lab checks on the locked cells and the
     blast flag's rate on smears."""
-    oof_summary = full_summary(oof, threshold)
+    operating = operating_metrics(oof, threshold)  # test, confident_negatives, patient_effect
+    oof_summary = operating["test"]
     locked_frame, review = scored(model, card, locked)
     locked_summary = full_summary(locked_frame, threshold)
     heads = {"out_of_fold": headline(oof_summary), "locked": headline(locked_summary)}
@@ -145,12 +146,11 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
         "operating_threshold": threshold,
         "operating_rates_from": "out-of-fold predictions: every unlocked image once, by a fold model that never saw its patient",
         "operating_point": {t: {k: oof_summary[f"{t}_test"][k] for k in ("sensitivity", "specificity")} for t in ("blast", "atypical")},
-        "confident_negatives": confident_negatives(oof),
         "headline": heads,
         "targets": targets,
         "calibration": {"temperature": card.temperature, "ece_out_of_fold": oof_summary["ece"], "ece_locked": locked_summary["ece"]},
         "needs_review_locked": review,
-        "test": oof_summary,
+        **operating,
         "locked": locked_summary,
         "stain_transfer_to_deepapl": transfer,
         "reject_rates_locked": rejects,
