@@ -116,7 +116,7 @@ def corrected_interval(
     pooled_low = float(np.percentile(rogan_gladen(raw, se, sp), 2.5))
     if rates.patient_effect:
         mean, shape = rates.patient_effect
-        sp = 1.0 - (1.0 - sp) * rng.gamma(shape, mean / shape, samples)
+        sp = np.clip(1.0 - (1.0 - sp) * rng.gamma(shape, mean / shape, samples), 0.0, 1.0)
     lo, hi = np.percentile(rogan_gladen(raw, se, sp), [2.5, 97.5])
     # No false calls: the Jeffreys upper end of the apparent prevalence over the sensitivity.
     all_true_hi = rogan_gladen(stats.beta.ppf(0.975, count + 0.5, n - count + 0.5), rates.sensitivity, 1.0)
