@@ -41,10 +41,8 @@ def main(weights: Path, cells: Path) -> None:
     per_patient = metrics["test"]["per_patient"]
     cells_of = negatives.groupby("patient")["class"]
     for patient, counts in per_patient.items():
-        if len(cells_of.get_group(patient)) != counts["non_blasts"]:
-            sys.exit(
-                f"{weights}: {patient} has {counts['non_blasts']} out-of-fold non-blasts, the manifest {len(cells_of.get_group(patient))}"
-            )
+        if (n := len(cells_of.get_group(patient))) != counts["non_blasts"]:
+            sys.exit(f"{weights}: {patient} has {counts['non_blasts']} out-of-fold non-blasts, the manifest {n}")
     observed = np.array([per_patient[p]["false_blast_calls"] for p in per_patient])
     expected = np.array([cells_of.get_group(p).map(rate).sum() for p in per_patient])
     metrics["patient_effect"] = {"blast": fit_patient_effect(observed, expected), "atypical": {}}
