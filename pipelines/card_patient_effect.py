@@ -39,12 +39,13 @@ def main(weights: Path, cells: Path) -> None:
     manifest = manifest[~manifest["file"].isin(read_locked(LOCKED_TEST)["file"]) & manifest["class"].isin(CLASS_CODES)]
     negatives = manifest[~manifest["class"].isin(BLAST) & (manifest["patient"] != "")]
     per_patient = metrics["test"]["per_patient"]
-    cells_of = negatives.groupby("patient")["class"]
+    by_patient = negatives["class"].map(rate).groupby(negatives["patient"])
+    n_cells, expected_of = by_patient.size(), by_patient.sum()
     for patient, counts in per_patient.items():
-        if (n := len(cells_of.get_group(patient))) != counts["non_blasts"]:
+        if (n := n_cells.get(patient, 0)) != counts["non_blasts"]:
             sys.exit(f"{weights}: {patient} has {counts['non_blasts']} out-of-fold non-blasts, the manifest {n}")
     observed = np.array([per_patient[p]["false_blast_calls"] for p in per_patient])
-    expected = np.array([cells_of.get_group(p).map(rate).sum() for p in per_patient])
+    expected = expected_of[list(per_patient)].to_numpy()
     metrics["patient_effect"] = {"blast": fit_patient_effect(observed, expected), "atypical": {}}
     torch.save(blob, weights)
     beside = weights.with_suffix(".json")
