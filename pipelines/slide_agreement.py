@@ -7,10 +7,12 @@ end or glass to screen for nothing), one specimen's cells on each (at most `--ce
 
     PYTHONPATH=$PWD python pipelines/slide_agreement.py [--data-dir ../shared/data] [--work /tmp/agreement]
         [--classifier runs/r10/export/classifier.pt] [--detector runs/d/unet-wbc.pt] --out /tmp/candidate.json   # not shipped
+        [--classifier runs/r21/final/model.pt --rates-from wsi_screen/weights/classifier.pt]   # a final run: no held-out rates
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -28,9 +30,11 @@ from wsi_screen.cell_agreement import counted_outside, paired_accuracy, slide_ca
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.classes import CLASS_CODES, CLASS_NAMES, REJECTED
 from wsi_screen.classify import classify_files
+from wsi_screen.errors import ModelError
 from wsi_screen.export.geojson import read_features
 from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
-from wsi_screen.registry import for_inference, load_model, resolve_device
+from wsi_screen.registry import for_inference, load_card, load_model, resolve_device, save_weights
+from wsi_screen.summarize import RATE_KEYS, rates_from_card
 from wsi_screen.synth import make_slide
 from wsi_screen.train.splits import LOCKED_TEST, read_locked
 
@@ -48,6 +52,16 @@ def screen_config(work: Path, weights: Path, tta: bool = False, detector: Path |
         settings["detect"] = {"model": str(detector.resolve())}
     config.write_text(yaml.safe_dump(settings))
     return config
+
+
+def with_rates(weights: Path, rates_from: Path, work: Path) -> Path:
+    """`weights` with the held-out rates of `rates_from`'s card, written into `work`. A final run's
+    model has none (only its five folds measure them) and `screen` needs them to correct the
+    prevalence; the per-cell calls this pipeline compares do not depend on them."""
+    model, card = load_model(weights)
+    donor = load_card(rates_from).metrics
+    metrics = {**card.metrics, **{k: donor[k] for k in RATE_KEYS if k in donor}}
+    return save_weights(model, dataclasses.replace(card, metrics=metrics), work / "classifier_with_rates.pt", half=False)
 
 
 def screened_calls(slide_path: Path, out: Path, config: Path) -> tuple[list[tuple[float, float, str]], int]:
@@ -140,6 +154,11 @@ def run_condition(
 @click.option(
     "--detector", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Detector weights to judge, not the shipped."
 )
+@click.option(
+    "--rates-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Weights whose card's held-out rates screen uses with --classifier (a final run's model.pt has none).",
+)
 @click.option("--tta", is_flag=True, help="Slides and crops both averaged over the 8 rotations/flips.")
 def main(
     data_dir: Path,
@@ -152,6 +171,7 @@ def main(
     out: Path,
     classifier: Path | None,
     detector: Path | None,
+    rates_from: Path | None,
     tta: bool,
 ) -> None:
     locked = read_locked()
@@ -161,7 +181,12 @@ def main(
     model, card = load_model(classifier)
     weights = (classifier or DEFAULT_WEIGHTS).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    config = screen_config(work, weights, tta, detector)
+    screened = with_rates(weights, rates_from, work) if rates_from else weights
+    try:
+        rates_from_card(load_card(screened))
+    except ModelError as exc:
+        raise click.BadParameter(f"{weights}: {exc}; pass --rates-from WEIGHTS", param_hint="--classifier") from None
+    config = screen_config(work, screened, tta, detector)
     device = resolve_device("auto")
     t0 = time.time()
     probs = classify_files(
@@ -181,6 +206,8 @@ def main(
         "slides": f"{len(slides)}, one specimen each",
         "seed": seed,
     }
+    if rates_from:
+        result["held_out_rates_from"] = f"{rates_from.resolve().name} (sha256 {sha256(rates_from)[:12]})"
     for generator in generators:
         for mpp in mpps:
             t0 = time.time()

@@ -16,6 +16,8 @@ from .find_cells import SlideCells
 from .qc import density
 from .records import OperatingRates, Probabilities, Provenance, SlideSummary
 
+RATE_KEYS = ("test", "confident_negatives", "patient_effect")  # the card metrics `rates_from_metrics` reads
+
 
 def rates_from_card(card) -> dict[str, OperatingRates]:
     """Sensitivity/specificity of each clinical test as the counts define it (argmax in the class
