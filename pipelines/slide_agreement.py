@@ -54,11 +54,10 @@ def screen_config(work: Path, weights: Path, tta: bool = False, detector: Path |
     return config
 
 
-def with_rates(weights: Path, rates_from: Path, work: Path) -> Path:
-    """`weights` with the held-out rates of `rates_from`'s card, written into `work`. A final run's
+def with_rates(model, card, rates_from: Path, work: Path) -> Path:
+    """The model with the held-out rates of `rates_from`'s card, written into `work`. A final run's
     model has none (only its five folds measure them) and `screen` needs them to correct the
     prevalence; the per-cell calls this pipeline compares do not depend on them."""
-    model, card = load_model(weights)
     donor = load_card(rates_from).metrics
     metrics = {**card.metrics, **{k: donor[k] for k in RATE_KEYS if k in donor}}
     return save_weights(model, dataclasses.replace(card, metrics=metrics), work / "classifier_with_rates.pt", half=False)
@@ -181,7 +180,7 @@ def main(
     model, card = load_model(classifier)
     weights = (classifier or DEFAULT_WEIGHTS).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    screened = with_rates(weights, rates_from, work) if rates_from else weights
+    screened = with_rates(model, card, rates_from, work) if rates_from else weights
     try:
         rates_from_card(load_card(screened))
     except ModelError as exc:

@@ -55,7 +55,7 @@ def test_a_final_runs_model_borrows_held_out_rates(monkeypatch, tmp_path):
     with pytest.raises(ModelError, match="no held-out confusion"):
         rates_from_card(load_card(final))
 
-    screened = with_rates(final, donor, tmp_path)
+    screened = with_rates(*load_model(final), donor, tmp_path)
     rates = rates_from_card(load_card(screened))
     assert rates["blast"].specificity == pytest.approx(1 - 3 / 133)  # 13 non-blast rows of 10, NGS 3 more
     assert load_card(screened).metrics["val_loss"] == 0.5  # its own metrics kept

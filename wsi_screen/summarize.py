@@ -29,7 +29,8 @@ def rates_from_card(card) -> dict[str, OperatingRates]:
 def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
     """`rates_from_card` of a card's metrics (`test`: a full_summary with its confusion;
     `confident_negatives`; `patient_effect`, where measured)."""
-    confusion = np.asarray(metrics.get("test", {}).get("confusion", []), float)
+    test, confident_negatives, patient_effect = (metrics.get(k, {}) for k in RATE_KEYS)
+    confusion = np.asarray(test.get("confusion", []), float)
     if confusion.shape != (len(CLASS_CODES), len(CLASS_CODES)):
         raise ModelError("model card has no held-out confusion matrix: cannot correct prevalence for its error rates")
     rates = {}
@@ -39,8 +40,8 @@ def rates_from_metrics(metrics: dict) -> dict[str, OperatingRates]:
         n_pos, n_neg = pos.sum(), neg.sum()
         se = pos[:, idx].sum() / n_pos if n_pos else 0.5
         sp = 1 - neg[:, idx].sum() / n_neg if n_neg else 0.5
-        confident = metrics.get("confident_negatives", {}).get(name, {})
-        effect = metrics.get("patient_effect", {}).get(name, {})
+        confident = confident_negatives.get(name, {})
+        effect = patient_effect.get(name, {})
         rates[name] = OperatingRates(
             float(se),
             float(sp),
