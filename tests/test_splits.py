@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 
 from wsi_screen.cell_images import read_manifest
-from wsi_screen.train.splits import holdout, kfold, train_val_test, write_split
+from wsi_screen.config import TrainConfig
+from wsi_screen.train.splits import holdout, kfold, recipe_folds, train_val_test, write_split
 
 
 def toy_table(n_patients=20, per_patient=12, n_pbc=120, seed=0):
@@ -28,6 +29,14 @@ def test_kfold_groups_patients_and_is_deterministic():
     assert (t.assign(f=f)[t["patient"] != ""].groupby("patient")["f"].nunique() == 1).all()
     pbc = t.assign(f=f)[t["source"] == "pbc"]
     assert pd.crosstab(pbc["label"], pbc["f"]).to_numpy().min() >= 7  # stratified: 40 per class over 5 folds
+
+
+def test_a_new_training_seed_keeps_the_folds_only_where_the_recipe_fixes_them():
+    t = toy_table()
+    seed0 = recipe_folds(t, 5, TrainConfig(seed=0))
+    assert np.array_equal(seed0, kfold(t, 5, seed=0))
+    assert not np.array_equal(recipe_folds(t, 5, TrainConfig(seed=1)), seed0)
+    assert np.array_equal(recipe_folds(t, 5, TrainConfig(seed=1, fold_seed=0)), seed0)
 
 
 def test_holdout_patientwise_with_blasts_on_both_sides():

@@ -181,6 +181,7 @@ class TrainConfig:
     label_smoothing: float = 0.05
     patience: int = 8  # early stopping on validation loss
     seed: int = 0
+    fold_seed: int | None = None  # patients' cross-validation folds; None: seed (a new seed alone keeps every recipe's folds)
     num_workers: int = 1
     threads: int = 1  # torch intra-op threads on CPU
     holdout_frac: float = 0.22  # held-out test share (patients where known, images otherwise)

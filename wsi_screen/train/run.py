@@ -16,7 +16,7 @@ from ..config import Config
 from ..registry import ModelCard, resolve_device
 from .loop import fit
 from .non_leukocytes import LEUKOCYTE_CODE, cut_leukocytes, cut_non_leukocytes
-from .splits import kfold, read_locked, train_val_test, without_locked, write_split
+from .splits import read_locked, recipe_folds, train_val_test, without_locked, write_split
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def train_run(
         split = train_only_unknown(table, train_val_test(table, 0.0 if final else cfg.holdout_frac, cfg.val_frac, cfg.seed))
         write_split(run_dir / "split.csv", table, split)
         return [fit(table, split, run_dir, cfg, field_um, dev)]
-    fold_of = kfold(table, folds, cfg.seed)
+    fold_of = recipe_folds(table, folds, cfg)
     cards = []
     for k in range(folds) if fold is None else [fold]:
         split = train_only_unknown(table, train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed, fold=fold_of, k=k))

@@ -12,6 +12,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 from ..classes import BLAST
+from ..config import TrainConfig
 from ..errors import DatasetError
 
 LOCKED_TEST = Path(__file__).resolve().parents[2] / "configs" / "locked_test.csv"
@@ -35,6 +36,13 @@ def kfold(table: pd.DataFrame, n_folds: int = 5, seed: int = 0) -> np.ndarray:
         for k, (_, test) in enumerate(parts):
             fold[rows[test]] = k
     return fold
+
+
+def recipe_folds(table: pd.DataFrame, n_folds: int, train: TrainConfig) -> np.ndarray:
+    """A recipe's folds: drawn by `train.fold_seed`, or by `train.seed` where that is unset, so a
+    recipe that changes only its training seed can keep every other recipe's folds (patient for
+    patient comparable)."""
+    return kfold(table, n_folds, train.seed if train.fold_seed is None else train.fold_seed)
 
 
 def holdout(
