@@ -1,8 +1,9 @@
 """Classifier recipe search (issue 12): each recipe trained on the same patient-grouped folds of
 the unlocked cells (the locked test list never enters), plus the non-leukocyte reject crops, then
 scored on its pooled out-of-fold predictions — every unlocked image predicted once by a model that
-never saw its patient. Folds run as separate one-thread processes, `--jobs` at a time: two
-one-thread runs use both cores without the stalls two-thread training suffers on a busy machine.
+never saw its patient. Folds run as separate one-thread processes, `--jobs` at a time (a lone
+last one on every thread): two one-thread runs use both cores without the stalls two-thread
+training suffers on a busy machine.
 Resumable: a fold with model.pt is done, a fold with last.pt continues.
 
     PYTHONPATH=$PWD nohup python pipelines/search_recipes.py configs/recipes/r1_*.yaml -o runs/recipes > runs/recipes.log 2>&1 &
@@ -55,7 +56,7 @@ def summarise_recipe(run_dir: Path, folds: int) -> dict:
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", default=str(REPO / "runs" / "recipes"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--folds", default=3, show_default=True)
-@click.option("--jobs", default=2, show_default=True, help="Folds trained at once (one thread each).")
+@click.option("--jobs", default=2, show_default=True, help="Folds trained at once (one thread each; a lone last fold gets them all).")
 @click.option("--data", default=str(SHARED / "cells"), show_default=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--txl", default=str(SHARED / "detection" / "txl_pbc"), show_default=True, type=click.Path(exists=True, path_type=Path))
 def main(recipes, out: Path, folds: int, jobs: int, data: Path, txl: Path):

@@ -2,7 +2,8 @@
 patient-grouped cross-validation on the unlocked cells (the out-of-fold predictions give the card's
 metrics and the prevalence correction's operating rates) and the final model on every unlocked
 cell (its validation share stops training and fits the temperature), tested on the locked cells.
-The folds and the final run train as one-thread processes side by side; resumable.
+The folds and the final run train in waves of one-thread processes side by side, a lone last run on
+every thread (`train.jobs.run_jobs`); resumable.
 
     PYTHONPATH=$PWD nohup python pipelines/train_classifier.py --config configs/recipes/r1_resnext26ts_96.yaml > runs/shipped.log 2>&1 &
 
@@ -39,7 +40,7 @@ SHARED = REPO.parent / "shared" / "data"
     type=click.Path(path_type=Path),
     help="Out-of-fold predictions of an existing cross-validation of this recipe (default RUN_DIR/cv).",
 )
-@click.option("--jobs", default=2, show_default=True, help="Runs trained at once (one thread each).")
+@click.option("--jobs", default=2, show_default=True, help="Runs trained at once (one thread each; a lone last run gets them all).")
 @click.option("--dest", default=str(DEFAULT_WEIGHTS), show_default=True, type=click.Path(path_type=Path))
 @click.option(
     "--from-run",

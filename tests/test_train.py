@@ -273,7 +273,6 @@ def test_training_learns_four_generated_classes(tmp_path):
                     "per_class_per_epoch": 48,
                     "batch_size": 16,
                     "num_workers": 0,
-                    "threads": 2,
                     "holdout_frac": 0.25,
                     "val_frac": 0.2,
                     "lr": 0.003,
@@ -284,7 +283,8 @@ def test_training_learns_four_generated_classes(tmp_path):
         )
     )
     run = tmp_path / "run"
-    assert main(["train", str(tree), "-o", str(run), "--config", str(cfg)]) == 0
+    assert main(["train", str(tree), "-o", str(run), "--config", str(cfg), "--threads", "2"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["threads"] == 2  # --threads overrides the config
     preds = pd.read_csv(run / "preds_test.csv")
     split = pd.read_csv(run / "split.csv")
     truth = preds["file"].map(dict(zip(split["file"], split["class"])))

@@ -28,6 +28,7 @@ def cli() -> None:
 @click.option("--folds", default=0, show_default=True, help="0: patient-wise held-out split; N: N-fold cross-validation.")
 @click.option("--fold", type=int, help="Train only this fold (with --folds).")
 @click.option("--arch", help="Registered architecture (overrides train.arch).")
+@click.option("--threads", type=click.IntRange(min=1), help="Torch threads on CPU (overrides train.threads).")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]), show_default=True)
 @click.option(
     "--exclude", type=click.Path(exists=True, dir_okay=False), help="Locked test list (configs/locked_test.csv): never trained on."
@@ -43,13 +44,15 @@ def cli() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="Start from these weights (overrides train.init_weights): a later stage of a multi-stage recipe.",
 )
-def train(data, run_dir, config_path, folds, fold, arch, device, exclude, non_leukocytes, final, init_weights):
+def train(data, run_dir, config_path, folds, fold, arch, threads, device, exclude, non_leukocytes, final, init_weights):
     """Train a cell classifier on DATA (manifest.csv, an LMU tree with annotations.dat, or class folders)."""
     from .train.run import train_run
 
     config = load_config(config_path)
     if arch:
         config = config.replace("train", arch=arch)
+    if threads:
+        config = config.replace("train", threads=threads)
     if init_weights:
         config = config.replace("train", init_weights=str(Path(init_weights).resolve()))
     if fold is not None and not 0 <= fold < max(folds, 1):

@@ -1,5 +1,6 @@
-"""Training runs as one-thread subprocesses, several at a time: on a 2-core machine two one-thread
-runs use both cores without the stalls that two-thread training suffers when anything else runs."""
+"""Training runs as subprocesses in waves, side by side: on a 2-core machine two one-thread runs
+use both cores without the stalls that two-thread training suffers when anything else runs, and
+a last run left on its own takes both threads instead of leaving a core idle for a whole run."""
 
 from __future__ import annotations
 
@@ -49,16 +50,20 @@ def train_command(
 
 
 def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int, repo: Path) -> None:
-    """Run (command, log) jobs, `parallel` at a time, one torch thread each; a failed job is reported, not fatal."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
-    queue, running = list(jobs), []
-    while queue or running:
-        while queue and len(running) < parallel:
-            cmd, log = queue.pop(0)
+    """Run (command, log) jobs in waves of `parallel`, each job of a wave with `parallel` // (its
+    size) torch threads; the next wave starts when the whole wave is done. A failed job is
+    reported, not fatal."""
+    for first in range(0, len(jobs), parallel):
+        wave = jobs[first : first + parallel]
+        threads = max(1, parallel // len(wave))
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(repo)}
+        running = []
+        for cmd, log in wave:
             log.parent.mkdir(parents=True, exist_ok=True)
-            running.append((subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env), log))
-            click.echo(f"{time.strftime('%H:%M:%S')} started {log}")
-        time.sleep(10)
-        for proc, log in [r for r in running if r[0].poll() is not None]:
-            running.remove((proc, log))
-            click.echo(f"{time.strftime('%H:%M:%S')} {'finished' if proc.returncode == 0 else f'FAILED ({proc.returncode})'} {log}")
+            running.append(
+                (subprocess.Popen([*cmd, "--threads", str(threads)], stdout=log.open("a"), stderr=subprocess.STDOUT, env=env), log)
+            )
+            click.echo(f"{time.strftime('%H:%M:%S')} started {log} ({threads} thread{'s' * (threads > 1)})")
+        for proc, log in running:
+            done = proc.wait() == 0
+            click.echo(f"{time.strftime('%H:%M:%S')} {'finished' if done else f'FAILED ({proc.returncode})'} {log}")
