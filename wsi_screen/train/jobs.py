@@ -55,7 +55,7 @@ def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int, repo: Path) -> N
     reported, not fatal."""
     for first in range(0, len(jobs), parallel):
         wave = jobs[first : first + parallel]
-        threads = max(1, parallel // len(wave))
+        threads = parallel // len(wave)  # a wave is never larger than `parallel`
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(repo)}
         running = []
         for cmd, log in wave:
@@ -63,7 +63,7 @@ def run_jobs(jobs: list[tuple[list[str], Path]], parallel: int, repo: Path) -> N
             running.append(
                 (subprocess.Popen([*cmd, "--threads", str(threads)], stdout=log.open("a"), stderr=subprocess.STDOUT, env=env), log)
             )
-            click.echo(f"{time.strftime('%H:%M:%S')} started {log} ({threads} thread{'s' * (threads > 1)})")
+            click.echo(f"{time.strftime('%H:%M:%S')} started {log} (torch threads: {threads})")
         for proc, log in running:
             done = proc.wait() == 0
             click.echo(f"{time.strftime('%H:%M:%S')} {'finished' if done else f'FAILED ({proc.returncode})'} {log}")
