@@ -22,8 +22,8 @@ from ..detect import instances
 from ..nucleus import nucleus_mask
 from ..qc import brightest_colour
 from .fields import Field, estimate_mpp
+from .other_lab import wbc_seg_table
 
-CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
 CONTEXT_UM = 48.0  # the crop is padded with its own background to this field for the U-Net
 
 
@@ -36,15 +36,9 @@ class Crop:
 
 
 def load_wbc_seg(root: Path) -> list[Crop]:
-    labels = pd.read_csv(root / "labels.csv")
     return [
-        Crop(
-            int(i),
-            CLASSES[int(c)],
-            read_image(root / "images" / f"{int(i):03d}.png"),
-            np.asarray(Image.open(root / "masks" / f"{int(i):03d}.png")),
-        )
-        for i, c in zip(labels.iloc[:, 0], labels.iloc[:, 1])
+        Crop(int(i), cell, read_image(file), np.asarray(Image.open(root / "masks" / f"{int(i):03d}.png")))
+        for i, file, cell in wbc_seg_table(root).itertuples(index=False)
     ]
 
 

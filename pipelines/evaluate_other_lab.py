@@ -1,0 +1,50 @@
+"""Classifiers on another lab's leukocytes (wbc_seg Dataset1, GPL-3.0, evaluation only), each crop
+read as `wsi-screen classify --input-mpp` reads it, at the crops' scale estimated from TXL-PBC's
+leukocyte sizes (as `evaluate_outlines.py` does) and at ±15 % of it; writes OUT (JSON).
+
+    PYTHONPATH=$PWD python pipelines/evaluate_other_lab.py ../shared/data/segmentation/wbc_seg/Dataset1 \\
+        ../shared/data/detection/txl_pbc -o docs/other_lab.json --model shipped=classifier --model r22=runs/r22/export/classifier.pt
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from wsi_screen.classify import classify_files
+from wsi_screen.model_files import resolve_model, sha256
+from wsi_screen.registry import load_model
+from wsi_screen.train.fields import load_fields
+from wsi_screen.train.other_lab import other_lab_figures, wbc_seg_table
+from wsi_screen.train.outlines import estimate_crop_mpp, load_wbc_seg
+
+SCALES = (1.0, 0.85, 1.15)
+
+
+@click.command()
+@click.argument("wbc_seg", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("txl_pbc", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--model", "models", multiple=True, default=("shipped=classifier",), show_default=True, help="NAME=weights; repeatable.")
+@click.option("--threads", default=2, show_default=True)
+def main(wbc_seg: Path, txl_pbc: Path, out: Path, models: tuple[str, ...], threads: int) -> None:
+    torch.set_num_threads(threads)
+    table = wbc_seg_table(wbc_seg)
+    mpp = estimate_crop_mpp(load_wbc_seg(wbc_seg), load_fields(txl_pbc, "train"))
+    result = {"wbc_seg_mpp": mpp, "models": {}}
+    for name, weights in (m.split("=", 1) for m in models):
+        model, card = load_model(weights)
+        figures = {}
+        for k in SCALES:
+            calls = classify_files(model, card, table["file"].tolist(), input_mpp=mpp * k, device="cpu")
+            figures[f"{k:g}x"] = other_lab_figures(table["cell"], calls)
+        result["models"][name] = {"weights": weights, "sha256": sha256(resolve_model(weights, "classifier")), "figures": figures}
+        click.echo(f"{name}: accuracy {figures['1x']['accuracy']:.3f}, blast calls {figures['1x']['blast_calls']:.3f}")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Another lab's leukocytes: the wbc_seg table names every labelled crop with its class, and the
+figures count a band as a right neutrophil, a blast call as wrong, a rejected cell as rejected."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wsi_screen.classes import CLASS_CODES
+from wsi_screen.records import Probabilities
+from wsi_screen.train.other_lab import WBC_SEG_CLASSES, other_lab_figures, wbc_seg_table
+
+from .conftest import shared
+
+
+def _calls(codes: list[str], p_reject: list[float]) -> Probabilities:
+    probs = np.full((len(codes), len(CLASS_CODES)), 0.01)
+    for row, code in enumerate(codes):
+        probs[row, CLASS_CODES.index(code)] = 1.0
+    return Probabilities(probs / probs.sum(1, keepdims=True), np.asarray(p_reject))
+
+
+def test_figures_of_known_calls():
+    cells = pd.Series(["neutrophil", "neutrophil", "lymphocyte", "monocyte", "eosinophil"])
+    calls = _calls(["NGB", "NGS", "MYO", "MON", "EBO"], [0.0, 0.0, 0.0, 0.9, 0.0])
+    f = other_lab_figures(cells, calls)
+    assert f["n"] == 5
+    assert f["accuracy"] == 3 / 5  # a band is a right neutrophil; the blast and erythroblast are wrong
+    assert f["per_class"]["neutrophil"] == {"n": 2, "sensitivity": 1.0, "called": {"NGB": 1, "NGS": 1}}
+    assert f["per_class"]["lymphocyte"]["sensitivity"] == 0.0
+    assert f["mean_sensitivity"] == (1 + 0 + 1 + 0) / 4  # basophil absent: not averaged
+    assert f["blast_calls"] == 1 / 5
+    assert f["atypical_calls"] == 2 / 5  # MYO and EBO
+    assert f["rejected"] == 1 / 5
+
+
+def test_wbc_seg_table_names_every_labelled_crop():
+    root = shared("segmentation", "wbc_seg", "Dataset1")
+    table = wbc_seg_table(root)
+    labels = pd.read_csv(root / "labels.csv")
+    assert len(table) == len(labels)
+    assert all(Path(f).is_file() and Path(f).parent == root / "images" for f in table["file"])
+    assert table["cell"].value_counts().to_dict() == labels.iloc[:, 1].map(WBC_SEG_CLASSES).value_counts().to_dict()
+    assert set(table["cell"]) <= set(WBC_SEG_CLASSES.values())

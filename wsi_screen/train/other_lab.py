@@ -1,0 +1,51 @@
+"""A classifier on another lab's leukocytes: wbc_seg Dataset1 (Zheng et al. 2018, GPL-3.0:
+evaluation only, never training), 300 crops of five normal classes in another lab's rapid stain
+and camera. Every training cell comes from two labs (PBC, DeepAPL), and the card's shift checks
+perturb those labs' own cells; this is the one labelled set here from neither, so it measures what
+a lab with a stain of its own gets. Its label "neutrophil" does not tell bands from segmented
+cells, so either counts as right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..classes import ATYPICAL, BLAST
+from ..records import Probabilities
+
+WBC_SEG_CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
+RIGHT_CODES = {"neutrophil": ("NGS", "NGB"), "lymphocyte": ("LYT",), "monocyte": ("MON",), "eosinophil": ("EOS",), "basophil": ("BAS",)}
+
+
+def wbc_seg_table(root: Path) -> pd.DataFrame:
+    """id, file (images/NNN.png) and cell (the class name) of every labelled crop."""
+    labels = pd.read_csv(root / "labels.csv")
+    ids = labels.iloc[:, 0].astype(int)
+    files = [str(root / "images" / f"{i:03d}.png") for i in ids]
+    return pd.DataFrame({"id": ids, "file": files, "cell": labels.iloc[:, 1].astype(int).map(WBC_SEG_CLASSES)})
+
+
+def other_lab_figures(cells: pd.Series, result: Probabilities) -> dict:
+    """Accuracy and per-class sensitivity of the argmax class, the share called blasts (argmax MYO or
+    MOB) and atypical (argmax in the atypical test), the share the product rejects, and what
+    each class was called: every cell here is a normal leukocyte."""
+    cells = cells.to_numpy()
+    predicted = result.predicted
+    right = np.array([p in RIGHT_CODES[c] for c, p in zip(cells, predicted)])
+    per_class = {}
+    for c in RIGHT_CODES:
+        rows = cells == c
+        if rows.any():
+            called = {k: int(v) for k, v in pd.Series(predicted[rows]).value_counts().items()}
+            per_class[c] = {"n": int(rows.sum()), "sensitivity": float(right[rows].mean()), "called": called}
+    return {
+        "n": int(len(cells)),
+        "accuracy": float(right.mean()),
+        "mean_sensitivity": float(np.mean([v["sensitivity"] for v in per_class.values()])),
+        "blast_calls": float(np.isin(predicted, BLAST).mean()),
+        "atypical_calls": float(np.isin(predicted, ATYPICAL).mean()),
+        "rejected": float(result.rejected.mean()),
+        "per_class": per_class,
+    }
