@@ -16,10 +16,11 @@ Sources: wsi_screen/weights/classifier.json (the model card, written by
 pipelines/train_classifier.py), docs/detector/detector_eval.json (pipelines/evaluate_detector.py),
 docs/detector/outlines.json (pipelines/evaluate_outlines.py), docs/detector/loso.json
 (pipelines/detector_loso.py), docs/detector/detector_eval_second_look.json (the same with --second-
-look), docs/crop_scale.json (pipelines/measure_crop_scale.py), docs/slide_agreement.json
-(pipelines/slide_agreement.py), docs/statistics/interval_coverage.json
-(benchmarks/interval_coverage.py); the README's settings table comes from configs/default.yaml. Only
-the standard library and PyYAML are imported: the check runs in a moment."""
+look), docs/crop_scale.json (pipelines/measure_crop_scale.py), docs/other_lab.json
+(pipelines/evaluate_other_lab.py), docs/slide_agreement.json (pipelines/slide_agreement.py),
+docs/statistics/interval_coverage.json (benchmarks/interval_coverage.py); the README's settings
+table comes from configs/default.yaml. Only the standard library and PyYAML are imported: the check
+runs in a moment."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ OUTLINES = ROOT / "docs" / "detector" / "outlines.json"
 LOSO = ROOT / "docs" / "detector" / "loso.json"
 SECOND_LOOK = ROOT / "docs" / "detector" / "detector_eval_second_look.json"
 CROP_SCALE = ROOT / "docs" / "crop_scale.json"
+OTHER_LAB = ROOT / "docs" / "other_lab.json"
 SLIDE_AGREEMENT = ROOT / "docs" / "slide_agreement.json"
 INTERVAL_COVERAGE = ROOT / "docs" / "statistics" / "interval_coverage.json"
 DEFAULT_CONFIG = ROOT / "configs" / "default.yaml"
@@ -325,6 +327,26 @@ def detector_outlines() -> str:
     return "\n\n".join(lines)
 
 
+# ---- another lab's leukocytes -------------------------------------------------------------------
+
+
+def other_lab() -> str:
+    d = _load(OTHER_LAB)
+    header = ["model", "accuracy", *OUTLINE_CLASSES, "called blasts", "called atypical", "rejected", "outside training colours"]
+    header.append("accuracy at 0.85× / 1.15× the scale")
+    rows = []
+    for name, m in d["models"].items():
+        f = m["figures"]
+        one = f["1x"]
+        per = [pct(one["per_class"][c]["sensitivity"], 0) if c in one["per_class"] else "–" for c in OUTLINE_CLASSES]
+        shifted = " / ".join(pct(f[k]["accuracy"]) for k in ("0.85x", "1.15x"))
+        calls = [pct(one[k]) for k in ("blast_calls", "atypical_calls", "rejected")]
+        rows.append([name, pct(one["accuracy"]), *per, *calls, pct(one.get("outside_training_colours")), shifted])
+    first = next(iter(d["models"].values()))["figures"]["1x"]
+    counts = ", ".join(f"{v['n']} {c}{'s' * (v['n'] != 1)}" for c, v in first["per_class"].items())
+    return "\n\n".join([prose(f"wbc_seg Dataset1: {counts}, read at {d['wbc_seg_mpp']:.3f} µm/px."), table(header, rows)])
+
+
 # ---- the crops' scale --------------------------------------------------------------------------
 
 
@@ -426,6 +448,7 @@ LAB_SETTINGS = {
     "aggregate.min_leukocytes": "fewer classified cells: the report warns that the differential is unreliable",
     "qc.min_focus": "focus score below which the report warns",
     "qc.max_stain_angle_deg": "stain colour this far from a Romanowsky stain warns",
+    "qc.max_outside_colours": "share of leukocytes stained outside the classifier's training colours above which the report warns",
     "export.gallery_size": "cells shown in each report gallery",
     "dask.workers": "local worker processes, 0 = one per core (also `--workers`)",
 }
@@ -453,6 +476,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "detector-loso": detector_loso,
     "detector-second-look": detector_second_look,
     "crop-scale": crop_scale,
+    "other-lab": other_lab,
     "interval-coverage": interval_coverage,
 }
 GENERATED_PAGES: dict[str, Callable[[], str]] = {"docs/slide_agreement.md": slide_agreement_page}

@@ -1,6 +1,8 @@
 """Classifiers on another lab's leukocytes (wbc_seg Dataset1, GPL-3.0, evaluation only), each crop
 read as `wsi-screen classify --input-mpp` reads it, at the crops' scale estimated from TXL-PBC's
-leukocyte sizes (as `evaluate_outlines.py` does) and at ±15 % of it; writes OUT (JSON).
+leukocyte sizes (as `evaluate_outlines.py` does) and at ±15 % of it, with the share of crops whose
+colours `screen` would find outside the model's training colours (cards that record them);
+writes OUT (JSON).
 
     PYTHONPATH=$PWD python pipelines/evaluate_other_lab.py ../shared/data/segmentation/wbc_seg/Dataset1 \\
         ../shared/data/detection/txl_pbc -o docs/other_lab.json --model shipped=classifier --model r22=runs/r22/export/classifier.pt
@@ -12,9 +14,12 @@ import json
 from pathlib import Path
 
 import click
+import numpy as np
 import torch
 
+from wsi_screen.cell_images import load_canvas
 from wsi_screen.classify import classify_files
+from wsi_screen.colour_range import outside_colour_range
 from wsi_screen.model_files import resolve_model, sha256
 from wsi_screen.registry import load_model
 from wsi_screen.train.fields import load_fields
@@ -41,6 +46,9 @@ def main(wbc_seg: Path, txl_pbc: Path, out: Path, models: tuple[str, ...], threa
         for k in SCALES:
             calls = classify_files(model, card, table["file"].tolist(), input_mpp=mpp * k, device="cpu")
             figures[f"{k:g}x"] = other_lab_figures(table["cell"], calls)
+            if card.colour_range:
+                fields = np.stack([load_canvas(f, mpp * k, card.mpp, card.input_px, card.field_um) for f in table["file"]])
+                figures[f"{k:g}x"]["outside_training_colours"] = float(outside_colour_range(fields, card.colour_range).mean())
         result["models"][name] = {"weights": weights, "sha256": sha256(resolve_model(weights, "classifier")), "figures": figures}
         click.echo(f"{name}: accuracy {figures['1x']['accuracy']:.3f}, blast calls {figures['1x']['blast_calls']:.3f}")
     out.write_text(json.dumps(result, indent=1) + "\n")

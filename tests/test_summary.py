@@ -38,10 +38,10 @@ def _summary(codes, confidence=0.97, **cfg) -> SlideSummary:
     return _summarize(_calls(codes, confidence), **cfg)
 
 
-def _summarize(calls: Probabilities, **cfg) -> SlideSummary:
+def _summarize(calls: Probabilities, outside_colours: np.ndarray | None = None, **cfg) -> SlideSummary:
     config = Config().replace("export", gallery_size=3).replace("aggregate", bootstrap_samples=500, **cfg)
     provenance = Provenance({"classifier": {"sha256": "ab" * 32}}, "cd" * 32, {"wsi_screen": "0.1.0"}, 12.5)
-    return summarize_slide(_cells(len(calls.probs)), calls, RATES, config, None, provenance)
+    return summarize_slide(_cells(len(calls.probs)), calls, RATES, config, None, provenance, outside_colours)
 
 
 LEUKOCYTES = ["NGS"] * 150 + ["EOS"] * 20 + ["LYT"] * 20 + ["MYO"] * 8 + ["EBO"] * 2
@@ -80,6 +80,19 @@ def test_rejected_objects_are_counted_apart_and_nowhere_else():
     assert s.needs_review == 0 and s.review_cells == ()  # the 40 unsure objects are rejected, not leukocytes to review
     assert s.blast_candidates == (210, 211, 212)  # the leukocyte MYO (alone: 190-192), never the rejected P(blast) 0.99 objects
     assert s.qc.leukocytes_per_mm2 == pytest.approx(200 / 0.5)
+
+
+def test_leukocytes_outside_the_training_colours_are_measured_and_warned_of():
+    """The share counts leukocytes only: the 40 rejected objects of `_with_rejected` lie outside
+    too, and would take the share from 50 of 200 to 90 of 240 had they counted."""
+    outside = np.r_[np.ones(20, bool), np.arange(200) < 50, np.ones(20, bool)]
+    s = _summarize(_with_rejected(), outside)
+    assert s.qc.outside_training_colours == 0.25 and len(s.warnings) == 1  # at the limit (25 %): no warning
+    outside[20:71] = True  # 51 of 200
+    s = _summarize(_with_rejected(), outside)
+    assert s.qc.outside_training_colours == 0.255
+    assert s.warnings[-1].startswith("26% of the leukocytes are stained outside the colours the classifier was trained on (limit 25%)")
+    assert _summarize(_with_rejected()).qc.outside_training_colours is None  # a card without a colour range
 
 
 def test_few_or_unsure_cells_are_said_so():

@@ -116,9 +116,11 @@ class QcConfig:
     max_stain_angle_deg: float = 15.0  # real fields lie within 9°
     min_coverage: float = 0.2
     max_coverage: float = 0.9
+    max_outside_colours: float = 0.25  # warn when a larger share of the leukocytes lies outside the classifier's training colours
 
     def __post_init__(self):
         _check(self.min_focus >= 0, "qc.min_focus must be >= 0")
+        _check(0 <= self.max_outside_colours <= 1, "qc.max_outside_colours must be in [0, 1]")
         ref = self.stain_reference
         _check(len(ref) == 3 and min(ref) >= 0 and max(ref) > 0, "qc.stain_reference must be 3 non-negative numbers")
         _check(0 < self.max_stain_angle_deg <= 90, "qc.max_stain_angle_deg must be in (0, 90]")

@@ -168,6 +168,7 @@ class SlideQc:
     coverage: float | None
     leukocytes_per_mm2: float
     warnings: tuple[str, ...] = ()
+    outside_training_colours: float | None = None  # share of the leukocytes (colour_range); None: not measured
 
 
 @dataclass(frozen=True, eq=False)

@@ -82,10 +82,11 @@ def screen_slide(
     runner's), else starts one for this job."""
     from contextlib import ExitStack
 
+    from .colour_range import outside_colour_range
     from .export.geojson import aoi_features, cell_features, write_features
     from .export.outdir import staged_dir
     from .export.report import write_report
-    from .export.store import drop_model_input, write_calls
+    from .export.store import drop_model_input, open_model_input, write_calls
     from .model_files import sha256
     from .parallel import dask_client
     from .provenance import model_provenance, software_versions
@@ -109,6 +110,8 @@ def screen_slide(
                 nuclei = write_store(client, store, cells, config, card.input_px, tasks)
             with stages.time("classification"):
                 calls, classifier_precision = classify_on_cluster(client, store, model_path, config)
+            with stages.time("colour range"):
+                outside = outside_colour_range(open_model_input(store), card.colour_range) if card.colour_range else None
             with stages.time("calls to zarr"):
                 drop_model_input(store)
                 write_calls(store, calls, calls.needs_review(config.classify.review_below), sha256(model_path))
@@ -119,7 +122,7 @@ def screen_slide(
                     software_versions(),
                     time.perf_counter() - t0,
                 )
-                summary = summarize_slide(cells, calls, rates, config, options.specimen_id, provenance)
+                summary = summarize_slide(cells, calls, rates, config, options.specimen_id, provenance, outside)
             with stages.time("geojson"):
                 gz = options.gzip or len(cells.detections) > config.export.gzip_above_cells
                 features = chain(

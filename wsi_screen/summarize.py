@@ -62,11 +62,14 @@ def summarize_slide(
     config: Config,
     specimen_id: str | None,
     provenance: Provenance,
+    outside_colours: np.ndarray | None = None,
 ) -> SlideSummary:
     """The slide's summary over its leukocytes: objects the reject output claims are counted as
     `n_rejected` and nowhere else (not in the differential, the tests, the flags, the review count
     or the density). The galleries hold the `export.gallery_size` leukocytes of highest P(blast)
-    and the first as many that need review, by cell id (all objects)."""
+    and the first as many that need review, by cell id (all objects). `outside_colours` (one bool
+    per object, `colour_range`): the share of leukocytes stained outside the classifier's training
+    colours, with a warning above `qc.max_outside_colours`."""
     kept = np.flatnonzero(~calls.rejected)
     leukocytes = calls.take(kept)
     n = len(kept)
@@ -76,6 +79,12 @@ def summarize_slide(
     few = n < config.aggregate.min_leukocytes
     notes = [f"only {n} leukocytes classified (< {config.aggregate.min_leukocytes}): the differential is unreliable"] if few else []
     notes += [f"corrupt tile skipped: {e}" for e in cells.tile_errors]
+    outside = float(outside_colours[kept].mean()) if outside_colours is not None and n else None
+    if outside is not None and outside > config.qc.max_outside_colours:
+        notes.append(
+            f"{outside:.0%} of the leukocytes are stained outside the colours the classifier was trained on "
+            f"(limit {config.qc.max_outside_colours:.0%}): its calls are not validated for this stain or scanner"
+        )
     shown = config.export.gallery_size
     return SlideSummary(
         slide=cells.slide_path.name,
@@ -89,7 +98,7 @@ def summarize_slide(
         needs_review=int(review.sum()),
         lab_flags=tuple(lab_flags(diff, config.aggregate)),
         warnings=tuple(notes),
-        qc=replace(cells.qc, leukocytes_per_mm2=density(n, cells.aoi_area_mm2)),
+        qc=replace(cells.qc, leukocytes_per_mm2=density(n, cells.aoi_area_mm2), outside_training_colours=outside),
         error_rates=rates,
         provenance=provenance,
         blast_candidates=tuple(int(i) for i in kept[np.argsort(-leukocytes.p_blast, kind="stable")[:shown]]),

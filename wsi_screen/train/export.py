@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..cell_images import load_table
+from ..cell_images import load_canvas, load_table
 from ..classes import BLAST, CLASS_CODES
 from ..classify import classify_files
+from ..colour_range import colour_moments, fit_colour_range
 from ..evaluate import full_summary, joined, json_safe, operating_metrics, read_labels
 from ..model_files import sha256
 from ..registry import ModelCard, load_model, save_weights
@@ -159,6 +160,14 @@ def card_metrics(model, card: ModelCard, oof: pd.DataFrame, locked: pd.DataFrame
     }
 
 
+def training_colour_range(rows: pd.DataFrame, card: ModelCard, cells: int = 3000, seed: int = 0) -> dict:
+    """The card's `colour_range` from up to `cells` of `rows` (training leukocytes: file, mpp; a
+    seeded sample), each read as the classifier reads it."""
+    rows = rows.sample(min(cells, len(rows)), random_state=seed)
+    fields = [load_canvas(f, mpp, card.mpp, card.input_px, card.field_um) for f, mpp in zip(rows["file"], rows["mpp"])]
+    return fit_colour_range(colour_moments(np.stack(fields)))
+
+
 def _rates(oof: pd.DataFrame) -> dict:
     return rates_from_metrics(operating_metrics(oof))
 
@@ -211,7 +220,9 @@ def export(
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "history": pd.read_csv(final_dir / "history.csv").round(5).to_dict("records"),
     }
-    card = dataclasses.replace(card, provenance=json_safe(provenance), metrics=json_safe(metrics))
+    leukocytes = split[(split["split"] == "train") & split["class"].isin(CLASS_CODES)]
+    colour_range = training_colour_range(leukocytes, card)
+    card = dataclasses.replace(card, provenance=json_safe(provenance), metrics=json_safe(metrics), colour_range=colour_range)
     return save_weights(model, card, dest)
 
 
