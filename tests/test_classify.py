@@ -1,5 +1,7 @@
 """Inference on slide patches and on files: shapes, the field, the CSV contract, errors."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,3 +168,29 @@ def test_bf16_forward_agrees_with_float32_on_real_cells(shared_cells):
     with mock.patch("wsi_screen.registry.native_bf16", return_value=False):
         fp32 = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu").probs
     assert np.abs(bf16 - fp32).max() < 0.05 and (bf16.argmax(1) == fp32.argmax(1)).mean() >= 0.97
+
+
+def test_cli_says_which_images_lie_outside_the_training_colours(tiny_model, tmp_path):
+    """A card that records its training colours (here: of generated cells at 64 px) makes
+    `classify` mark every image whose colours it does not cover: the same cells under another
+    lab's yellow cast are marked, the cells themselves are not."""
+    from wsi_screen.cell_images import to_canvas
+    from wsi_screen.colour_range import colour_moments, fit_colour_range
+
+    model, card, _ = tiny_model
+    cells = [cell_image(c, 120, i) for c in CLASS_CODES for i in range(8)]
+    training = np.stack([to_canvas(cell, np.nan, card.mpp, card.input_px, card.field_um) for cell in cells])
+    path = save_weights(model, dataclasses.replace(card, colour_range=fit_colour_range(colour_moments(training))), tmp_path / "r.pt")
+    files = []
+    for i, code in enumerate(("NGS", "LYT", "MON")):
+        cell = cell_image(code, 120, 20 + i)
+        yellow = (cell * np.array([1.0, 0.97, 0.7])).astype(np.uint8)
+        for name, image in ((f"{code}.png", cell), (f"{code}_yellow.png", yellow)):
+            Image.fromarray(image).save(tmp_path / name)
+            files.append(name)
+    pd.DataFrame({"file": files}).to_csv(tmp_path / "in.csv", index=False)
+    assert main(["classify", str(tmp_path / "in.csv"), "-o", str(tmp_path / "p.csv"), "--model", str(path)]) == 0
+    p = pd.read_csv(tmp_path / "p.csv")
+    assert p["outside_training_colours"].tolist() == [name.endswith("_yellow.png") for name in files]
+    assert main(["classify", str(tmp_path / "in.csv"), "-o", str(tmp_path / "q.csv"), "--model", str(tiny_model[2])]) == 0
+    assert "outside_training_colours" not in pd.read_csv(tmp_path / "q.csv").columns  # a card without the range

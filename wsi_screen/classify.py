@@ -19,6 +19,7 @@ from torch import nn
 
 from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 from .classes import CLASS_CODES
+from .colour_range import outside_colour_range
 from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, network_input
@@ -134,6 +135,18 @@ def classify_files(
     data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)
+
+
+def files_outside_colour_range(
+    card: ModelCard, files: list[str], input_mpp: float | list[float] | None = None, base: Path | None = None, chunk: int = 256
+) -> np.ndarray:
+    """One bool per file (read as `classify_files` reads it): its colours lie outside the card's
+    training colours (`colour_range`; the card must record them)."""
+    paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]
+    table = pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
+    data = CellDataset(table, CLASS_CODES, None, card.mpp, card.input_px, card.field_um)
+    parts = [np.stack([data.canvas(i) for i in range(s, min(s + chunk, len(data)))]) for s in range(0, len(data), chunk)]
+    return np.concatenate([outside_colour_range(p, card.colour_range) for p in parts]) if parts else np.zeros(0, bool)
 
 
 def predictions_frame(files: list[str], result: Probabilities, review_below: float = 0.5) -> pd.DataFrame:

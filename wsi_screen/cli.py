@@ -74,7 +74,7 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     """Classify cell images: INPUT is a folder (recursive) or a CSV with a `file` column."""
     from pathlib import Path
 
-    from .classify import classify_files, list_inputs, predictions_frame
+    from .classify import classify_files, files_outside_colour_range, list_inputs, predictions_frame
     from .registry import for_inference, load_model, resolve_device
 
     cfg = load_config(config_path).classify
@@ -86,9 +86,13 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     base = Path(input_path).parent if Path(input_path).is_file() else None
     tta = cfg.tta if tta is None else tta
     result = classify_files(model, card, files, mpp, cfg.batch_size, dev, tta, base=base)
+    preds = predictions_frame(files, result, cfg.review_below)
+    if card.colour_range:  # a lab's own stain: say which images the classifier's training colours do not cover
+        preds["outside_training_colours"] = files_outside_colour_range(card, files, mpp, base)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    predictions_frame(files, result, cfg.review_below).to_csv(out, index=False)
-    click.echo(f"{len(files)} images → {out}")
+    preds.to_csv(out, index=False)
+    outside = f", {preds['outside_training_colours'].mean():.0%} outside the classifier's training colours" if card.colour_range else ""
+    click.echo(f"{len(files)} images → {out}{outside}")
 
 
 @cli.command("evaluate")
