@@ -76,11 +76,14 @@ def test_known_blast_prevalence(tmp_path, held_out, prevalence, should_flag):
     report = json.loads((summary.out_dir / "report.json").read_text())
     n = report["n_leukocytes"]
     assert abs(n - N_CELLS) <= 0.01 * N_CELLS  # the detector issue's target (300 and 300 counted, 2026-12-05)
+    assert report["qc"]["outside_training_colours"] <= 0.1  # cells of the training labs, on a generated slide
     b, se = report["blast"], report["error_rates"]["blast"]["sensitivity"]
     sp = b["specificity_on_this_slide"]  # the out-of-fold error rates on this slide's own cell mix
     expected = se * true_blasts + (1 - sp) * (n - true_blasts)
     sd = np.sqrt(true_blasts * se * (1 - se) + (n - true_blasts) * sp * (1 - sp))
-    print(f"{prevalence:.0%} slide: {n} counted, {b['count']} calls ({expected:.1f} ± {sd:.1f} expected), CI {b['ci95']}, flag {b['flag']}")
+    outside = report["qc"]["outside_training_colours"]
+    calls = f"{b['count']} calls ({expected:.1f} ± {sd:.1f} expected), CI {b['ci95']}, flag {b['flag']}"
+    print(f"{prevalence:.0%} slide: {n} counted, {calls}, {outside:.1%} outside the training colours")
     assert abs(b["count"] - expected) <= 3 * sd + 1  # within the classifier's measured error
     assert b["ci95"][0] <= true_blasts / len(synth.cells) <= b["ci95"][1]
     assert b["flag"] is should_flag

@@ -51,6 +51,8 @@ def test_report_json_has_the_morning_figures(screened):
         assert t["raw_prevalence"] == pytest.approx(t["count"] / r["n_leukocytes"])
     assert not r["blast"]["flag"]  # the demo holds no blasts (PBC normal donors only)
     assert r["qc"]["warnings"] == [] and r["aoi_area_mm2"] > 0.5
+    assert r["qc"]["outside_training_colours"] <= 0.05  # the training labs' stain: no colour warning
+    assert not any("outside the colours" in w for w in r["warnings"])
     assert len(r["model"]["classifier"]["sha256"]) == 64 and len(r["config_sha256"]) == 64
     here = "bfloat16" if native_bf16() else "float32"  # no GPU: both models ran on this CPU
     assert r["model"]["classifier"]["precision"] == r["model"]["detector"]["precision"] == here
