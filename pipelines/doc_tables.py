@@ -344,7 +344,24 @@ def other_lab() -> str:
         rows.append([name, pct(one["accuracy"]), *per, *calls, pct(one.get("outside_training_colours")), shifted])
     first = next(iter(d["models"].values()))["figures"]["1x"]
     counts = ", ".join(f"{v['n']} {c}{'s' * (v['n'] != 1)}" for c, v in first["per_class"].items())
-    return "\n\n".join([prose(f"wbc_seg Dataset1: {counts}, read at {d['wbc_seg_mpp']:.3f} µm/px."), table(header, rows)])
+    labs = list(next(iter(d["models"].values()))["pbc_normal_in_other_labs_colours"])
+
+    def moved(m: dict, lab: str) -> str:
+        t = m["pbc_normal_in_other_labs_colours"][lab]
+        return f"{pct(t['class_changed'], 0)} / {pct(t['became_blast'])}"
+
+    prose_moved = (
+        f"The {d['pbc_normal_cells']} locked PBC normal cells in each lab's mean leukocyte colours (TXL-PBC val leukocytes "
+        "by source; wbc_seg's crops), class changed / became a blast:"
+    )
+    return "\n\n".join(
+        [
+            prose(f"wbc_seg Dataset1: {counts}, read at {d['wbc_seg_mpp']:.3f} µm/px."),
+            table(header, rows),
+            prose(prose_moved),
+            table(["model", *labs], [[name, *(moved(m, lab) for lab in labs)] for name, m in d["models"].items()]),
+        ]
+    )
 
 
 # ---- the crops' scale --------------------------------------------------------------------------

@@ -42,3 +42,24 @@ def test_wbc_seg_table_names_every_labelled_crop():
     assert all(Path(f).is_file() and Path(f).parent == root / "images" for f in table["file"])
     assert table["cell"].value_counts().to_dict() == labels.iloc[:, 1].map(WBC_SEG_CLASSES).value_counts().to_dict()
     assert set(table["cell"]) <= set(WBC_SEG_CLASSES.values())
+
+
+def test_field_leukocyte_colours_tell_the_labs_apart():
+    """TXL-PBC's PBC fields come from the PBC crops' camera and stain: their leukocytes' mean colours
+    lie near the crops', BCCD's (another lab) far from both."""
+    from wsi_screen.cell_images import read_manifest
+    from wsi_screen.registry import load_card
+    from wsi_screen.train.fields import load_fields, source_of
+    from wsi_screen.train.other_lab import field_leukocyte_colours
+    from wsi_screen.train.shifts import lab_statistics
+
+    card = load_card(None)
+    fields = load_fields(shared("detection", "txl_pbc"), "val")
+    picked = [f for s in ("pbc", "bccd") for f in [f for f in fields if source_of(f) == s][:12]]
+    colours = field_leukocyte_colours(picked, card)
+    assert set(colours) == {"pbc", "bccd"}
+    crops = read_manifest(shared("cells", "manifest.csv"))
+    crops = crops[crops["source"].eq("pbc") & crops["label"].isin(["NGS", "LYT", "MON"])].sample(40, random_state=0)
+    mean, std = lab_statistics(crops["file"].tolist(), crops["mpp"].tolist(), card)
+    near, far = (np.abs(np.r_[colours[s][0] - mean, colours[s][1] - std]).max() for s in ("pbc", "bccd"))
+    assert near < 5 < far  # CIELAB units

@@ -77,7 +77,8 @@ def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.n
 
 
 def _as_float_chw(rgb: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)
+    rgb = np.asarray(rgb)
+    x = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).permute(2, 0, 1)  # a decoded image may be read-only
     return x.float() / 255 if x.dtype == torch.uint8 else x.float()
 
 

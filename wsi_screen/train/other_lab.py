@@ -3,7 +3,12 @@ evaluation only, never training), 300 crops of five normal classes in another la
 and camera. Every training cell comes from two labs (PBC, DeepAPL), and the card's shift checks
 perturb those labs' own cells; this is the one labelled set here from neither, so it measures what
 a lab with a stain of its own gets. Its label "neutrophil" does not tell bands from segmented
-cells, so either counts as right."""
+cells, so either counts as right.
+
+The leukocytes of TXL-PBC's other three labs carry no class here; their colours are borrowed
+instead: the locked PBC normal cells, Reinhard-transferred to each lab's mean leukocyte colours,
+should keep their class (the card's DeepAPL check, `train.shifts.stain_transfer_change`, for
+every lab whose fields the detector sees)."""
 
 from __future__ import annotations
 
@@ -12,8 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..cell_images import read_image, to_canvas
 from ..classes import ATYPICAL, BLAST
+from ..preprocess import lab_moments
 from ..records import Probabilities
+from ..registry import ModelCard
+from .fields import Field, source_mpp, source_of
 
 WBC_SEG_CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
 RIGHT_CODES = {"neutrophil": ("NGS", "NGB"), "lymphocyte": ("LYT",), "monocyte": ("MON",), "eosinophil": ("EOS",), "basophil": ("BAS",)}
@@ -49,3 +58,21 @@ def other_lab_figures(cells: pd.Series, result: Probabilities) -> dict:
         "rejected": float(result.rejected.mean()),
         "per_class": per_class,
     }
+
+
+def field_leukocyte_colours(fields: list[Field], card: ModelCard) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per TXL-PBC source: the mean over its labelled leukocytes of each one's CIELAB channel means
+    and stds, on the model's field around the box centre at the source's one scale (the field
+    reflect-padded where the box lies near its edge)."""
+    scale = source_mpp(fields)
+    moments: dict[str, list] = {}
+    for f in fields:
+        mpp = scale[source_of(f)]
+        half = int(round(card.field_um / 2 / mpp))
+        rgb = np.pad(read_image(f.image), ((half, half), (half, half), (0, 0)), mode="reflect")
+        for c, x0, y0, x1, y1 in f.boxes:
+            if c == 0:  # a leukocyte
+                cx, cy = int((x0 + x1) / 2) + half, int((y0 + y1) / 2) + half
+                crop = rgb[cy - half : cy + half, cx - half : cx + half]
+                moments.setdefault(source_of(f), []).append(lab_moments(to_canvas(crop, mpp, card.mpp, card.input_px, card.field_um)))
+    return {s: (np.mean([m for m, _ in v], 0), np.mean([d for _, d in v], 0)) for s, v in sorted(moments.items())}
