@@ -351,8 +351,8 @@ def other_lab() -> str:
         return f"{pct(t['class_changed'], 0)} / {pct(t['became_blast'])}"
 
     prose_moved = (
-        f"The {d['pbc_normal_cells']} locked PBC normal cells in each lab's mean leukocyte colours (TXL-PBC val leukocytes "
-        "by source; wbc_seg's crops), class changed / became a blast:"
+        f"The {d['pbc_normal_cells']} locked PBC normal cells in each lab's mean leukocyte colours (300 unlocked DeepAPL "
+        "cells, as the card's check; TXL-PBC val leukocytes by source; wbc_seg's crops), class changed / became a blast:"
     )
     return "\n\n".join(
         [

@@ -79,6 +79,7 @@ def test_three_good_slides_and_one_corrupt_on_two_workers(uninterrupted):
         "flag",
         "needs_review",
         "qc_warnings",
+        "outside_training_colours",
         "runtime_s",
     ]
     assert sorted(summary["status"]) == ["failed", "ok", "ok", "ok"]
@@ -87,6 +88,7 @@ def test_three_good_slides_and_one_corrupt_on_two_workers(uninterrupted):
     assert summary["status"].iloc[-1] == "failed"  # flagged first, failures last
     ok = summary[summary["status"] == "ok"]
     assert (ok["n_leukocytes"] >= 5).all() and (ok["blast_ci_low"] <= ok["blast_prevalence"]).all()
+    assert (ok["outside_training_colours"] <= 0.1).all()  # slides generated from the training labs' cells
     run_json = json.loads((out / "run.json").read_text())
     assert run_json["complete"] and {s["status"] for s in run_json["slides"]} == {"ok", "failed"}
     assert len(run_json["models"]["classifier"]) == 64 and len(run_json["config_sha256"]) == 64

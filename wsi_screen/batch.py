@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = [
     "flag",
     "needs_review",
     "qc_warnings",
+    "outside_training_colours",
     "runtime_s",
 ]
 
@@ -103,6 +104,7 @@ class SlideRow:
     flag: bool | None = None
     needs_review: int | None = None
     qc_warnings: int | None = None
+    outside_training_colours: float | None = None  # share of the leukocytes: the classifier is unvalidated on this stain
     runtime_s: float | None = None
     skipped: bool = False
     started: float | None = None  # Unix time on the worker, for the overlap check in run.json
@@ -124,6 +126,7 @@ class SlideRow:
             bool(s.flags),
             s.needs_review,
             len(s.qc.warnings),
+            s.qc.outside_training_colours,
             s.provenance.runtime_s,
             skipped,
         )
