@@ -45,6 +45,8 @@ CHECKS = (
     "keep their class (metrics.stain_transfer_to_deepapl).",
     "Other labs, stains, scanners and focus: the locked cells are re-scored under fixed shifts beyond the "
     "training augmentation (field scale, haematoxylin/eosin strength, hue, defocus): metrics.shift_robustness.",
+    "Colours seen: the training leukocytes' colours (colour_range); `screen` reports the share of a slide's "
+    "leukocytes outside them and warns that its calls are unvalidated for that stain.",
 )
 LIMITATIONS = (
     "PMB (bilobed promyelocyte) has no training images: its output exists but was never trained or measured.",
@@ -52,6 +54,8 @@ LIMITATIONS = (
     "P_blast is unmeasured: blast character was learned from one lab's myeloblasts and monoblasts (MOB: 66 images). "
     "A lab must check P_blast on its own blasts, lymphoblasts included, before relying on the flag.",
     "All blasts and all atypical lymphocytes come from AML/APL patients of one lab; normal cells come from two labs.",
+    "Another lab's stain can move most calls (docs/classifier.md, \"Another lab's leukocytes\"): read a slide whose "
+    "report warns of colours outside the training range cell by cell.",
 )
 # What the shipped classifier is measured against (issue 12; never adjusted to fit), on the
 # out-of-fold predictions and on the locked test cells alike.
