@@ -151,3 +151,20 @@ def test_stain_density_scales_every_channels_optical_density_by_one_factor():
     torch.manual_seed(0)
     off = (TrainTransform(128, MEAN, STD, TrainConfig(**still))(cell) * 0.25 + 0.5)[:, 64, 64].double()
     assert torch.allclose(off, centre, atol=1e-3)
+
+
+def test_blur_reaches_its_largest_sigma():
+    """A sharp edge blurred with sigma drawn up to blur_max_sigma: the widest blurs spread it over
+    about as many pixels as that sigma, the default's never beyond about 1 px."""
+    still = dict(hed_jitter=0, brightness=0, contrast=0, saturation=0, hue=0, scale_jitter=0, rotate=False, jpeg_prob=0)
+    cell = coloured_disk((60, 40, 120), (235, 215, 205))
+
+    def widest(max_sigma: float) -> float:
+        t = TrainTransform(128, MEAN, STD, TrainConfig(**still, blur_prob=1.0, blur_max_sigma=max_sigma))
+        torch.manual_seed(0)
+        rows = [(t(cell) * 0.25 + 0.5)[0, 64].numpy() for _ in range(40)]  # the red channel across the disk's middle
+        # pixels between 10 % and 90 % of the edge's step, on the row that spreads it most
+        return max(((r > r.min() + 0.1 * np.ptp(r)) & (r < r.max() - 0.1 * np.ptp(r))).sum() / 2 for r in rows)
+
+    sharp, default, wide = widest(0.1), widest(1.0), widest(3.0)
+    assert sharp <= 1.5 < default <= 3 < wide  # a Gaussian's 10-90 % rise is about 2.6 sigma

@@ -197,6 +197,7 @@ class TrainConfig:
     saturation: float = 0.15
     hue: float = 0.03
     blur_prob: float = 0.2
+    blur_max_sigma: float = 1.0  # px at the network input: defocus and softer optics, sigma drawn from [0.1, this]
     jpeg_prob: float = 0.0  # re-encode as JPEG at quality 40-95 (other scanners' compression)
     balance_sources: bool = False  # each source of a class drawn equally often (train/loop.sampling_weights)
     balance_patients: bool = False  # a patient's share of its class grows with the root of its cells, not in proportion
@@ -227,6 +228,7 @@ class TrainConfig:
         for name in ("hed_jitter", "brightness", "contrast", "saturation", "blur_prob", "jpeg_prob", "context_prob", "stain_mix"):
             _check(0 <= getattr(self, name) <= 1, f"train.{name} must be in [0, 1]")
         _check(0 <= self.hue <= 0.5, "train.hue must be in [0, 0.5]")
+        _check(0.1 <= self.blur_max_sigma <= 8, "train.blur_max_sigma must be in [0.1, 8] (px at the network input)")
         _check(0 <= self.stain_density <= 3, "train.stain_density must be in [0, 3]")
 
 

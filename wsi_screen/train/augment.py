@@ -50,8 +50,9 @@ class TrainTransform(EvalTransform):
         x = TF.adjust_saturation(x, 1 + c.saturation * _u())
         if c.hue:
             x = TF.adjust_hue(x, c.hue * _u())
-        if torch.rand(()) < c.blur_prob:
-            x = TF.gaussian_blur(x, [5, 5], [0.1 + 0.9 * float(torch.rand(()))])
+        if torch.rand(()) < c.blur_prob:  # the kernel spans ±2 of the largest sigma (5 px for the default 1 px)
+            side = 2 * math.ceil(2 * c.blur_max_sigma) + 1
+            x = TF.gaussian_blur(x, [side, side], [0.1 + (c.blur_max_sigma - 0.1) * float(torch.rand(()))])
         x = x.clamp(0, 1)
         if torch.rand(()) < c.jpeg_prob:
             x = TF.jpeg((x * 255).round().to(torch.uint8), int(torch.randint(40, 96, ()))).float() / 255
