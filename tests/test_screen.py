@@ -193,3 +193,21 @@ def test_screen_calls_the_demo_cells_about_as_their_crop_files(screened):
     print(r)
     assert r["missed_or_split"] <= 0.03 * len(truth)
     assert r["slide_accuracy"] >= r["crop_accuracy"] - 0.15
+
+
+def test_another_labs_colours_are_warned_of(tmp_path):
+    """Half the demo slide under a yellow cast (blue absorbed, as in another lab's rapid stain):
+    its leukocytes are still found, but every one lies outside the classifier's training colours,
+    and the report says its calls are unvalidated instead of only printing them."""
+    import tifffile
+
+    from wsi_screen.synth import write_pyramid
+
+    with tifffile.TiffFile(DEMO) as tif:
+        rgb = tif.pages[0].asarray()[:, :5000]
+    write_pyramid(tmp_path / "yellow.tiff", np.clip(rgb * np.array([1.0, 0.97, 0.72]), 0, 255).astype(np.uint8), 0.25)
+    run = _cli("screen", tmp_path / "yellow.tiff", "-o", tmp_path / "out", "--aoi", "full", "--workers", "2")
+    assert run.returncode == 0, run.stderr[-2000:]
+    r = json.loads((tmp_path / "out" / "yellow" / "report.json").read_text())
+    assert r["n_leukocytes"] >= 50 and r["qc"]["outside_training_colours"] > 0.9
+    assert any(w.startswith(f"{r['qc']['outside_training_colours']:.0%} of the leukocytes are stained outside") for w in r["warnings"])
