@@ -1,6 +1,6 @@
 """Whether a cell's colours lie within those the classifier was trained on. Every training cell
 comes from two labs; another lab's stain can move every call (on wbc_seg's rapid-stained normal
-leukocytes the shipped classifiers are right 7-39 % of the time, `docs/classifier.md`), so a
+leukocytes the shipped r11 is right for 20 % of them, `docs/classifier.md`), so a
 slide whose leukocytes mostly fall outside the training colours is reported as unvalidated rather
 than read as if it were not.
 
