@@ -13,11 +13,10 @@ from pathlib import Path
 
 import click
 
-from wsi_screen.cell_images import load_table
 from wsi_screen.classes import CLASS_CODES
 from wsi_screen.registry import load_model, save_weights
 from wsi_screen.train.export import training_colour_range
-from wsi_screen.train.splits import LOCKED_TEST, read_locked, without_locked
+from wsi_screen.train.splits import LOCKED_TEST, unlocked_table
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -28,7 +27,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 @click.option("--locked", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=LOCKED_TEST, show_default=True)
 def main(weights: Path, data: Path, locked: Path) -> None:
     model, card = load_model(weights)
-    table = without_locked(load_table(data), set(read_locked(locked)["file"]), data)
+    table = unlocked_table(data, locked)
     colour_range = training_colour_range(table[table["label"].isin(CLASS_CODES)], card)
     save_weights(model, dataclasses.replace(card, colour_range=colour_range), weights)
     click.echo(f"{weights}: colour range of {colour_range['cells']} training leukocytes, limit {colour_range['limit']:.2f}")

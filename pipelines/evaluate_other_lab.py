@@ -16,13 +16,10 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 import torch
 
-from wsi_screen.cell_images import load_canvas, load_table
 from wsi_screen.classes import BLAST, CLASS_CODES
-from wsi_screen.classify import classify_files
-from wsi_screen.colour_range import outside_colour_range
+from wsi_screen.classify import classify_files, files_outside_colour_range
 from wsi_screen.model_files import resolve_model, sha256
 from wsi_screen.registry import load_model
 from wsi_screen.train.export import locked_rows
@@ -30,7 +27,7 @@ from wsi_screen.train.fields import load_fields
 from wsi_screen.train.other_lab import field_leukocyte_colours, other_lab_figures, wbc_seg_table
 from wsi_screen.train.outlines import estimate_crop_mpp, load_wbc_seg
 from wsi_screen.train.shifts import lab_statistics, stain_transfer_change
-from wsi_screen.train.splits import LOCKED_TEST, read_locked, without_locked
+from wsi_screen.train.splits import LOCKED_TEST, unlocked_table
 
 SCALES = (1.0, 0.85, 1.15)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -51,7 +48,7 @@ def main(wbc_seg: Path, txl_pbc: Path, cells: Path, out: Path, models: tuple[str
     mpp = estimate_crop_mpp(load_wbc_seg(wbc_seg), load_fields(txl_pbc, "train"))
     locked = locked_rows(cells, LOCKED_TEST)
     pbc_normal = locked[(locked["source"] == "pbc") & ~locked["class"].isin(BLAST)].reset_index(drop=True)
-    unlocked = without_locked(load_table(cells), set(read_locked(LOCKED_TEST)["file"]), cells)
+    unlocked = unlocked_table(cells)
     apl = unlocked[unlocked["source"].eq("deepapl") & unlocked["label"].isin(CLASS_CODES)].sample(300, random_state=0)
     val_fields = load_fields(txl_pbc, "val")
     result = {"wbc_seg_mpp": mpp, "pbc_normal_cells": len(pbc_normal), "models": {}}
@@ -62,8 +59,8 @@ def main(wbc_seg: Path, txl_pbc: Path, cells: Path, out: Path, models: tuple[str
             calls = classify_files(model, card, table["file"].tolist(), input_mpp=mpp * k, device="cpu")
             figures[f"{k:g}x"] = other_lab_figures(table["cell"], calls)
             if card.colour_range:
-                fields = np.stack([load_canvas(f, mpp * k, card.mpp, card.input_px, card.field_um) for f in table["file"]])
-                figures[f"{k:g}x"]["outside_training_colours"] = float(outside_colour_range(fields, card.colour_range).mean())
+                outside = files_outside_colour_range(card, table["file"].tolist(), mpp * k)
+                figures[f"{k:g}x"]["outside_training_colours"] = float(outside.mean())
         colours = {
             "deepapl": lab_statistics(apl["file"].tolist(), apl["mpp"].tolist(), card),  # the card's own check, on 300 unlocked cells
             **field_leukocyte_colours(val_fields, card),

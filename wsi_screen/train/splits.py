@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+from ..cell_images import load_table
 from ..classes import BLAST
 from ..config import TrainConfig
 from ..errors import DatasetError
@@ -135,6 +136,11 @@ def is_locked(table: pd.DataFrame, locked_files: set[str], root: str | Path) -> 
 def without_locked(table: pd.DataFrame, locked_files: set[str], root: str | Path) -> pd.DataFrame:
     """`table` less the rows whose path relative to `root` is in `locked_files`."""
     return table[~is_locked(table, locked_files, root)].reset_index(drop=True)
+
+
+def unlocked_table(data: str | Path, locked: str | Path = LOCKED_TEST) -> pd.DataFrame:
+    """`data`'s table (`cell_images.load_table`) less its locked cells: what runs train on."""
+    return without_locked(load_table(data), set(read_locked(locked)["file"]), data)
 
 
 def read_locked(path: str | Path = LOCKED_TEST) -> pd.DataFrame:
