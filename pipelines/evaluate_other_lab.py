@@ -18,9 +18,10 @@ from pathlib import Path
 import click
 import torch
 
+from wsi_screen.checksum import sha256
 from wsi_screen.classes import BLAST, CLASS_CODES
 from wsi_screen.classify import classify_files, files_outside_colour_range
-from wsi_screen.model_files import resolve_model, sha256
+from wsi_screen.model_files import resolve_model
 from wsi_screen.registry import load_model
 from wsi_screen.train.export import locked_rows
 from wsi_screen.train.fields import load_fields

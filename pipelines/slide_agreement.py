@@ -28,11 +28,12 @@ from shapely.geometry import Polygon, shape
 
 from wsi_screen.cell_agreement import counted_outside, paired_accuracy, slide_calls
 from wsi_screen.cell_images import CROP_MPP
+from wsi_screen.checksum import sha256
 from wsi_screen.classes import CLASS_CODES, CLASS_NAMES, REJECTED
 from wsi_screen.classify import classify_files
 from wsi_screen.errors import ModelError
 from wsi_screen.export.geojson import read_features
-from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
+from wsi_screen.model_files import DEFAULT_WEIGHTS
 from wsi_screen.registry import for_inference, load_card, load_model, resolve_device, save_weights
 from wsi_screen.summarize import RATE_KEYS, rates_from_card
 from wsi_screen.synth import make_slide

@@ -17,8 +17,8 @@ SETTINGS = {"config_sha256": "c" * 64, "specimen_id": "S-1", "aoi": "auto", "aoi
 def hashed(monkeypatch):
     """Counts the files resume hashes."""
     calls = []
-    real = resume.sha256_file
-    monkeypatch.setattr(resume, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = resume.sha256
+    monkeypatch.setattr(resume, "sha256", lambda p: calls.append(p) or real(p))
     return calls
 
 

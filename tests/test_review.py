@@ -16,10 +16,11 @@ from PIL import Image
 from sklearn.metrics import cohen_kappa_score
 
 from wsi_screen.cell_images import read_folder_tree
+from wsi_screen.checksum import sha256
 from wsi_screen.classes import CLASS_CODES, CLASS_NAMES
 from wsi_screen.cli import main
 from wsi_screen.export.geojson import read_features
-from wsi_screen.model_files import DEFAULT_WEIGHTS, sha256
+from wsi_screen.model_files import DEFAULT_WEIGHTS
 
 pytestmark = pytest.mark.slow  # screens the demo slide
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from .checksum import sha256
 from .config import Config
 from .errors import WsiScreenError
 from .export.html import render
 from .records import SlideSummary
-from .resume import file_record, sha256_file, still_valid
+from .resume import file_record, still_valid
 from .screen import ScreenOptions
 from .slide import FIELD_IMAGE_SUFFIXES, OPENSLIDE_SUFFIXES, TIFF_SUFFIXES
 from .specimens import SlideSpec, slide_specs
@@ -79,7 +80,7 @@ def output_names(slides: list[Path]) -> dict[Path, str]:
 def settings(config: Config, spec: SlideSpec) -> dict:
     """Everything besides the slide file that a result depends on (an AOI file by its content)."""
     aoi = Path(spec.aoi)
-    aoi_sha256 = sha256_file(aoi) if aoi.is_file() else None
+    aoi_sha256 = sha256(aoi) if aoi.is_file() else None
     return {"config_sha256": config.sha256(), "specimen_id": spec.specimen_id, "aoi": spec.aoi, "aoi_sha256": aoi_sha256}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .preprocess import rgb_to_lab
+from .preprocess import batch_lab_moments
 
 QUANTILE = 0.99
 
@@ -26,9 +26,7 @@ def colour_moments(images: np.ndarray, step: int = 2, batch: int = 256) -> np.nd
     out = []
     for start in range(0, images.shape[0], batch):
         block = np.asarray(images[start : start + batch])[:, ::step, ::step]
-        x = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2).float() / 255
-        lab = rgb_to_lab(x).flatten(2).double()
-        out.append(torch.cat([lab.mean(2), lab.std(2, correction=0)], 1).numpy())
+        out.append(batch_lab_moments(torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2).float() / 255).numpy())
     return np.concatenate(out) if out else np.zeros((0, 6))
 
 

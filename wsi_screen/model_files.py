@@ -3,7 +3,6 @@ provenance and a batch with nothing left to do never import torch (seconds per p
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from .errors import ModelError
@@ -23,7 +22,3 @@ def resolve_model(name_or_path: str | Path | None, task: str) -> Path:
     if not path.is_file():
         raise ModelError("model file not found", path)
     return path
-
-
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

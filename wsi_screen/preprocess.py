@@ -65,8 +65,14 @@ def hed_adjust(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> tor
 
 def lab_moments(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel CIELAB mean and std of an RGB image (uint8, or float in [0, 1])."""
-    lab = rgb_to_lab(_as_float_chw(rgb)).flatten(1).double()
-    return lab.mean(1).numpy(), lab.std(1, correction=0).numpy()
+    moments = batch_lab_moments(_as_float_chw(rgb)[None])[0].numpy()
+    return moments[:3], moments[3:]
+
+
+def batch_lab_moments(x: torch.Tensor) -> torch.Tensor:
+    """N×3×H×W RGB in [0, 1] → N×6 float64: each image's CIELAB channel means, then stds."""
+    lab = rgb_to_lab(x).flatten(2).double()
+    return torch.cat([lab.mean(2), lab.std(2, correction=0)], 1)
 
 
 def reinhard_transfer(rgb: np.ndarray, target_mean: np.ndarray, target_std: np.ndarray) -> np.ndarray:

@@ -18,7 +18,8 @@ def software_versions() -> dict:
 def model_checksums(config: Config) -> dict:
     """run.json's "models": the configured classifier's and detector's weights checksums (None: the
     classical detector has none)."""
-    from .model_files import resolve_model, sha256
+    from .checksum import sha256
+    from .model_files import resolve_model
 
     detector = sha256(resolve_model(config.detect.model, "detector")) if config.detect.method == "unet" else None
     return {"classifier": sha256(resolve_model(config.classify.model, "classifier")), "detector": detector}
@@ -27,7 +28,8 @@ def model_checksums(config: Config) -> dict:
 def model_provenance(config: Config, classifier_path: Path, card, detector_precision: str | None, classifier_precision: str) -> dict:
     """report.json's "model": the detector and the classifier that made the result, by name and
     checksum, and the arithmetic each ran in (a call can differ between bfloat16 and float32)."""
-    from .model_files import resolve_model, sha256
+    from .checksum import sha256
+    from .model_files import resolve_model
 
     detector = {"name": "classical", "method": "classical", "sha256": None, "precision": None}
     if config.detect.method == "unet":

@@ -5,23 +5,16 @@ touch); a new record is hashed by the slide's own task, on its worker."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from .checksum import sha256
 
 
 def file_record(path: Path, settings: dict) -> dict:
     """What makes a result valid: this file's size, mtime and content, and `settings` (config hash,
     specimen, AOI). The stat is taken first, so a file changed while hashing is hashed again later."""
     stat = Path(path).stat()
-    return {"input": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(path), **settings}
+    return {"input": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256(path), **settings}
 
 
 def still_valid(record: dict | None, path: Path, settings: dict) -> bool:
@@ -32,4 +25,4 @@ def still_valid(record: dict | None, path: Path, settings: dict) -> bool:
     stat = Path(path).stat()
     if record.get("size") != stat.st_size:
         return False
-    return record.get("mtime_ns") == stat.st_mtime_ns or record.get("sha256") == sha256_file(path)
+    return record.get("mtime_ns") == stat.st_mtime_ns or record.get("sha256") == sha256(path)

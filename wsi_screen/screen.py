@@ -82,12 +82,12 @@ def screen_slide(
     runner's), else starts one for this job."""
     from contextlib import ExitStack
 
+    from .checksum import sha256
     from .colour_range import outside_colour_range
     from .export.geojson import aoi_features, cell_features, write_features
     from .export.outdir import staged_dir
     from .export.report import write_report
     from .export.store import drop_model_input, open_model_input, write_calls
-    from .model_files import sha256
     from .parallel import dask_client
     from .provenance import model_provenance, software_versions
     from .summarize import rates_from_card, summarize_slide

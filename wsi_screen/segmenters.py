@@ -17,7 +17,8 @@ class UnetSegmenter:
     µm/px it reads the slide at come from the card."""
 
     def __init__(self, name_or_path: str, device: str = "auto"):
-        from .model_files import resolve_model, sha256
+        from .checksum import sha256
+        from .model_files import resolve_model
         from .registry import for_inference, load_model, precision, resolve_device
 
         self.path = resolve_model(name_or_path, "detector")

@@ -20,7 +20,7 @@ class _Rows(torch.utils.data.Dataset):
         return self.n
 
     def __getitem__(self, i):
-        return torch.from_numpy(self.row(i))
+        return torch.from_numpy(np.require(self.row(i), requirements="W"))  # a decoded image may be read-only
 
 
 def cached_rows(row, n: int, shape: tuple[int, ...], path: str | Path, num_workers: int = 1) -> np.ndarray:

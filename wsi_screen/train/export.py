@@ -15,11 +15,11 @@ import pandas as pd
 import torch
 
 from ..cell_images import load_canvas, load_table
+from ..checksum import sha256
 from ..classes import BLAST, CLASS_CODES
 from ..classify import classify_files
 from ..colour_range import colour_moments, fit_colour_range
 from ..evaluate import full_summary, joined, json_safe, operating_metrics, read_labels
-from ..model_files import sha256
 from ..registry import ModelCard, load_model, save_weights
 from ..summarize import rates_from_metrics
 from .reject_rate import reject_rates

@@ -128,6 +128,14 @@ def wbc_targets(rgb: np.ndarray, wbc_boxes: np.ndarray) -> np.ndarray:
 SOURCE_BY_SIZE = {(575, 575): "raabin", (360, 363): "pbc", (366, 369): "pbc", (640, 480): "bccd", (416, 416): "bcd"}
 
 
+def centred_crop(rgb: np.ndarray, x: float, y: float, half: int) -> np.ndarray:
+    """The 2·half square around (x, y), the field reflected where the square passes its edge (a
+    cell near the border keeps its centre at the crop's centre)."""
+    padded = np.pad(rgb, ((half, half), (half, half), (0, 0)), mode="reflect")
+    cx, cy = round(x) + half, round(y) + half
+    return padded[cy - half : cy + half, cx - half : cx + half]
+
+
 def source_of(field: Field) -> str:
     return SOURCE_BY_SIZE.get((field.width, field.height), f"{field.width}x{field.height}")
 

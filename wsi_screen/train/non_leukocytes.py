@@ -15,7 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from ..cell_images import read_image
-from .fields import PLATELET, RBC, WBC, load_fields, source_mpp, source_of
+from .fields import PLATELET, RBC, WBC, centred_crop, load_fields, source_mpp, source_of
 
 log = logging.getLogger(__name__)
 REJECT_CODE = "NLK"  # one reject output: anything that is not a leukocyte
@@ -88,10 +88,7 @@ def _cut(root, split: str, out_dir: Path, objects, label: str, per_source: int, 
         half = round(field_um / mpp[source] / 2)
         (out_dir / source).mkdir(parents=True, exist_ok=True)
         for n, (i, x, y, cls) in enumerate(items[:per_source]):
-            rgb = read_image(fields[i].image)
-            padded = np.pad(rgb, ((half, half), (half, half), (0, 0)), mode="reflect")
-            cx, cy = round(x) + half, round(y) + half
-            crop = padded[cy - half : cy + half, cx - half : cx + half]
+            crop = centred_crop(read_image(fields[i].image), x, y, half)
             path = out_dir / source / f"{fields[i].image.stem}_{n}_{_TAGS[cls]}.png"
             Image.fromarray(crop).save(path)
             rows.append((str(path.resolve()), label, f"txl_{source}", "", mpp[source]))

@@ -22,7 +22,7 @@ from ..classes import ATYPICAL, BLAST
 from ..preprocess import lab_moments
 from ..records import Probabilities
 from ..registry import ModelCard
-from .fields import Field, source_mpp, source_of
+from .fields import Field, centred_crop, source_mpp, source_of
 
 WBC_SEG_CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
 RIGHT_CODES = {"neutrophil": ("NGS", "NGB"), "lymphocyte": ("LYT",), "monocyte": ("MON",), "eosinophil": ("EOS",), "basophil": ("BAS",)}
@@ -69,10 +69,8 @@ def field_leukocyte_colours(fields: list[Field], card: ModelCard) -> dict[str, t
     for f in fields:
         mpp = scale[source_of(f)]
         half = int(round(card.field_um / 2 / mpp))
-        rgb = np.pad(read_image(f.image), ((half, half), (half, half), (0, 0)), mode="reflect")
-        for c, x0, y0, x1, y1 in f.boxes:
-            if c == 0:  # a leukocyte
-                cx, cy = int((x0 + x1) / 2) + half, int((y0 + y1) / 2) + half
-                crop = rgb[cy - half : cy + half, cx - half : cx + half]
-                moments.setdefault(source_of(f), []).append(lab_moments(to_canvas(crop, mpp, card.mpp, card.input_px, card.field_um)))
+        rgb = read_image(f.image)
+        for x0, y0, x1, y1 in f.wbc_boxes:
+            crop = centred_crop(rgb, (x0 + x1) / 2, (y0 + y1) / 2, half)
+            moments.setdefault(source_of(f), []).append(lab_moments(to_canvas(crop, mpp, card.mpp, card.input_px, card.field_um)))
     return {s: (np.mean([m for m, _ in v], 0), np.mean([d for _, d in v], 0)) for s, v in sorted(moments.items())}
