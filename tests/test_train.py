@@ -359,9 +359,10 @@ def test_sampling_weights_damp_a_patient_who_holds_most_of_a_class():
 @pytest.mark.slow
 def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
     """`train` with train.context_prob, train.balance_sources, train.balance_patients,
-    train.stain_mix, train.drawn_twice and train.standardise_colours on 36 real PBC crops labelled as
-    two sources and three patients: it cuts the cells once into the alpha cache, trains, and its card
-    keeps the colour standard (the training cells' mean CIELAB statistics)."""
+    train.stain_mix, train.drawn_twice, train.standardise_colours and train.slide_colours on 36 real
+    PBC crops labelled as two sources and three patients: it cuts the cells once into the alpha
+    cache, trains, and its card keeps the colour standard and the slide colour target (the training
+    cells' mean CIELAB statistics, each measured its own way)."""
     cells = shared("cells")
     manifest = pd.read_csv(cells / "manifest.csv")
     picked = pd.concat([manifest[(manifest["class"] == c) & (manifest["source"] == "pbc")].head(12) for c in ("NGS", "LYT", "EOS")])
@@ -379,6 +380,7 @@ def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
         "stain_mix": 0.5,
         "drawn_twice": ["EOS"],
         "standardise_colours": True,
+        "slide_colours": True,
     }
     cfg.write_text(yaml.safe_dump({"train": {**TINY["train"], **options}}))
     run = tmp_path / "run"
@@ -389,3 +391,5 @@ def test_training_with_context_and_source_balance_on_real_crops(tmp_path):
     _, card = load_model(run / "model.pt")
     reference = np.array(card.colour_reference)
     assert reference.shape == (6,) and 50 < reference[0] < 95 and (reference[3:] > 1).all()  # a smear's lightness, real spreads
+    target = np.array(card.slide_colour_target)
+    assert target.shape == (6,) and np.abs(target - reference).max() < 3  # every other pixel of the same fields

@@ -20,6 +20,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .classes import CLASS_CODES
 from .errors import DatasetError
+from .slide_colours import move_colours
 
 log = logging.getLogger(__name__)
 
@@ -186,21 +187,39 @@ def to_canvas(image: np.ndarray, src_mpp: float, mpp: float, canvas_px: int, fie
 class CellDataset(torch.utils.data.Dataset):
     """(image tensor, class index) pairs. Images are decoded and resampled in the worker, or read
     from `cache` (N×canvas×canvas×3 uint8 from `build_cache`); `transform` maps a uint8 canvas to
-    the network's float input (augmenting or not)."""
+    the network's float input (augmenting or not). `group_colours` (N×6 per row, and the 6 of the
+    target) moves each row's colours with its group's (`slide_colours.move_colours`)."""
 
-    def __init__(self, table: pd.DataFrame, codes: tuple[str, ...], transform, mpp: float, canvas_px: int, field_um: float, cache=None):
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        codes: tuple[str, ...],
+        transform,
+        mpp: float,
+        canvas_px: int,
+        field_um: float,
+        cache=None,
+        group_colours: tuple[np.ndarray, tuple[float, ...]] | None = None,
+    ):
         self.files = table["file"].tolist()
         self.src_mpp = table["mpp"].astype(float).tolist()
         self.targets = np.array([codes.index(c) for c in table["label"]], dtype=np.int64)
         self.transform, self.mpp, self.canvas_px, self.field_um, self.cache = transform, mpp, canvas_px, field_um, cache
+        self.group_colours = group_colours
 
     def __len__(self) -> int:
         return len(self.files)
 
     def canvas(self, i: int) -> np.ndarray:
         if self.cache is not None:
-            return self.cache[i]
-        return load_canvas(self.files[i], self.src_mpp[i], self.mpp, self.canvas_px, self.field_um)
+            canvas = self.cache[i]
+        else:
+            canvas = load_canvas(self.files[i], self.src_mpp[i], self.mpp, self.canvas_px, self.field_um)
+        if self.group_colours is None:
+            return canvas
+        groups, target = self.group_colours
+        x = torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
+        return (move_colours(x, groups[i], target) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
     def __getitem__(self, i: int):
         return self.transform(self.canvas(i)), int(self.targets[i])

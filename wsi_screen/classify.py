@@ -19,12 +19,13 @@ from torch import nn
 
 from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 from .classes import CLASS_CODES
-from .colour_range import outside_colour_range
+from .colour_range import colour_distance, colour_moments
 from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, network_input
 from .records import Probabilities
 from .registry import ModelCard, mixed_precision, resolve_device
+from .slide_colours import group_colours, move_colours
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +59,28 @@ def to_probabilities(logits: torch.Tensor, card: ModelCard) -> Probabilities:
 
 
 def classify_inputs(
-    model: nn.Module, card: ModelCard, inputs, batch_size: int = 64, device: str | torch.device = "auto", tta: bool = False
+    model: nn.Module,
+    card: ModelCard,
+    inputs,
+    batch_size: int = 64,
+    device: str | torch.device = "auto",
+    tta: bool = False,
+    slide_colours: np.ndarray | None = None,
 ) -> Probabilities:
     """Every cell of `inputs` (N×input×input×3 uint8, array-like: a cells.zarr `model_input` array,
-    the patches already at the card's input size) → Probabilities. On CUDA the next two batches are
-    read and normalised in a thread while the device runs; on a CPU the forward pass already uses
-    every core, and such a thread only competes with it (measured: 0.75 of the raw forward with
-    it, 0.9–1.0 without)."""
+    the patches already at the card's input size) → Probabilities. For a card with a slide colour
+    target, the cells are one slide: moved by `slide_colours` (its 6 CIELAB moments), measured on
+    `inputs` when not given. On CUDA the next two batches are read and normalised in a thread while
+    the device runs; on a CPU the forward pass already uses every core, and such a thread only
+    competes with it (measured: 0.75 of the raw forward with it, 0.9–1.0 without)."""
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
     starts = range(0, inputs.shape[0], batch_size)
+    if card.slide_colour_target and slide_colours is None:
+        slide_colours = group_colours(colour_moments(inputs))
 
     def load(start: int) -> torch.Tensor:
-        return patch_batch(inputs[start : start + batch_size], card)
+        return patch_batch(inputs[start : start + batch_size], card, slide_colours)
 
     batches = _prefetched(load, starts) if device.type == "cuda" else map(load, starts)
     return to_probabilities(batch_logits(model, batches, device, tta), card)
@@ -90,9 +100,14 @@ def _prefetched(load, starts: range, depth: int = 2) -> Iterator[torch.Tensor]:
             yield pending.popleft().result()
 
 
-def patch_batch(patches: np.ndarray, card: ModelCard) -> torch.Tensor:
-    """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input."""
+def patch_batch(patches: np.ndarray, card: ModelCard, slide_colours: np.ndarray | None = None) -> torch.Tensor:
+    """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input;
+    for a card with a slide colour target, moved with their slide's colours (`slide_colours`; not
+    given: these patches are the slide)."""
     x = torch.from_numpy(resize_patches(patches, card.input_px)).permute(0, 3, 1, 2)
+    if card.slide_colour_target:
+        group = group_colours(colour_moments(patches)) if slide_colours is None else slide_colours
+        x = move_colours(x.float() / 255, group, card.slide_colour_target)
     return network_input(x, card.mean, card.std, card.colour_reference)
 
 
@@ -121,18 +136,23 @@ def classify_files(
     base: Path | None = None,
     transform=None,
     canvas_px: int = 0,
+    slide_colours: np.ndarray | None = None,
 ) -> Probabilities:
     """Image files → Probabilities. `input_mpp` (one value or one per file) None/NaN: the image's
     shorter side spans the card's field (a cell patch cut like ours); otherwise images are resampled
     from input_mpp and centre-cropped to the field. Relative paths are resolved against `base`.
     `transform` (canvas → input; default: the centred field) sees a `canvas_px` canvas (default:
-    the card's input size)."""
+    the card's input size). For a card with a slide colour target the files are one slide's cells,
+    moved by `slide_colours` (measured on the files when not given)."""
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
-    paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]
-    table = pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
+    table = _file_table(files, input_mpp, base)
     transform = transform or EvalTransform.for_card(card)
-    data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um)
+    group = None
+    if card.slide_colour_target:
+        slide_colours = group_colours(_file_moments(card, table)) if slide_colours is None else slide_colours
+        group = (np.broadcast_to(slide_colours, (len(table), 6)), card.slide_colour_target)
+    data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um, group_colours=group)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)
 
@@ -142,11 +162,20 @@ def files_outside_colour_range(
 ) -> np.ndarray:
     """One bool per file (read as `classify_files` reads it): its colours lie outside the card's
     training colours (`colour_range`; the card must record them)."""
+    moments = _file_moments(card, _file_table(files, input_mpp, base), chunk)
+    return colour_distance(moments, card.colour_range) > card.colour_range["limit"]
+
+
+def _file_table(files: list[str], input_mpp, base: Path | None) -> pd.DataFrame:
     paths = [str((base / f) if base is not None and not Path(f).is_absolute() else f) for f in files]
-    table = pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
+    return pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
+
+
+def _file_moments(card: ModelCard, table: pd.DataFrame, chunk: int = 256) -> np.ndarray:
+    """N×6 CIELAB moments (`colour_moments`) of each file's field as the model receives it."""
     data = CellDataset(table, CLASS_CODES, None, card.mpp, card.input_px, card.field_um)
-    parts = [np.stack([data.canvas(i) for i in range(s, min(s + chunk, len(data)))]) for s in range(0, len(data), chunk)]
-    return np.concatenate([outside_colour_range(p, card.colour_range) for p in parts]) if parts else np.zeros(0, bool)
+    parts = [colour_moments(np.stack([data.canvas(i) for i in range(s, min(s + chunk, len(data)))])) for s in range(0, len(data), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, 6))
 
 
 def predictions_frame(files: list[str], result: Probabilities, review_below: float = 0.5) -> pd.DataFrame:

@@ -204,6 +204,7 @@ class TrainConfig:
     context_prob: float = 0.0  # a leukocyte laid on another lab's background (train/context.py)
     stain_mix: float = 0.0  # share of training images given another training image's colours (Reinhard, CIELAB)
     standardise_colours: bool = False  # every input's colours moved to the training leukocytes' mean (card.colour_reference)
+    slide_colours: bool = False  # each patient's (a lab's) cells moved together to the training mean (card.slide_colour_target)
     field_leukocytes: bool = False  # TXL-PBC's leukocytes of four sources, class unknown, train "not rejected"
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and kept; 0: off
     drawn_twice: tuple[str, ...] = ()  # classes sampled twice per epoch: the non-blasts the blast test mistakes

@@ -52,6 +52,7 @@ class ClassifierCard(Card):
     temperature: float = 1.0  # logits are divided by it before the softmax (fitted on validation data)
     colour_reference: tuple[float, ...] = ()  # CIELAB means then stds every input is moved to; (): colours as read
     colour_range: dict = field(default_factory=dict)  # the training cells' colours (colour_range.fit_colour_range); {}: unknown
+    slide_colour_target: tuple[float, ...] = ()  # CIELAB means then stds a slide's mean cell colours move to (slide_colours); (): none
     provenance: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
 

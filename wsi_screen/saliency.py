@@ -39,16 +39,16 @@ def saliency_map(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, int]:
     return maps[0], int(k[0])
 
 
-def patch_saliency(model: nn.Module, card: ModelCard, patches: np.ndarray, batch: int = 32) -> np.ndarray:
+def patch_saliency(model: nn.Module, card: ModelCard, patches: np.ndarray, slide_colours=None, batch: int = 32) -> np.ndarray:
     """Saliency of each N×S×S×3 patch of the card's field, at patch size (N×S×S float32); only
-    the patches given (the report's gallery), `batch` at a time."""
+    the patches given (the report's gallery, moved with their slide's colours), `batch` at a time."""
     import torch.nn.functional as F
 
     from .classify import patch_batch
 
     maps = []
     for start in range(0, len(patches), batch):
-        smap, _ = saliency_maps(model, patch_batch(patches[start : start + batch], card))
+        smap, _ = saliency_maps(model, patch_batch(patches[start : start + batch], card, slide_colours))
         maps.append(F.interpolate(torch.from_numpy(smap)[:, None], size=patches.shape[1:3], mode="bilinear")[:, 0].numpy())
     return np.concatenate(maps) if maps else np.zeros((0,) + patches.shape[1:3], np.float32)
 

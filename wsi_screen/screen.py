@@ -83,7 +83,6 @@ def screen_slide(
     from contextlib import ExitStack
 
     from .checksum import sha256
-    from .colour_range import outside_colour_range
     from .export.geojson import aoi_features, cell_features, write_features
     from .export.outdir import staged_dir
     from .export.report import write_report
@@ -108,10 +107,10 @@ def screen_slide(
             store = tmp / "cells.zarr"
             with stages.time("patches"):
                 nuclei = write_store(client, store, cells, config, card.input_px, tasks)
-            with stages.time("classification"):
-                calls, classifier_precision = classify_on_cluster(client, store, model_path, config)
             with stages.time("colour range"):
-                outside = outside_colour_range(open_model_input(store), card.colour_range) if card.colour_range else None
+                outside, slide_colours = slide_colour_checks(open_model_input(store), card)
+            with stages.time("classification"):
+                calls, classifier_precision = classify_on_cluster(client, store, model_path, config, slide_colours)
             with stages.time("calls to zarr"):
                 drop_model_input(store)
                 write_calls(store, calls, calls.needs_review(config.classify.review_below), sha256(model_path))
@@ -129,13 +128,26 @@ def screen_slide(
                     cell_features(cells.detections, cells.slide_key, calls, nuclei), aoi_features(cells.slide_key, cells.aoi.polygons)
                 )
                 write_features(features, tmp / "detections.geojson", gz=gz)
-            images = _report_images(store, cells, summary, model, card, config, stages)
+            images = _report_images(store, cells, summary, model, card, config, stages, slide_colours)
             with stages.time("report"):
                 write_report(tmp, summary, cells.detections, calls, images)
     return ScreenResult(summary, out_dir, time.perf_counter() - t0, stages.seconds, tasks.seconds)
 
 
-def classify_task(store: str, model_path: str, config: Config):
+def slide_colour_checks(model_input, card) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per cell, whether its colours lie outside the card's training colours (None: the card does
+    not record them), and the slide's colours its cells are moved by (None: the card moves none)."""
+    from .colour_range import colour_distance, colour_moments
+    from .slide_colours import group_colours
+
+    if not (card.colour_range or card.slide_colour_target):
+        return None, None
+    moments = colour_moments(model_input)
+    outside = colour_distance(moments, card.colour_range) > card.colour_range["limit"] if card.colour_range else None
+    return outside, group_colours(moments) if card.slide_colour_target else None
+
+
+def classify_task(store: str, model_path: str, config: Config, slide_colours: np.ndarray | None = None):
     """Classify every patch of a store where this runs (a GPU worker when the cluster has one);
     returns the calls and the arithmetic they were made in (`registry.precision`)."""
     from .classify import classify_inputs
@@ -145,21 +157,22 @@ def classify_task(store: str, model_path: str, config: Config):
     c = config.classify
     device = resolve_device(c.device)
     model, card = load_model(model_path)
-    calls = classify_inputs(for_inference(model, device), card, open_model_input(Path(store)), c.batch_size, device, c.tta)
+    calls = classify_inputs(for_inference(model, device), card, open_model_input(Path(store)), c.batch_size, device, c.tta, slide_colours)
     return calls, precision(device)
 
 
-def classify_on_cluster(client, store: Path, model_path: Path, config: Config):
+def classify_on_cluster(client, store: Path, model_path: Path, config: Config, slide_colours: np.ndarray | None = None):
     """`classify_task`'s calls and precision. Classification lands on workers that declare a GPU
     resource (`dask worker --resources GPU=1`) when the cluster has any; otherwise it runs here."""
     from .parallel import declares
 
     if client is not None and declares(client, "GPU"):
-        return client.submit(classify_task, str(store.resolve()), str(model_path), config, resources={"GPU": 1}, pure=False).result()
-    return classify_task(str(store), str(model_path), config)
+        task = client.submit(classify_task, str(store.resolve()), str(model_path), config, slide_colours, resources={"GPU": 1}, pure=False)
+        return task.result()
+    return classify_task(str(store), str(model_path), config, slide_colours)
 
 
-def _report_images(store: Path, cells: SlideCells, summary: SlideSummary, model, card, config: Config, stages: Stages):
+def _report_images(store: Path, cells: SlideCells, summary: SlideSummary, model, card, config: Config, stages: Stages, slide_colours):
     """The slide overview and the gallery cells' patches, the blast candidates with saliency."""
     from .export.report import ReportImages
     from .export.store import open_patches
@@ -174,5 +187,5 @@ def _report_images(store: Path, cells: SlideCells, summary: SlideSummary, model,
         thumbnail, downsample = overview(cells, config.slide.max_mpp)
     with stages.time("saliency"):
         candidates = pick(summary.blast_candidates)
-        saliency = patch_saliency(model, card, candidates)
+        saliency = patch_saliency(model, card, candidates, slide_colours)
     return ReportImages(thumbnail, downsample, cells.aoi.polygons, candidates, saliency, pick(summary.review_cells))

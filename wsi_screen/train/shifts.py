@@ -20,6 +20,7 @@ from ..classify import classify_files
 from ..metrics import screening_test
 from ..preprocess import hed_adjust, lab_moments, network_input, reinhard_transfer
 from ..registry import ModelCard
+from ..slide_colours import move_colours
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,17 @@ def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame
 
 class StainTransfer:
     """Canvas → Reinhard et al. (2001) colour transfer in CIELAB to a target lab's per-channel
-    mean/std, then the card's normalisation: one lab's cells as another lab's stain renders them."""
+    mean/std, then the card's normalisation: one lab's cells as another lab's stain renders them.
+    A model that moves each slide's colours sees the transferred cells as one slide of that lab:
+    their mean moments are the target's."""
 
     def __init__(self, card: ModelCard, target: tuple[np.ndarray, np.ndarray]):
         self.card, self.target = card, target
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(reinhard_transfer(canvas, *self.target)).permute(2, 0, 1)
+        if self.card.slide_colour_target:
+            x = move_colours(x, np.concatenate(self.target), self.card.slide_colour_target)
         return network_input(x, self.card.mean, self.card.std, self.card.colour_reference)
 
 
