@@ -12,7 +12,7 @@ from wsi_screen.classify import classify_inputs
 from wsi_screen.colour_range import colour_moments
 from wsi_screen.export.store import open_model_input
 from wsi_screen.slide_colours import group_colours, move_colours
-from wsi_screen.train.group_colours import patient_colours
+from wsi_screen.train.group_colours import moved_canvases, patient_colours
 
 from .conftest import cell_image
 from .test_classify import _store, tiny_model  # noqa: F401  (a fixture)
@@ -81,3 +81,32 @@ def test_training_groups_are_patients_or_labs_within_each_split():
     for i, shade in enumerate(table["shade"]):
         np.testing.assert_allclose(groups[i], expected["pbc_train" if shade == "plt" else shade], atol=1e-6)
     np.testing.assert_allclose(target, moments[[0, 1, 3, 4]].mean(0), atol=1e-6)  # training leukocytes only
+    moved = moved_canvases(cache, groups, target, batch=3)  # batches that cut across groups
+    for i in (0, 2, 5):
+        one = move_colours(torch.from_numpy(cache[i]).permute(2, 0, 1).float() / 255, groups[i], target)
+        assert np.abs(moved[i].astype(int) - (one * 255).round().permute(1, 2, 0).numpy()).max() <= 1
+    assert np.abs(group_colours(colour_moments(moved[[0, 1], 4:36, 4:36]))[:3] - target[:3]).max() < 1  # P1 at the target
+
+
+def test_cells_of_two_smears_are_each_moved_by_their_own(tiny_model, tmp_path):  # noqa: F811
+    """Scoring the cells of two patients at once (the locked set, the shift checks) gives each
+    cell what classifying its own smear's files alone gives."""
+    from PIL import Image
+
+    from wsi_screen.classify import classify_files
+    from wsi_screen.train.group_colours import smear_colours
+
+    model, card, _ = tiny_model
+    card = dataclasses.replace(card, slide_colour_target=TARGET)
+    files = []
+    for name, cells in (("P1", _slide(4, 200)), ("P2", _yellow(_slide(4, 200)))):
+        for i, cell in enumerate(cells):
+            files.append(tmp_path / f"{name}_{i}.png")
+            Image.fromarray(cell).save(files[-1])
+    rows = pd.DataFrame({"file": [str(f) for f in files], "mpp": np.nan, "source": "deepapl", "patient": ["P1"] * 4 + ["P2"] * 4})
+    smears = smear_colours(card, rows)
+    assert np.allclose(smears[:4], smears[0]) and np.allclose(smears[4:], smears[4]) and np.abs(smears[0] - smears[4]).max() > 5
+    together = classify_files(model, card, rows["file"].tolist(), device="cpu", slide_colours=smears).probs
+    alone = np.concatenate([classify_files(model, card, rows["file"].tolist()[s], device="cpu").probs for s in (slice(0, 4), slice(4, 8))])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert np.abs(classify_files(model, card, rows["file"].tolist(), device="cpu").probs - alone).max() > 1e-4  # one smear: 10× apart

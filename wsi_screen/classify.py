@@ -143,14 +143,15 @@ def classify_files(
     from input_mpp and centre-cropped to the field. Relative paths are resolved against `base`.
     `transform` (canvas → input; default: the centred field) sees a `canvas_px` canvas (default:
     the card's input size). For a card with a slide colour target the files are one slide's cells,
-    moved by `slide_colours` (measured on the files when not given)."""
+    moved by `slide_colours` (6 CIELAB moments, or N×6: each file's slide's; measured on the files
+    as one slide when not given)."""
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device)
     table = _file_table(files, input_mpp, base)
     transform = transform or EvalTransform.for_card(card)
     group = None
     if card.slide_colour_target:
-        slide_colours = group_colours(_file_moments(card, table)) if slide_colours is None else slide_colours
+        slide_colours = group_colours(file_colour_moments(card, files, input_mpp, base)) if slide_colours is None else slide_colours
         group = (np.broadcast_to(slide_colours, (len(table), 6)), card.slide_colour_target)
     data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um, group_colours=group)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
@@ -162,7 +163,7 @@ def files_outside_colour_range(
 ) -> np.ndarray:
     """One bool per file (read as `classify_files` reads it): its colours lie outside the card's
     training colours (`colour_range`; the card must record them)."""
-    moments = _file_moments(card, _file_table(files, input_mpp, base), chunk)
+    moments = file_colour_moments(card, files, input_mpp, base, chunk)
     return colour_distance(moments, card.colour_range) > card.colour_range["limit"]
 
 
@@ -171,9 +172,9 @@ def _file_table(files: list[str], input_mpp, base: Path | None) -> pd.DataFrame:
     return pd.DataFrame({"file": paths, "label": CLASS_CODES[0], "mpp": np.nan if input_mpp is None else input_mpp})
 
 
-def _file_moments(card: ModelCard, table: pd.DataFrame, chunk: int = 256) -> np.ndarray:
+def file_colour_moments(card: ModelCard, files: list[str], input_mpp=None, base: Path | None = None, chunk: int = 256) -> np.ndarray:
     """N×6 CIELAB moments (`colour_moments`) of each file's field as the model receives it."""
-    data = CellDataset(table, CLASS_CODES, None, card.mpp, card.input_px, card.field_um)
+    data = CellDataset(_file_table(files, input_mpp, base), CLASS_CODES, None, card.mpp, card.input_px, card.field_um)
     parts = [colour_moments(np.stack([data.canvas(i) for i in range(s, min(s + chunk, len(data)))])) for s in range(0, len(data), chunk)]
     return np.concatenate(parts) if parts else np.zeros((0, 6))
 

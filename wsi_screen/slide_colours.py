@@ -20,8 +20,10 @@ def group_colours(moments: np.ndarray) -> np.ndarray:
 
 
 def move_colours(x: torch.Tensor, group: np.ndarray, target: tuple[float, ...]) -> torch.Tensor:
-    """Float [0, 1] RGB …×3×H×W of one group → the same images with the group's mean CIELAB moments
-    moved to `target` (3 means, then 3 stds): L, a and b each shifted and scaled alike for every image."""
-    g = torch.as_tensor(np.asarray(group), dtype=x.dtype).view(2, 3, 1, 1)
-    t = torch.as_tensor(target, dtype=x.dtype).view(2, 3, 1, 1)
-    return lab_to_rgb((rgb_to_lab(x) - g[0]) * (t[1] / g[1].clamp(min=1.0)) + t[0])
+    """Float [0, 1] RGB …×3×H×W → the same images with their group's mean CIELAB moments (`group`:
+    6, or N×6 for N images of several groups) moved to `target` (3 means, then 3 stds): L, a and b
+    each shifted and scaled alike for every image of a group."""
+    g = torch.tensor(np.asarray(group, dtype=np.float64), dtype=x.dtype)  # a copy: `group` may be a read-only view
+    t = torch.as_tensor(target, dtype=x.dtype)
+    mean, std = g[..., :3, None, None], g[..., 3:, None, None].clamp(min=1.0)
+    return lab_to_rgb((rgb_to_lab(x) - mean) * (t[3:, None, None] / std) + t[:3, None, None])

@@ -22,6 +22,7 @@ from ..colour_range import colour_moments, fit_colour_range
 from ..evaluate import full_summary, joined, json_safe, operating_metrics, read_labels
 from ..registry import ModelCard, load_model, save_weights
 from ..summarize import rates_from_metrics
+from .group_colours import smear_colours
 from .reject_rate import reject_rates
 from .run import pooled_labels
 from .shifts import lab_statistics, shift_robustness, stain_transfer_change
@@ -108,7 +109,8 @@ def locked_rows(data: str | Path, locked: str | Path) -> pd.DataFrame:
 
 def scored(model, card: ModelCard, rows: pd.DataFrame, tta: bool = False) -> tuple[pd.DataFrame, dict]:
     """`rows` with the model's 15 probabilities, and the abstention figures (needs_review)."""
-    p = classify_files(model, card, rows["file"].tolist(), rows["mpp"].tolist(), device="cpu", tta=tta)
+    files, mpp = rows["file"].tolist(), rows["mpp"].tolist()
+    p = classify_files(model, card, files, mpp, device="cpu", tta=tta, slide_colours=smear_colours(card, rows))
     frame = pd.concat([pd.DataFrame(p.probs, columns=list(CLASS_CODES)), rows[["file", "class", "source", "patient"]]], axis=1)
     frame["p_reject"] = p.p_reject
     flagged, correct = p.needs_review(0.5), p.probs.argmax(1) == np.array([CLASS_CODES.index(c) for c in rows["class"]])

@@ -32,7 +32,7 @@ from ..preprocess import EvalTransform
 from ..registry import ModelCard, create_model, default_input_px, mixed_precision, save_weights
 from .augment import TrainTransform, colour_bank
 from .cache import build_cache
-from .group_colours import patient_colours
+from .group_colours import moved_canvases, patient_colours
 from .non_leukocytes import LEUKOCYTE_CODE, REJECT_CODE
 
 log = logging.getLogger(__name__)
@@ -80,17 +80,16 @@ def fit(
     key = hashlib.sha256(json.dumps([table["file"].tolist(), args]).encode()).hexdigest()[:12]
     cache = build_cache(CellDataset(table, codes + unknown, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    if cfg.slide_colours:  # before the colour bank: stain mixing draws moved colours
+        groups, target = patient_colours(table, split, cache, card.input_px)
+        card, cache = dataclasses.replace(card, slide_colour_target=target), moved_canvases(cache, groups, target)
     leukocytes = (i for i in train_idx if table["label"].iat[i] in card.class_codes)  # the bank draws training leukocytes only
     bank = colour_bank((cache[i] for i in leukocytes), card.input_px) if cfg.stain_mix or cfg.standardise_colours else None
     if cfg.standardise_colours:  # the training leukocytes' mean colour statistics: the standard every input is moved to
         card = dataclasses.replace(card, colour_reference=tuple(float(v) for v in bank.mean(0).ravel()))
-    group_colours = None
-    if cfg.slide_colours:
-        groups, target = patient_colours(table, split, cache, card.input_px)
-        card, group_colours = dataclasses.replace(card, slide_colour_target=target), (groups, target)
     augmented = TrainTransform.for_card(card, cfg, bank)
-    train_set = CellDataset(table, codes + unknown, augmented, *args, cache=cache, group_colours=group_colours)
-    eval_set = CellDataset(table, codes + unknown, EvalTransform.for_card(card), *args, cache=cache, group_colours=group_colours)
+    train_set = CellDataset(table, codes + unknown, augmented, *args, cache=cache)
+    eval_set = CellDataset(table, codes + unknown, EvalTransform.for_card(card), *args, cache=cache)
     sources = table["source"].astype(str).to_numpy()
     if cfg.context_prob:
         train_set = _on_other_backgrounds(train_set, table, sources, train_idx, card, Path(cache_dir or run_dir) / f"alpha_{key}.npy", cfg)

@@ -21,6 +21,7 @@ from ..metrics import screening_test
 from ..preprocess import hed_adjust, lab_moments, network_input, reinhard_transfer
 from ..registry import ModelCard
 from ..slide_colours import move_colours
+from .group_colours import smear_colours
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,18 @@ class ShiftedEval:
 
 
 def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, batch_size: int = 64) -> dict:
-    """Per shift, on `rows` (file, class, source, mpp): blast AUC overall and within DeepAPL, the
+    """Per shift, on `rows` (file, class, source, patient, mpp): blast AUC overall and within DeepAPL, the
     argmax blast call's sensitivity and its false-blast rate on PBC cells."""
     truth = rows["class"].isin(BLAST).to_numpy()
     apl = (rows["source"] == "deepapl").to_numpy()
     pbc_normal = (rows["source"] == "pbc").to_numpy() & ~truth
     files, mpp = rows["file"].tolist(), rows["mpp"].tolist()
+    smears = smear_colours(card, rows)  # each cell shifted alone, in its own smear
     out = {}
     for name, shift in SHIFTS.items():
+        canvas_px = math.ceil(1.5 * card.input_px)
         p = classify_files(
-            model, card, files, mpp, batch_size, "cpu", transform=ShiftedEval(card, shift), canvas_px=math.ceil(1.5 * card.input_px)
+            model, card, files, mpp, batch_size, "cpu", transform=ShiftedEval(card, shift), canvas_px=canvas_px, slide_colours=smears
         )
         called = blast_called(p.probs)
         out[name] = {
