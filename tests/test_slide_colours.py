@@ -110,3 +110,20 @@ def test_cells_of_two_smears_are_each_moved_by_their_own(tiny_model, tmp_path): 
     alone = np.concatenate([classify_files(model, card, rows["file"].tolist()[s], device="cpu").probs for s in (slice(0, 4), slice(4, 8))])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     assert np.abs(classify_files(model, card, rows["file"].tolist(), device="cpu").probs - alone).max() > 1e-4  # one smear: 10× apart
+
+
+def test_screen_measures_the_slides_colours_once_for_both_checks():
+    """`screen`'s colour stage: the cells outside the training colours, and the slide's colours its
+    cells are moved by, from one measurement; a card that records neither gets neither."""
+    from wsi_screen.colour_range import fit_colour_range
+    from wsi_screen.registry import ModelCard
+    from wsi_screen.screen import slide_colour_checks
+
+    cells = _slide(8, 64)
+    card = ModelCard("resnext_compact", 64)
+    assert slide_colour_checks(cells, card) == (None, None)
+    trained = dataclasses.replace(card, colour_range=fit_colour_range(colour_moments(np.concatenate([cells] * 4))))
+    outside, group = slide_colour_checks(_yellow(cells), dataclasses.replace(trained, slide_colour_target=TARGET))
+    assert outside.all() and np.allclose(group, group_colours(colour_moments(_yellow(cells))))
+    outside, group = slide_colour_checks(cells, trained)
+    assert not outside.any() and group is None
