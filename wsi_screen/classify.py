@@ -19,7 +19,7 @@ from torch import nn
 
 from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 from .classes import CLASS_CODES
-from .colour_range import colour_distance, colour_moments
+from .colour_range import colour_moments, outside_colour_range
 from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, network_input
@@ -163,8 +163,7 @@ def files_outside_colour_range(
 ) -> np.ndarray:
     """One bool per file (read as `classify_files` reads it): its colours lie outside the card's
     training colours (`colour_range`; the card must record them)."""
-    moments = file_colour_moments(card, files, input_mpp, base, chunk)
-    return colour_distance(moments, card.colour_range) > card.colour_range["limit"]
+    return outside_colour_range(file_colour_moments(card, files, input_mpp, base, chunk), card.colour_range)
 
 
 def _file_table(files: list[str], input_mpp, base: Path | None) -> pd.DataFrame:

@@ -44,9 +44,9 @@ def colour_distance(moments: np.ndarray, colour_range: dict) -> np.ndarray:
     return _distance(moments, np.asarray(colour_range["mean"]), np.asarray(colour_range["inverse_covariance"]))
 
 
-def outside_colour_range(images: np.ndarray, colour_range: dict) -> np.ndarray:
-    """One bool per image: its colours lie beyond the range's limit."""
-    return colour_distance(colour_moments(images), colour_range) > colour_range["limit"]
+def outside_colour_range(moments: np.ndarray, colour_range: dict) -> np.ndarray:
+    """One bool per cell (N×6 `colour_moments`): its colours lie beyond the range's limit."""
+    return colour_distance(moments, colour_range) > colour_range["limit"]
 
 
 def _distance(moments: np.ndarray, mean: np.ndarray, inverse: np.ndarray) -> np.ndarray:

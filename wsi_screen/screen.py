@@ -137,13 +137,13 @@ def screen_slide(
 def slide_colour_checks(model_input, card) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Per cell, whether its colours lie outside the card's training colours (None: the card does
     not record them), and the slide's colours its cells are moved by (None: the card moves none)."""
-    from .colour_range import colour_distance, colour_moments
+    from .colour_range import colour_moments, outside_colour_range
     from .slide_colours import group_colours
 
     if not (card.colour_range or card.slide_colour_target):
         return None, None
     moments = colour_moments(model_input)
-    outside = colour_distance(moments, card.colour_range) > card.colour_range["limit"] if card.colour_range else None
+    outside = outside_colour_range(moments, card.colour_range) if card.colour_range else None
     return outside, group_colours(moments) if card.slide_colour_target else None
 
 
