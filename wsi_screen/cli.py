@@ -71,7 +71,8 @@ def train(data, run_dir, config_path, folds, fold, arch, threads, device, exclud
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: classify.device.")
 def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
-    """Classify cell images: INPUT is a folder (recursive) or a CSV with a `file` column."""
+    """Classify cell images: INPUT is a folder (recursive) or a CSV with a `file` column. A model
+    that moves each slide's colours (`train.slide_colours`) takes INPUT as one slide's cells."""
     from pathlib import Path
 
     from .classify import classify_files, files_outside_colour_range, list_inputs, predictions_frame
