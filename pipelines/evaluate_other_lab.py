@@ -20,7 +20,8 @@ import torch
 
 from wsi_screen.checksum import sha256
 from wsi_screen.classes import BLAST, CLASS_CODES
-from wsi_screen.classify import classify_files, files_outside_colour_range
+from wsi_screen.classify import classify_files, file_colour_moments
+from wsi_screen.colour_range import outside_colour_range
 from wsi_screen.model_files import resolve_model
 from wsi_screen.registry import load_model
 from wsi_screen.train.export import locked_rows
@@ -60,7 +61,7 @@ def main(wbc_seg: Path, txl_pbc: Path, cells: Path, out: Path, models: tuple[str
             calls = classify_files(model, card, table["file"].tolist(), input_mpp=mpp * k, device="cpu")
             figures[f"{k:g}x"] = other_lab_figures(table["cell"], calls)
             if card.colour_range:
-                outside = files_outside_colour_range(card, table["file"].tolist(), mpp * k)
+                outside = outside_colour_range(file_colour_moments(card, table["file"].tolist(), mpp * k), card.colour_range)
                 figures[f"{k:g}x"]["outside_training_colours"] = float(outside.mean())
         colours = {
             "deepapl": lab_statistics(apl["file"].tolist(), apl["mpp"].tolist(), card),  # the card's own check, on 300 unlocked cells

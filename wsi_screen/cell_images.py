@@ -20,7 +20,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .classes import CLASS_CODES
 from .errors import DatasetError
-from .slide_colours import move_colours
+from .slide_colours import move_images
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class CellDataset(torch.utils.data.Dataset):
     """(image tensor, class index) pairs. Images are decoded and resampled in the worker, or read
     from `cache` (N×canvas×canvas×3 uint8 from `build_cache`); `transform` maps a uint8 canvas to
     the network's float input (augmenting or not). `group_colours` (N×6 per row, and the 6 of the
-    target) moves each row's colours with its group's (`slide_colours.move_colours`)."""
+    target) moves each row's colours with its group's (`slide_colours.move_images`)."""
 
     def __init__(
         self,
@@ -218,8 +218,7 @@ class CellDataset(torch.utils.data.Dataset):
         if self.group_colours is None:
             return canvas
         groups, target = self.group_colours
-        x = torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255
-        return (move_colours(x, groups[i], target) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return move_images(canvas, groups[i], target)
 
     def __getitem__(self, i: int):
         return self.transform(self.canvas(i)), int(self.targets[i])

@@ -19,7 +19,7 @@ from torch import nn
 
 from .cell_images import CELL_IMAGE_SUFFIXES, CellDataset
 from .classes import CLASS_CODES
-from .colour_range import colour_moments, outside_colour_range
+from .colour_range import colour_moments
 from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, network_input
@@ -156,14 +156,6 @@ def classify_files(
     data = CellDataset(table, CLASS_CODES, transform, card.mpp, canvas_px or card.input_px, card.field_um, group_colours=group)
     loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=num_workers)
     return to_probabilities(batch_logits(model, (x for x, _ in loader), device, tta), card)
-
-
-def files_outside_colour_range(
-    card: ModelCard, files: list[str], input_mpp: float | list[float] | None = None, base: Path | None = None, chunk: int = 256
-) -> np.ndarray:
-    """One bool per file (read as `classify_files` reads it): its colours lie outside the card's
-    training colours (`colour_range`; the card must record them)."""
-    return outside_colour_range(file_colour_moments(card, files, input_mpp, base, chunk), card.colour_range)
 
 
 def _file_table(files: list[str], input_mpp, base: Path | None) -> pd.DataFrame:

@@ -75,8 +75,10 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     that moves each slide's colours (`train.slide_colours`) takes INPUT as one slide's cells."""
     from pathlib import Path
 
-    from .classify import classify_files, files_outside_colour_range, list_inputs, predictions_frame
+    from .classify import classify_files, file_colour_moments, list_inputs, predictions_frame
+    from .colour_range import outside_colour_range
     from .registry import for_inference, load_model, resolve_device
+    from .slide_colours import group_colours
 
     cfg = load_config(config_path).classify
     dev = resolve_device(device or cfg.device)
@@ -86,10 +88,12 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     mpp = input_mpp if input_mpp is not None else (cfg.input_mpp or None)
     base = Path(input_path).parent if Path(input_path).is_file() else None
     tta = cfg.tta if tta is None else tta
-    result = classify_files(model, card, files, mpp, cfg.batch_size, dev, tta, base=base)
+    moments = file_colour_moments(card, files, mpp, base) if card.colour_range or card.slide_colour_target else None
+    slide_colours = group_colours(moments) if card.slide_colour_target else None  # measured once, for both
+    result = classify_files(model, card, files, mpp, cfg.batch_size, dev, tta, base=base, slide_colours=slide_colours)
     preds = predictions_frame(files, result, cfg.review_below)
     if card.colour_range:  # a lab's own stain: say which images the classifier's training colours do not cover
-        preds["outside_training_colours"] = files_outside_colour_range(card, files, mpp, base)
+        preds["outside_training_colours"] = outside_colour_range(moments, card.colour_range)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(out, index=False)
     outside = f", {preds['outside_training_colours'].mean():.0%} outside the classifier's training colours" if card.colour_range else ""

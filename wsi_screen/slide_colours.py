@@ -27,3 +27,9 @@ def move_colours(x: torch.Tensor, group: np.ndarray, target: tuple[float, ...]) 
     t = torch.as_tensor(target, dtype=x.dtype)
     mean, std = g[..., :3, None, None], g[..., 3:, None, None].clamp(min=1.0)
     return lab_to_rgb((rgb_to_lab(x) - mean) * (t[3:, None, None] / std) + t[:3, None, None])
+
+
+def move_images(images: np.ndarray, group: np.ndarray, target: tuple[float, ...]) -> np.ndarray:
+    """`move_colours` on uint8 …×H×W×3 images (one, or N with one group each), back to uint8."""
+    x = torch.from_numpy(np.array(images)).movedim(-1, -3).float() / 255
+    return (move_colours(x, group, target) * 255).round().to(torch.uint8).movedim(-3, -1).numpy()

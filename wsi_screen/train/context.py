@@ -62,12 +62,12 @@ class OnOtherBackgrounds(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         d = self.dataset
-        canvas, alpha = d.canvas(i), self.alphas[i]
+        canvas, alpha = d.cache[i], self.alphas[i]
         if alpha.any() and float(torch.rand(())) < self.prob:
             pool = self.others.get(self.sources[i], self.backgrounds)
             pool = pool if len(pool) else self.backgrounds[self.backgrounds != i]
             j = int(pool[int(torch.randint(len(pool), ()))])
-            background = np.asarray(d.canvas(j))
+            background = np.asarray(d.cache[j])
             erased = lay_on(np.full_like(background, 255), self.alphas[j].astype(np.float32) / 255, background)
             canvas = lay_on(np.asarray(canvas), alpha.astype(np.float32) / 255, erased)
         return d.transform(canvas), int(d.targets[i])

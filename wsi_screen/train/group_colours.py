@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..classes import CLASS_CODES
 from ..classify import file_colour_moments
 from ..colour_range import colour_moments
 from ..registry import ModelCard
-from ..slide_colours import group_colours, move_colours
+from ..slide_colours import group_colours, move_images
 from .non_leukocytes import LEUKOCYTE_CODE
 
 
@@ -58,7 +57,5 @@ def moved_canvases(cache: np.ndarray, groups: np.ndarray, target: tuple[float, .
     same every epoch, and per image in the data workers it cost 40 % of an epoch."""
     out = np.empty(cache.shape, np.uint8)
     for s in range(0, len(cache), batch):
-        x = torch.from_numpy(np.array(cache[s : s + batch])).permute(0, 3, 1, 2).float() / 255
-        moved = move_colours(x, groups[s : s + batch], target)
-        out[s : s + batch] = (moved * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        out[s : s + batch] = move_images(cache[s : s + batch], groups[s : s + batch], target)
     return out
