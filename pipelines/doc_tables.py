@@ -90,7 +90,7 @@ CARD_FIGURES = {
     "mean_sensitivity": "mean per-class sensitivity",
     "false_blast_rate_pbc": "false-blast rate, PBC normal cells",
     "false_blast_rate_deepapl": "false-blast rate, DeepAPL non-blasts",
-    "stain_transfer_class_change_pbc": "PBC normal cells changing class in DeepAPL's colours",
+    "stain_transfer_class_change_pbc": "PBC normal cells changing class in DeepAPL's stain",
     "blast_flag_rate_0.005_locked": "2000-cell smears flagged, 0.5 % blasts",
     "blast_flag_rate_0.0_locked": "2000-cell smears flagged, 0 % blasts",
     "blast_call_sensitivity": "blast-call sensitivity",
@@ -351,8 +351,9 @@ def other_lab() -> str:
         return f"{pct(t['class_changed'], 0)} / {pct(t['became_blast'])}"
 
     prose_moved = (
-        f"The {d['pbc_normal_cells']} locked PBC normal cells in each lab's mean leukocyte colours (300 unlocked DeepAPL "
-        "cells, as the card's check; TXL-PBC val leukocytes by source; wbc_seg's crops), class changed / became a blast:"
+        f"The {d['pbc_normal_cells']} locked PBC normal cells with PBC's stain rendered as each lab's (one move of the labs' "
+        "mean colours: DeepAPL's and PBC's from unlocked cells of the classes both have, as the card's check; TXL-PBC val "
+        "leukocytes' by source; wbc_seg's crops'), class changed / became a blast:"
     )
     return "\n\n".join(
         [

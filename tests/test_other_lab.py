@@ -51,7 +51,7 @@ def test_field_leukocyte_colours_tell_the_labs_apart():
     from wsi_screen.registry import load_card
     from wsi_screen.train.fields import load_fields, source_of
     from wsi_screen.train.other_lab import field_leukocyte_colours
-    from wsi_screen.train.shifts import lab_statistics
+    from wsi_screen.train.shifts import lab_colours
 
     card = load_card(None)
     fields = load_fields(shared("detection", "txl_pbc"), "val")
@@ -60,6 +60,38 @@ def test_field_leukocyte_colours_tell_the_labs_apart():
     assert set(colours) == {"pbc", "bccd"}
     crops = read_manifest(shared("cells", "manifest.csv"))
     crops = crops[crops["source"].eq("pbc") & crops["label"].isin(["NGS", "LYT", "MON"])].sample(40, random_state=0)
-    mean, std = lab_statistics(crops["file"].tolist(), crops["mpp"].tolist(), card)
-    near, far = (np.abs(np.r_[colours[s][0] - mean, colours[s][1] - std]).max() for s in ("pbc", "bccd"))
+    pbc = lab_colours(crops["file"].tolist(), crops["mpp"].tolist(), card)
+    near, far = (np.abs(colours[s] - pbc).max() for s in ("pbc", "bccd"))
     assert near < 5 < far  # CIELAB units
+
+
+def test_a_lab_stain_transfer_moves_the_lab_and_keeps_its_cells_apart():
+    """PBC's stain rendered as DeepAPL's: one move for every cell, so the cells' mean colours reach
+    DeepAPL's while each keeps its place among them, and PBC rendered as itself changes nothing."""
+    import torch
+
+    from wsi_screen.cell_images import load_canvas, read_manifest
+    from wsi_screen.colour_range import colour_moments
+    from wsi_screen.preprocess import EvalTransform
+    from wsi_screen.registry import load_card
+    from wsi_screen.train.shifts import StainTransfer, lab_colours, matched_lab_colours
+
+    card = load_card(None)
+    cells = read_manifest(shared("cells", "manifest.csv")).rename(columns={"label": "class"})
+    cells = cells[cells["class"].isin(["NGS", "LYT", "MON", "EOS"])].groupby(["source", "class"]).sample(8, random_state=1)
+    colours = matched_lab_colours(cells, card, per_class=8)
+    assert np.abs(colours["pbc"] - colours["deepapl"]).max() > 2  # CIELAB units: the labs' stains differ
+    pbc = cells[cells["source"] == "pbc"]
+    assert np.abs(lab_colours(pbc["file"].tolist(), pbc["mpp"].tolist(), card) - colours["pbc"]).max() < 1e-6
+    canvases = [load_canvas(f, m, card.mpp, card.input_px, card.field_um) for f, m in zip(pbc["file"], pbc["mpp"])]
+
+    def rendered(transform) -> np.ndarray:  # network inputs back to uint8 images
+        x = torch.stack([transform(c) for c in canvases]) * torch.tensor(card.std)[:, None, None] + torch.tensor(card.mean)[:, None, None]
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    plain = rendered(EvalTransform.for_card(card))
+    assert np.abs(rendered(StainTransfer(card, colours["pbc"], colours["pbc"])).astype(int) - plain).max() <= 1
+    before, after = colour_moments(plain), colour_moments(rendered(StainTransfer(card, colours["pbc"], colours["deepapl"])))
+    assert np.abs(after.mean(0) - colours["deepapl"]).max() < 1.0
+    assert np.abs(after.mean(0) - colours["pbc"]).max() > 2
+    assert np.corrcoef(before[:, 2], after[:, 2])[0, 1] > 0.99  # each cell's b* stays in its place: one move, not one per cell

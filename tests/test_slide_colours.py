@@ -127,3 +127,25 @@ def test_screen_measures_the_slides_colours_once_for_both_checks():
     assert outside.all() and np.allclose(group, group_colours(colour_moments(_yellow(cells))))
     outside, group = slide_colour_checks(cells, trained)
     assert not outside.any() and group is None
+
+
+def test_a_slide_colour_model_sees_another_labs_stain_as_its_own_slide(tiny_model, tmp_path):  # noqa: F811
+    """The stain check on a slide-colour model: a lab's cells rendered in a yellow lab's stain reach
+    the network as the same slide moved to the target, so their calls stay; a plain card's move."""
+    from PIL import Image
+
+    from wsi_screen.train.shifts import stain_transfer_probs
+
+    model, card, _ = tiny_model
+    files = []
+    for i, cell in enumerate(_slide(6, 200)):
+        files.append(str(tmp_path / f"cell_{i}.png"))
+        Image.fromarray(cell).save(files[-1])
+    rows = pd.DataFrame({"file": files, "mpp": np.nan})
+    source = group_colours(colour_moments(_slide(6, 200)))
+    yellow = group_colours(colour_moments(_yellow(_slide(6, 200))))
+    moved = {}
+    for name, c in (("as read", card), ("moved", dataclasses.replace(card, slide_colour_target=TARGET))):
+        plain, transferred = stain_transfer_probs(model, c, rows, source, yellow)
+        moved[name] = np.abs(plain - transferred).max()
+    assert moved["moved"] < 0.1 * moved["as read"]

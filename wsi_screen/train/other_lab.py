@@ -6,8 +6,8 @@ a lab with a stain of its own gets. Its label "neutrophil" does not tell bands f
 cells, so either counts as right.
 
 The leukocytes of TXL-PBC's other three labs carry no class here; their colours are borrowed
-instead: the locked PBC normal cells, Reinhard-transferred to each lab's mean leukocyte colours,
-should keep their class (the card's DeepAPL check, `train.shifts.stain_transfer_change`, for
+instead: the locked PBC normal cells, PBC's stain rendered as each lab's (one move of the labs'
+mean leukocyte colours), should keep their class (the card's DeepAPL check, `train.shifts.stain_transfer_change`, for
 every lab whose fields the detector sees)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ..classes import ATYPICAL, BLAST
 from ..preprocess import lab_moments
 from ..records import Probabilities
 from ..registry import ModelCard
+from ..slide_colours import group_colours
 from .fields import Field, centred_crop, source_mpp, source_of
 
 WBC_SEG_CLASSES = {1: "neutrophil", 2: "lymphocyte", 3: "monocyte", 4: "eosinophil", 5: "basophil"}
@@ -60,9 +61,9 @@ def other_lab_figures(cells: pd.Series, result: Probabilities) -> dict:
     }
 
 
-def field_leukocyte_colours(fields: list[Field], card: ModelCard) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per TXL-PBC source: the mean over its labelled leukocytes of each one's CIELAB channel means
-    and stds, on the model's field around the box centre at the source's one scale (the field
+def field_leukocyte_colours(fields: list[Field], card: ModelCard) -> dict[str, np.ndarray]:
+    """Per TXL-PBC source: its colours (`slide_colours.group_colours`) from its labelled leukocytes,
+    each on the model's field around the box centre at the source's one scale (the field
     reflect-padded where the box lies near its edge)."""
     scale = source_mpp(fields)
     moments: dict[str, list] = {}
@@ -72,5 +73,6 @@ def field_leukocyte_colours(fields: list[Field], card: ModelCard) -> dict[str, t
         rgb = read_image(f.image)
         for x0, y0, x1, y1 in f.wbc_boxes:
             crop = centred_crop(rgb, (x0 + x1) / 2, (y0 + y1) / 2, half)
-            moments.setdefault(source_of(f), []).append(lab_moments(to_canvas(crop, mpp, card.mpp, card.input_px, card.field_um)))
-    return {s: (np.mean([m for m, _ in v], 0), np.mean([d for _, d in v], 0)) for s, v in sorted(moments.items())}
+            canvas = to_canvas(crop, mpp, card.mpp, card.input_px, card.field_um)
+            moments.setdefault(source_of(f), []).append(np.concatenate(lab_moments(canvas)))
+    return {s: group_colours(np.stack(v)) for s, v in sorted(moments.items())}

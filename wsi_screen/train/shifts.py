@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from ..classes import BLAST, blast_called
-from ..classify import classify_files
+from ..classes import BLAST, CLASS_CODES, blast_called
+from ..classify import classify_files, file_colour_moments
 from ..metrics import screening_test
-from ..preprocess import hed_adjust, lab_moments, network_input, reinhard_transfer
+from ..preprocess import hed_adjust, network_input
 from ..registry import ModelCard
-from ..slide_colours import move_colours
+from ..slide_colours import group_colours, move_colours
 from .group_colours import smear_colours
 
 
@@ -96,39 +96,67 @@ def shift_robustness(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame
 
 
 class StainTransfer:
-    """Canvas → Reinhard et al. (2001) colour transfer in CIELAB to a target lab's per-channel
-    mean/std, then the card's normalisation: one lab's cells as another lab's stain renders them.
-    A model that moves each slide's colours sees the transferred cells as one slide of that lab:
-    their mean moments are the target's."""
+    """Canvas → one lab's stain rendered as another's: the Reinhard et al. (2001) transfer of the
+    source lab's mean CIELAB moments to the target lab's, the same move for every cell (as a stain
+    shifts a whole smear; moving each cell to the target on its own moments would also erase the
+    colour differences between classes, changing 5–9 % of PBC cells' class on the way to PBC's own
+    colours), then the card's normalisation. A model that moves each slide's colours sees the
+    transferred cells as one slide of the target lab: their mean moments are the target's."""
 
-    def __init__(self, card: ModelCard, target: tuple[np.ndarray, np.ndarray]):
-        self.card, self.target = card, target
+    def __init__(self, card: ModelCard, source: np.ndarray, target: np.ndarray):
+        self.card, self.source, self.target = card, source, target
 
     def __call__(self, canvas: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(reinhard_transfer(canvas, *self.target)).permute(2, 0, 1)
+        x = move_colours(torch.from_numpy(np.array(canvas)).permute(2, 0, 1).float() / 255, self.source, self.target)
         if self.card.slide_colour_target:
-            x = move_colours(x, np.concatenate(self.target), self.card.slide_colour_target)
+            x = move_colours(x, self.target, self.card.slide_colour_target)
         return network_input(x, self.card.mean, self.card.std, self.card.colour_reference)
 
 
-def lab_statistics(files: list[str], mpp: list[float], card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
-    """Mean over images of each image's CIELAB per-channel mean and std, on the model's field."""
-    from ..cell_images import load_canvas
-
-    moments = [lab_moments(load_canvas(f, m, card.mpp, card.input_px, card.field_um)) for f, m in zip(files, mpp)]
-    return np.mean([m for m, _ in moments], axis=0), np.mean([s for _, s in moments], axis=0)
+def lab_colours(files: list[str], mpp: list[float], card: ModelCard) -> np.ndarray:
+    """A lab's 6 colour moments (`slide_colours.group_colours`) from its cells, on the model's field."""
+    return group_colours(file_colour_moments(card, files, mpp))
 
 
-def stain_transfer_change(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, target: tuple[np.ndarray, np.ndarray]) -> dict:
-    """How often a cell's predicted class changes when its stain is transferred to `target` (the
-    lab check: a normal donor's neutrophil must stay a neutrophil in DeepAPL's colours), and how
-    often it then becomes a blast."""
+def matched_lab_colours(rows: pd.DataFrame, card: ModelCard, labs: tuple[str, ...] = ("pbc", "deepapl"), per_class: int = 50) -> dict:
+    """Each lab's colours from the same cells in kind: `per_class` cells (fewer where a lab has
+    fewer) of every leukocyte class all `labs` have, so the difference is the stain's, not the
+    class mix's (a blast-rich lab would otherwise look bluer); NaN where they share none. `rows`:
+    file, class, source, mpp."""
+    rows = rows[rows["class"].isin(CLASS_CODES)]
+    counts = pd.crosstab(rows["class"], rows["source"]).reindex(columns=list(labs), fill_value=0)
+    take = counts.min(axis=1).clip(upper=per_class)
+    out = {}
+    for lab in labs:
+        mine = rows[rows["source"] == lab]
+        picked = [mine[mine["class"] == c].sample(n, random_state=0) for c, n in take.items() if n]
+        picked = pd.concat(picked) if picked else mine.iloc[:0]
+        out[lab] = lab_colours(picked["file"].tolist(), picked["mpp"].tolist(), card) if len(picked) else np.full(6, np.nan)
+    return out
+
+
+def stain_transfer_probs(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, source: np.ndarray, target: np.ndarray) -> tuple:
+    """The cells' probabilities as scanned in their lab's stain (`source`) and rendered in
+    `target`'s. A slide-colour model sees them as one slide: of `source` plainly, of `target`
+    transferred (StainTransfer moves them after the stain; the dataset's own move, before it, is
+    made the identity)."""
     files, mpp = rows["file"].tolist(), rows["mpp"].tolist()
-    plain = classify_files(model, card, files, mpp, device="cpu").probs
-    moved = classify_files(model, card, files, mpp, device="cpu", transform=StainTransfer(card, target)).probs
+    slide = np.asarray(card.slide_colour_target) if card.slide_colour_target else None
+    plain = classify_files(model, card, files, mpp, device="cpu", slide_colours=None if slide is None else source).probs
+    transfer = StainTransfer(card, source, target)
+    return plain, classify_files(model, card, files, mpp, device="cpu", transform=transfer, slide_colours=slide).probs
+
+
+def stain_transfer_change(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, source: np.ndarray, target: np.ndarray) -> dict:
+    """How often a cell's predicted class changes when its lab's stain (`source`) is rendered as
+    `target`'s (the lab check: a normal donor's neutrophil must stay a neutrophil in DeepAPL's
+    colours), and how often it then becomes a blast; NaN without cells or colours."""
+    if not (len(rows) and np.isfinite(source).all() and np.isfinite(target).all()):
+        return {"n_cells": int(len(rows)), "class_changed": math.nan, "became_blast": math.nan}
+    plain, moved = stain_transfer_probs(model, card, rows, source, target)
     was_blast = blast_called(plain)
     return {
         "n_cells": int(len(rows)),
-        "class_changed": float((moved.argmax(1) != plain.argmax(1)).mean()) if len(rows) else math.nan,
+        "class_changed": float((moved.argmax(1) != plain.argmax(1)).mean()),
         "became_blast": float(blast_called(moved)[~was_blast].mean()) if (~was_blast).any() else math.nan,
     }
