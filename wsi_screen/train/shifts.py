@@ -99,7 +99,7 @@ class StainTransfer:
     """Canvas → one lab's stain rendered as another's: the Reinhard et al. (2001) transfer of the
     source lab's mean CIELAB moments to the target lab's, the same move for every cell (as a stain
     shifts a whole smear; moving each cell to the target on its own moments would also erase the
-    colour differences between classes, changing 5–9 % of PBC cells' class on the way to PBC's own
+    colour differences between classes, changing 5–9 % of PBC cells' class on the way to their own lab's
     colours), then the card's normalisation. A model that moves each slide's colours sees the
     transferred cells as one slide of the target lab: their mean moments are the target's."""
 
@@ -135,7 +135,9 @@ def matched_lab_colours(rows: pd.DataFrame, card: ModelCard, labs: tuple[str, ..
     return out
 
 
-def stain_transfer_probs(model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, source: np.ndarray, target: np.ndarray) -> tuple:
+def stain_transfer_probs(
+    model: torch.nn.Module, card: ModelCard, rows: pd.DataFrame, source: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The cells' probabilities as scanned in their lab's stain (`source`) and rendered in
     `target`'s. A slide-colour model sees them as one slide: of `source` plainly, of `target`
     transferred (StainTransfer moves them after the stain; the dataset's own move, before it, is
