@@ -95,3 +95,17 @@ def test_a_lab_stain_transfer_moves_the_lab_and_keeps_its_cells_apart():
     assert np.abs(after.mean(0) - colours["deepapl"]).max() < 1.0
     assert np.abs(after.mean(0) - colours["pbc"]).max() > 2
     assert np.corrcoef(before[:, 2], after[:, 2])[0, 1] > 0.99  # each cell's b* stays in its place: one move, not one per cell
+
+
+def test_labs_without_a_class_in_common_give_no_stain_check():
+    """A training set where PBC and DeepAPL share no leukocyte class (one lab's cells only): no lab
+    colours, and the stain check reports NaN instead of moving cells by NaN."""
+    from wsi_screen.registry import load_card
+    from wsi_screen.train.shifts import matched_lab_colours, stain_transfer_change
+
+    card = load_card(None)
+    rows = pd.DataFrame({"file": ["a.jpg", "b.jpg"], "class": ["NGS", "LYT"], "source": "pbc", "mpp": np.nan})
+    colours = matched_lab_colours(rows, card)
+    assert set(colours) == {"pbc", "deepapl"} and all(np.isnan(c).all() and c.shape == (6,) for c in colours.values())
+    check = stain_transfer_change(None, card, rows, colours["pbc"], colours["deepapl"])
+    assert check["n_cells"] == 2 and np.isnan(check["class_changed"]) and np.isnan(check["became_blast"])

@@ -130,8 +130,8 @@ def matched_lab_colours(rows: pd.DataFrame, card: ModelCard, labs: tuple[str, ..
     for lab in labs:
         mine = rows[rows["source"] == lab]
         picked = [mine[mine["class"] == c].sample(n, random_state=0) for c, n in take.items() if n]
-        picked = pd.concat(picked) if picked else mine.iloc[:0]
-        out[lab] = lab_colours(picked["file"].tolist(), picked["mpp"].tolist(), card) if len(picked) else np.full(6, np.nan)
+        cells = pd.concat(picked) if picked else None
+        out[lab] = np.full(6, np.nan) if cells is None else lab_colours(cells["file"].tolist(), cells["mpp"].tolist(), card)
     return out
 
 
