@@ -106,3 +106,29 @@ def test_a_later_stage_starts_each_run_from_the_same_run_of_the_earlier_one(tmp_
     assert cmd[-2:] == ["--init-weights", str(tmp_path / "cv/fold_1/best.pt")]
     with pytest.raises(click.ClickException, match="fold_2/best.pt: the earlier stage has not trained this run"):
         stage_starts(tmp_path, 3)
+
+
+def test_mixup_mixes_known_rows_only_and_keeps_the_smoothed_loss_unmixed():
+    from timm.data import Mixup
+
+    from wsi_screen.train.loop import mix_known
+
+    torch.manual_seed(0)
+    np.random.seed(0)
+    x = torch.rand(5, 3, 8, 8)
+    y = torch.tensor([0, 4, 1, 2, 3])  # four outputs (three classes, reject); row 1 an unknown leukocyte
+    logits = torch.randn(5, 4)
+    mixer = Mixup(mixup_alpha=0.3, cutmix_alpha=0.0, prob=1.0, label_smoothing=0.1, num_classes=4)
+    mixed, soft = mix_known(mixer, x, y, 4, 0.1)
+    # rows 0, 2, 3, 4 are known: 0, 2, 3 and 4 pair as (0, 4) and (2, 3) with one lambda
+    assert torch.equal(mixed[1], x[1]) and soft.shape == (4, 4)
+    lam = float(soft[0, 0] - 0.1 / 4) / 0.9
+    assert torch.allclose(mixed[0], lam * x[0] + (1 - lam) * x[4], atol=1e-6)
+    assert torch.allclose(mixed[2], lam * x[2] + (1 - lam) * x[3], atol=1e-6)
+    assert torch.allclose(soft.sum(1), torch.ones(4)) and soft[0, 3] > 0.1 / 4  # row 0 carries row 4's class
+    # unmixed soft targets give exactly the label-smoothed loss; mixed ones a different one
+    from timm.data.mixup import mixup_target
+
+    plain = mixup_target(y[[0, 2, 3, 4]], 4, 1.0, 0.1)
+    assert float(training_loss(logits, y, 0.1, plain)) == pytest.approx(float(training_loss(logits, y, 0.1)), rel=1e-6)
+    assert float(training_loss(logits, y, 0.1, soft)) != pytest.approx(float(training_loss(logits, y, 0.1)), rel=1e-3)

@@ -208,6 +208,9 @@ class TrainConfig:
     field_leukocytes: bool = False  # TXL-PBC's leukocytes of four sources, class unknown, train "not rejected"
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and kept; 0: off
     drawn_twice: tuple[str, ...] = ()  # classes sampled twice per epoch: the non-blasts the blast test mistakes
+    mixup: float = 0.0  # mixup's Beta(a, a) between a batch's known-class images (timm's Mixup); 0: off
+    cutmix: float = 0.0  # CutMix's Beta(a, a), drawn instead of mixup on half the batches when both are on; 0: off
+    mix_prob: float = 1.0  # share of batches mixed when mixup or cutmix is on
     init_weights: str = ""  # start from this state_dict or weights file (fine-tuning), not from random
 
     def __post_init__(self):
@@ -231,6 +234,8 @@ class TrainConfig:
         _check(0 <= self.hue <= 0.5, "train.hue must be in [0, 0.5]")
         _check(0.1 <= self.blur_max_sigma <= 8, "train.blur_max_sigma must be in [0.1, 8] (px at the network input)")
         _check(0 <= self.stain_density <= 3, "train.stain_density must be in [0, 3]")
+        _check(0 <= self.mixup <= 4 and 0 <= self.cutmix <= 4, "train.mixup and train.cutmix must be in [0, 4] (0: off)")
+        _check(0 < self.mix_prob <= 1, "train.mix_prob must be in (0, 1]")
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,7 @@ def fit(
     patients = table["patient"].to_numpy()[train_idx] if cfg.balance_patients else None  # every loader fills the column
     weights = sampling_weights(train_set.targets[train_idx], sources[train_idx], cfg.balance_sources, patients, twice)
     val_loader = _eval_loader(torch.utils.data.Subset(eval_set, val_idx), cfg)
+    mixer = _mixer(cfg, len(codes))
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch, t0 = state["epoch"], time.time()
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
@@ -137,7 +138,8 @@ def fit(
             persistent_workers=False,
             drop_last=True,
         )
-        train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, f"epoch {epoch + 1}/{cfg.epochs}", ema)
+        desc = f"epoch {epoch + 1}/{cfg.epochs}"
+        train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, desc, ema, mixer)
         logits = batch_logits(scored, (x for x, _ in val_loader), device)
         val_y = torch.from_numpy(eval_set.targets[val_idx])
         val_loss = float(F.cross_entropy(logits, val_y))
@@ -245,17 +247,46 @@ def _initial_state(path: str) -> dict:
     return state.get("state_dict", state)  # load_state_dict casts fp16 to the model's dtype
 
 
-def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str, ema=None) -> float:
-    """One pass over `loader`, updating `ema` after every step; returns the mean training loss.
-    channels_last, with float16 autocast on CUDA and bfloat16 autocast on CPUs that compute it
-    natively (1.8x the samples per second of float32 for resnext26ts at 96 px on one thread)."""
+def _mixer(cfg: TrainConfig, outputs: int):
+    """timm's Mixup (mixup and/or CutMix, one draw per batch), or None when both are off."""
+    if not (cfg.mixup or cfg.cutmix):
+        return None
+    from timm.data import Mixup
+
+    return Mixup(cfg.mixup, cfg.cutmix, prob=cfg.mix_prob, label_smoothing=cfg.label_smoothing, num_classes=outputs)
+
+
+def mix_known(mixer, x: torch.Tensor, y: torch.Tensor, outputs: int, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch with its known-class rows mixed among themselves (an even number of them: timm
+    pairs a batch with its reverse), and those rows' soft targets, label-smoothed. A leukocyte of
+    unknown class (target past the outputs: "not rejected", no class) and an odd row out keep their
+    image and target."""
+    from timm.data.mixup import mixup_target
+
+    known = torch.nonzero(y < outputs).flatten()
+    soft = mixup_target(y[known], outputs, 1.0, label_smoothing)
+    pairs = known[: len(known) // 2 * 2]
+    if len(pairs):
+        x = x.clone()
+        x[pairs], soft[: len(pairs)] = mixer(x[pairs], y[pairs])
+    return x, soft
+
+
+def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device: torch.device, desc: str, ema=None, mixer=None) -> float:
+    """One pass over `loader`, updating `ema` after every step, mixing images with `mixer` (timm's
+    Mixup) when given; returns the mean training loss. channels_last, with float16 autocast on
+    CUDA and bfloat16 autocast on CPUs that compute it natively (1.8x the samples per second of
+    float32 for resnext26ts at 96 px on one thread)."""
     model.train()
     total, n = 0.0, 0
     for x, y in tqdm(loader, desc=desc, mininterval=30, leave=False):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        soft = None
+        if mixer is not None:
+            x, soft = mix_known(mixer, x, y, mixer.num_classes, label_smoothing)
         x = x.contiguous(memory_format=torch.channels_last)
         with mixed_precision(device):
-            loss = training_loss(model(x), y, label_smoothing)
+            loss = training_loss(model(x), y, label_smoothing, soft)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -267,11 +298,17 @@ def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device
     return total / max(n, 1)
 
 
-def training_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+def training_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float, soft: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy over the outputs; a target one past them (an unknown-class leukocyte, the
-    reject output last) costs -log(1 - p_reject): it teaches "not rejected" and no class."""
+    reject output last) costs -log(1 - p_reject): it teaches "not rejected" and no class. `soft`:
+    the known rows' targets as distributions (mixed images), in their order, instead of `y`'s."""
     known = y < logits.shape[1]
-    loss = F.cross_entropy(logits[known], y[known], label_smoothing=label_smoothing, reduction="sum") if known.any() else logits.sum() * 0
+    if not known.any():
+        loss = logits.sum() * 0
+    elif soft is None:
+        loss = F.cross_entropy(logits[known], y[known], label_smoothing=label_smoothing, reduction="sum")
+    else:
+        loss = -(soft * F.log_softmax(logits[known].float(), 1)).sum()
     odd = logits[~known].float()
     not_rejected = torch.logsumexp(odd, 1) - torch.logsumexp(odd[:, :-1], 1)
     return (loss + not_rejected.sum()) / len(y)
