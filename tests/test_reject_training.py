@@ -119,7 +119,7 @@ def test_mixup_mixes_known_rows_only_and_keeps_the_smoothed_loss_unmixed():
     y = torch.tensor([0, 4, 1, 2, 3])  # four outputs (three classes, reject); row 1 an unknown leukocyte
     logits = torch.randn(5, 4)
     mixer = Mixup(mixup_alpha=0.3, cutmix_alpha=0.0, prob=1.0, label_smoothing=0.1, num_classes=4)
-    mixed, soft = mix_known(mixer, x, y, 4, 0.1)
+    mixed, soft = mix_known(mixer, x, y)
     # the known rows 0, 2, 3, 4 pair with their reverse, (0, 4) and (2, 3), under one lambda
     assert torch.equal(mixed[1], x[1]) and soft.shape == (4, 4)
     lam = float(soft[0, 0] - 0.1 / 4) / 0.9
@@ -133,5 +133,5 @@ def test_mixup_mixes_known_rows_only_and_keeps_the_smoothed_loss_unmixed():
     assert float(training_loss(logits, y, 0.1, plain)) == pytest.approx(float(training_loss(logits, y, 0.1)), rel=1e-6)
     assert float(training_loss(logits, y, 0.1, soft)) != pytest.approx(float(training_loss(logits, y, 0.1)), rel=1e-3)
     # an odd known row out keeps its image and its own smoothed target
-    mixed, soft = mix_known(mixer, x[:4], y[:4], 4, 0.1)  # known rows 0, 2, 3: (0, 2) mix, 3 is left
+    mixed, soft = mix_known(mixer, x[:4], y[:4])  # known rows 0, 2, 3: (0, 2) mix, 3 is left
     assert torch.equal(mixed[3], x[3]) and torch.allclose(soft[2], plain[2])

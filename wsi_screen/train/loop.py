@@ -256,15 +256,15 @@ def _mixer(cfg: TrainConfig, outputs: int):
     return Mixup(cfg.mixup, cfg.cutmix, prob=cfg.mix_prob, label_smoothing=cfg.label_smoothing, num_classes=outputs)
 
 
-def mix_known(mixer, x: torch.Tensor, y: torch.Tensor, outputs: int, label_smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
+def mix_known(mixer, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The batch with its known-class rows mixed among themselves (an even number of them: timm
-    pairs a batch with its reverse), and those rows' soft targets, label-smoothed. A leukocyte of
-    unknown class (target past the outputs: "not rejected", no class) and an odd row out keep their
-    image and target."""
+    pairs a batch with its reverse), and those rows' soft targets, label-smoothed as the mixer is
+    (its `num_classes` are the model's outputs). A leukocyte of unknown class (target past the
+    outputs: "not rejected", no class) and an odd row out keep their image and target."""
     from timm.data.mixup import mixup_target
 
-    known = torch.nonzero(y < outputs).flatten()
-    soft = mixup_target(y[known], outputs, 1.0, label_smoothing)
+    known = torch.nonzero(y < mixer.num_classes).flatten()
+    soft = mixup_target(y[known], mixer.num_classes, 1.0, mixer.label_smoothing)
     pairs = known[: len(known) // 2 * 2]
     if len(pairs):
         x = x.clone()
@@ -283,7 +283,7 @@ def _one_epoch(model, loader, opt, sched, scaler, label_smoothing: float, device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         soft = None
         if mixer is not None:
-            x, soft = mix_known(mixer, x, y, mixer.num_classes, label_smoothing)
+            x, soft = mix_known(mixer, x, y)
         x = x.contiguous(memory_format=torch.channels_last)
         with mixed_precision(device):
             loss = training_loss(model(x), y, label_smoothing, soft)
