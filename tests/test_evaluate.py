@@ -136,3 +136,20 @@ def test_a_re_annotators_rates_on_another_mix_of_cells():
     rate, classes = expected_blast_calls(by_class, {"MON": 40, "LYT": 60, "PMO": 10})
     assert rate == pytest.approx(0.1) and classes == ["LYT", "MON"]
     assert expected_blast_calls(by_class, {"PMO": 10, "KSC": 5})[1] == []
+
+
+def test_fold_comparison_pairs_the_same_patients_in_each_draw():
+    """Recipe A ranks every blast above every non-blast (AUC 1), B ranks one patient's blast below
+    its non-blasts: B's AUC is lower, and each patient-bootstrap draw's difference is ≥ 0; A
+    compared with itself differs by exactly 0 in every draw."""
+    from pipelines.compare_folds import figures, patient_bootstrap
+
+    patients = np.repeat(["p1", "p2", "p3", "p4"], 4)
+    blast = np.tile([True, False, False, False], 4)
+    a = pd.DataFrame({"patient": patients, "blast": blast, "p_blast": np.where(blast, 0.9, 0.1), "called": blast})
+    b = a.assign(p_blast=np.where(blast & (patients == "p1"), 0.05, a["p_blast"]))
+    assert figures(a) == (1.0, 0.0)
+    assert figures(b)[0] == pytest.approx(1 - 12 / (4 * 12))  # p1's blast under all 12 non-blasts
+    diffs = patient_bootstrap(a, b, 200)
+    assert len(diffs) == 200 and (diffs[:, 0] >= 0).all() and (diffs[:, 0] > 0).any()
+    assert (patient_bootstrap(a, a, 50) == 0).all()
