@@ -1,4 +1,4 @@
-"""Each leukocyte's nucleus, segmented by stain inside its cell mask at patch resolution: the
+"""Each leukocyte's nucleus, segmented by stain inside its cell mask on the slide's own pixels: the
 nuclear area and the nucleus/cell ratio are what a haematologist looks at in a blast, and the
 detector's "core" map is only the inner part of the cell (a watershed seed), not its nucleus.
 
@@ -92,9 +92,10 @@ def fill_polygon(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> 
 
 def measure_nucleus(patch: np.ndarray, cell_polygon, box: Box, patch_mpp: float) -> Nucleus:
     """The nucleus of the cell outlined by `cell_polygon` (level-0 px) in its patch, which shows
-    the level-0 `box` at `patch_mpp` µm/px. Works on the cell's bounding box plus a one-pixel
-    margin: every pixel outside it is outside the cell, so the nucleus (holes filled) is the same
-    as over the whole patch, for a fraction of the work."""
+    the level-0 `box` at `patch_mpp` µm/px (`screen` passes the field as read from the slide).
+    Works on the cell's bounding box plus a one-pixel margin: every pixel outside it is outside
+    the cell, so the nucleus (holes filled) is the same as over the whole patch, for a fraction of
+    the work."""
     scale = box.width / patch.shape[1]
     xy = np.asarray(cell_polygon, float)
     cell = fill_polygon((xy[:, 1] - box.y0) / scale - 0.5, (xy[:, 0] - box.x0) / scale - 0.5, patch.shape[:2])

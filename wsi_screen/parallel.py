@@ -156,7 +156,7 @@ def patch_task(
     """Extract the patches of cells start.. (centre x, y and outline) and write them into the
     store's region, and with `model_input_px` the same fields resized for the classifier (from the
     slide's pixels, not from the patches: one resampling, as in training); each
-    cell's nucleus is segmented while its patch is in memory. Returns (start, nuclei, stage seconds)."""
+    cell's nucleus is segmented on its field while that is in memory. Returns (start, nuclei, stage seconds)."""
 
     from .export.store import write_model_input, write_patches
     from .nucleus import measure_nucleus
@@ -174,8 +174,9 @@ def patch_task(
     if model_input_px:
         with stages.time("model input"):
             write_model_input(Path(store), start, resize_patches(fields, model_input_px))
-    with stages.time("nucleus"):
+    with stages.time("nucleus"):  # on the slide's own pixels: a patch's finer ones are interpolated, and cost more
+        native = slide.info.mpp * slide.info.level_downsamples[slide.level_for(cfg.mpp)]
         nuclei = tuple(
-            measure_nucleus(p, polygon, patch_box(x, y, slide.info.mpp, cfg), cfg.mpp) for p, (x, y, polygon) in zip(patches, cells)
+            measure_nucleus(f, polygon, patch_box(x, y, slide.info.mpp, cfg), native) for f, (x, y, polygon) in zip(fields, cells)
         )
     return start, nuclei, stages.items()

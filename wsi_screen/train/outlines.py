@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from ..cell_images import read_image
-from ..config import DetectConfig, PatchConfig
+from ..config import DetectConfig
 from ..detect import instances
 from ..nucleus import nucleus_mask
 from ..qc import brightest_colour
@@ -83,11 +83,10 @@ def detector_cell(crop: Crop, mpp: float, segmenter, cfg: DetectConfig) -> np.nd
     return _mask_resize(labels == ids.argmax(), rgb.shape[:2])
 
 
-def stain_nucleus(crop: Crop, cell: np.ndarray, mpp: float, patch_mpp: float = PatchConfig().mpp) -> np.ndarray:
-    """The product's nucleus inside `cell`, segmented at patch resolution, back at native pixels."""
-    shape = (round(crop.rgb.shape[0] * mpp / patch_mpp), round(crop.rgb.shape[1] * mpp / patch_mpp))
-    nucleus = nucleus_mask(_resize(crop.rgb, shape, Image.BILINEAR), _mask_resize(cell, shape), patch_mpp)
-    return _mask_resize(nucleus, crop.rgb.shape[:2])
+def stain_nucleus(crop: Crop, cell: np.ndarray, mpp: float) -> np.ndarray:
+    """The product's nucleus inside `cell`, segmented on the crop's own pixels (as `screen` does on
+    a slide's)."""
+    return nucleus_mask(crop.rgb, cell, mpp)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
