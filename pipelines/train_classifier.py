@@ -1,7 +1,8 @@
 """Train the shipped classifier with a chosen recipe and export it with its model card: N-fold
 patient-grouped cross-validation on the unlocked cells (the out-of-fold predictions give the card's
 metrics and the prevalence correction's operating rates) and the final model on every unlocked
-cell (its validation share stops training and fits the temperature), tested on the locked cells.
+cell, none held back (the recipe's epochs; its temperature the folds' mean), tested on the locked
+cells.
 The folds and the final run train in waves of one-thread processes side by side, a lone last run on
 every thread (`train.jobs.run_jobs`); resumable.
 

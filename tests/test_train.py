@@ -107,11 +107,16 @@ def test_export_card_from_cross_validation_and_final_run(folder_tree, tiny_confi
     assert rates_from_card(fold_card)["blast"].n_negative == (~held_out["class"].isin(["MYO", "MOB"])).sum()
     assert not load_model(tmp_path / "final" / "model.pt")[1].metrics  # no held-out cells: the export gives its rates
     final_split = pd.read_csv(tmp_path / "final" / "split.csv")
-    assert set(final_split["split"]) == {"train", "val"} and not set(final_split["file"]) & {str(folder_tree / f) for f in locked["file"]}
+    # every unlocked cell trains the model to ship (none held back), the locked ones never
+    assert set(final_split["split"]) == {"train"} and not set(final_split["file"]) & {str(folder_tree / f) for f in locked["file"]}
+    assert len(final_split) == (~manifest.index.isin(locked.index)).sum()
 
     shipped = export(tmp_path / "final", tmp_path / "cv", 2, folder_tree, tmp_path / "w" / "classifier.pt", locked=lock)
     card = json.loads(shipped.with_suffix(".json").read_text())
     assert load_model(shipped)[1].metrics["headline"]  # loads with weights_only (plain types only)
+    fold_temperatures = [load_model(tmp_path / "cv" / f"fold_{k}" / "model.pt")[1].temperature for k in range(2)]
+    assert load_model(tmp_path / "final" / "model.pt")[1].temperature == 1.0  # until the export
+    assert card["temperature"] == pytest.approx(np.mean(fold_temperatures))  # calibrated as its folds were
     m = card["metrics"]
     oof = out_of_fold(tmp_path / "cv", 2)
     unlocked_leukocytes = (~manifest.index.isin(locked.index) & manifest["class"].ne("PLT")).sum()

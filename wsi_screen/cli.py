@@ -38,7 +38,7 @@ def cli() -> None:
     type=click.Path(exists=True, file_okay=False),
     help="TXL-PBC tree: red cells and platelets cut from its train fields train the reject output.",
 )
-@click.option("--final", is_flag=True, help="No test split (with --folds 0): the model to ship, tested on the locked cells.")
+@click.option("--final", is_flag=True, help="No test or validation split (with --folds 0): every cell trains the model to ship.")
 @click.option(
     "--init-weights",
     type=click.Path(exists=True, dir_okay=False),

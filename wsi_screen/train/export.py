@@ -20,7 +20,7 @@ from ..classes import BLAST, CLASS_CODES
 from ..classify import classify_files
 from ..colour_range import colour_moments, fit_colour_range
 from ..evaluate import full_summary, joined, json_safe, operating_metrics, read_labels
-from ..registry import ModelCard, load_model, save_weights
+from ..registry import ModelCard, load_card, load_model, save_weights
 from ..summarize import rates_from_metrics
 from .group_colours import smear_colours
 from .reject_rate import reject_rates
@@ -198,6 +198,12 @@ def smear_flag_rates(oof: pd.DataFrame, locked: pd.DataFrame) -> dict:
     return {"smear_cells": SMEAR_CELLS, "smears": SMEARS, "locked": rates_on(locked, _rates(oof)), "by_fold": by_fold}
 
 
+def fold_temperature(cv_dir: str | Path, folds: int) -> float:
+    """The mean of the fold models' temperatures: for a final run that held no cells back, trained
+    as they were for the same epochs."""
+    return float(np.mean([load_card(Path(cv_dir) / f"fold_{k}" / "model.pt").temperature for k in range(folds)]))
+
+
 def export(
     final_dir: str | Path,
     cv_dir: str | Path,
@@ -212,6 +218,9 @@ def export(
     final_dir = Path(final_dir)
     model, card = load_model(final_dir / "model.pt")
     split = pd.read_csv(final_dir / "split.csv", dtype={"patient": str}, keep_default_na=False)
+    held_back = split["split"].eq("val").any()
+    if not held_back:  # every cell trained it: the folds' calibration, fitted on their validation cells
+        card = dataclasses.replace(card, temperature=fold_temperature(cv_dir, folds))
     oof = out_of_fold(cv_dir, folds)
     metrics = {
         "data": {"trained": _describe(split), "out_of_fold": {"images": len(oof), "folds": folds}, "locked": str(Path(locked).name)},
@@ -233,6 +242,7 @@ def export(
         "python": platform.python_version(),
         "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "history": pd.read_csv(final_dir / "history.csv").round(5).to_dict("records"),
+        "temperature_fitted_on": "the final run's validation cells" if held_back else f"its {folds} folds' validation cells (their mean)",
     }
     leukocytes = split[(split["split"] == "train") & split["class"].isin(CLASS_CODES)]
     colour_range = training_colour_range(leukocytes, card)

@@ -59,8 +59,9 @@ def fit(
     cache_dir: str | Path | None = None,
 ) -> ModelCard:
     """Train on split=='train', stop early on split=='val', resume from run_dir/last.pt if present.
-    Writes best.pt, model.pt (fp16, temperature-calibrated card; with a test split, its held-out
-    error rates too), history.csv and preds_{val,test}.csv."""
+    Without validation cells (a final run) every epoch is trained and the last kept, its
+    temperature 1 until the export sets the folds'. Writes best.pt, model.pt (fp16, the card; with
+    a test split, its held-out error rates too), history.csv and preds_{val,test}.csv."""
     run_dir, device = Path(run_dir), device or torch.device("cpu")
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
@@ -70,9 +71,8 @@ def fit(
     unknown = (LEUKOCYTE_CODE,) if reject and table["label"].eq(LEUKOCYTE_CODE).any() else ()
     keep = table["label"].isin(CLASS_CODES + reject + unknown).to_numpy()
     table, split = table[keep].reset_index(drop=True), np.asarray(split)[keep]
-    for part in ("train", "val"):
-        if not (split == part).any():
-            raise DatasetError(f"the {part} split is empty")
+    if not (split == "train").any():
+        raise DatasetError("the train split is empty")
     card = make_card(cfg, field_um, reject)
     codes = card.class_codes + reject  # the model's outputs; an unknown leukocyte's target is one past them
     canvas_px = max(card.input_px, math.ceil(card.input_px * (1 + cfg.scale_jitter)))
@@ -140,12 +140,9 @@ def fit(
         )
         desc = f"epoch {epoch + 1}/{cfg.epochs}"
         train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, desc, ema, mixer)
-        logits = batch_logits(scored, (x for x, _ in val_loader), device)
-        val_y = torch.from_numpy(eval_set.targets[val_idx])
-        val_loss = float(F.cross_entropy(logits, val_y))
-        val_acc = float((logits.argmax(1) == val_y).float().mean())
-        improved = val_loss < state["best_loss"]
-        state["best_loss"] = min(val_loss, state["best_loss"])
+        val_loss, val_acc = _validate(scored, val_loader, torch.from_numpy(eval_set.targets[val_idx]), device)
+        improved = not len(val_idx) or val_loss < state["best_loss"]  # without validation the newest epoch is kept
+        state["best_loss"] = min(val_loss, state["best_loss"]) if len(val_idx) else state["best_loss"]
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch + 1
         state["history"].append(
@@ -176,13 +173,14 @@ def fit(
     pd.DataFrame(state["history"]).to_csv(run_dir / "history.csv", index=False)
 
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
-    val_logits = batch_logits(model, (x for x, _ in val_loader), device)
-    temperature = fit_temperature(val_logits, torch.from_numpy(eval_set.targets[val_idx]))
+    temperature = 1.0
+    if len(val_idx):
+        temperature = fit_temperature(batch_logits(model, (x for x, _ in val_loader), device), torch.from_numpy(eval_set.targets[val_idx]))
     card = ModelCard(
         **{
             **card.to_dict(),
             "temperature": temperature,
-            "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"]},
+            "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"] if len(val_idx) else None},
         }
     )
     frames = {}
@@ -198,6 +196,14 @@ def fit(
         card = dataclasses.replace(card, metrics=json_safe(operating_metrics(held_out)))
     save_weights(model, card, run_dir / "model.pt")  # last: a run with model.pt has its predictions too
     return card
+
+
+def _validate(model: torch.nn.Module, loader, targets: torch.Tensor, device: torch.device) -> tuple[float, float]:
+    """Validation loss and accuracy; NaN without validation cells."""
+    if not len(targets):
+        return math.nan, math.nan
+    logits = batch_logits(model, (x for x, _ in loader), device)
+    return float(F.cross_entropy(logits, targets)), float((logits.argmax(1) == targets).float().mean())
 
 
 def sampling_weights(

@@ -57,9 +57,10 @@ def train_run(
     non_leukocytes: str | Path | None = None,
     final: bool = False,
 ) -> list[ModelCard]:
-    """folds=0: one patient-wise held-out split in run_dir (`final`: no test split, every cell but
-    the validation share trains: the shipped model, tested on the locked cells); folds=N: N-fold
-    (patient-grouped where ids exist) cross-validation in run_dir/fold_K, all folds or only `fold`."""
+    """folds=0: one patient-wise held-out split in run_dir (`final`: every cell trains, none held
+    out: the shipped model, its epochs the recipe's, its temperature the folds' at export, tested
+    on the locked cells); folds=N: N-fold (patient-grouped where ids exist) cross-validation in
+    run_dir/fold_K, all folds or only `fold`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -67,7 +68,8 @@ def train_run(
     table = training_table(data, exclude, non_leukocytes, run_dir.parent / "non_leukocytes", cfg.field_leukocytes)
     dev = resolve_device(device)
     if folds == 0:
-        split = train_only_unknown(table, train_val_test(table, 0.0 if final else cfg.holdout_frac, cfg.val_frac, cfg.seed))
+        split = np.full(len(table), "train") if final else train_val_test(table, cfg.holdout_frac, cfg.val_frac, cfg.seed)
+        split = train_only_unknown(table, split)
         write_split(run_dir / "split.csv", table, split)
         return [fit(table, split, run_dir, cfg, field_um, dev)]
     fold_of = recipe_folds(table, folds, cfg)
