@@ -160,7 +160,7 @@ def patch_task(
 
     from .export.store import write_model_input, write_patches
     from .nucleus import measure_nucleus
-    from .patches import patch_box, read_fields, resize_patches
+    from .patches import field_mpp, patch_box, read_fields, resize_patches
 
     start, cells = job
     stages = Stages()
@@ -175,7 +175,7 @@ def patch_task(
         with stages.time("model input"):
             write_model_input(Path(store), start, resize_patches(fields, model_input_px))
     with stages.time("nucleus"):  # on the slide's own pixels: a patch's finer ones are interpolated, and cost more
-        native = slide.info.mpp * slide.info.level_downsamples[slide.level_for(cfg.mpp)]
+        native = field_mpp(slide, cfg)
         nuclei = tuple(
             measure_nucleus(f, polygon, patch_box(x, y, slide.info.mpp, cfg), native) for f, (x, y, polygon) in zip(fields, cells)
         )

@@ -31,9 +31,13 @@ def read_fields(slide, centres: Sequence[tuple[float, float]], cfg: PatchConfig)
     shown at is resized from these once, as training resamples each crop file once."""
     if not len(centres):
         return np.zeros((0, 1, 1, 3), np.uint8)  # no field to size; resizing it gives any size
-    level = slide.level_for(cfg.mpp)
-    native = slide.info.mpp * slide.info.level_downsamples[level]
+    native = field_mpp(slide, cfg)
     return np.stack([slide.read(patch_box(x, y, slide.info.mpp, cfg), native) for x, y in centres])
+
+
+def field_mpp(slide, cfg: PatchConfig) -> float:
+    """µm/px of the fields `read_fields` returns: those of the pyramid level it reads them from."""
+    return slide.info.mpp * slide.info.level_downsamples[slide.level_for(cfg.mpp)]
 
 
 def resize_patches(patches: np.ndarray, px: int) -> np.ndarray:

@@ -142,7 +142,8 @@ def fit(
         train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, desc, ema, mixer)
         val_loss, val_acc = _validate(scored, val_loader, torch.from_numpy(eval_set.targets[val_idx]), device)
         improved = not len(val_idx) or val_loss < state["best_loss"]  # without validation the newest epoch is kept
-        state["best_loss"] = min(val_loss, state["best_loss"]) if len(val_idx) else state["best_loss"]
+        if len(val_idx):
+            state["best_loss"] = min(val_loss, state["best_loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch + 1
         state["history"].append(
