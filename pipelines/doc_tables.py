@@ -426,6 +426,24 @@ def slide_agreement_page(result: dict | None = None) -> str:
             f"{100 * r['crop_accuracy']:.1f} % | {100 * r['difference']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] | "
             f"{r['missed_or_split']} | {r['mcnemar_p']:.2g} | {r['counted']} ({r['counted_outside_placed_cells']}) | {r['rejected']} |"
         )
+    blast_rows = [(r, lab, b) for r in result["conditions"] for lab, b in r.get("blast_test", {}).items()]
+    if blast_rows:  # conditions measured since the blast test was recorded (2026-12-07)
+        lines += [
+            "",
+            "The blast test (MYO or MOB called) on the same cells, by lab: placed blasts called blasts,",
+            "non-blasts called blasts, and the blast AUC of P(blast) (a missed cell's 0), on the slide and on the crops.",
+            "",
+            "| generator | slide µm/px | lab | blasts called: slide / crops | non-blasts called blasts: slide / crops "
+            "| blast AUC: slide / crops |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r, lab, b in blast_rows:
+            called = f"{b['blasts_called_slide']} / {b['blasts_called_crops']} of {b['blasts']}" if b["blasts"] else "(none placed)"
+            auc_pair = "–" if b.get("auc_slide") is None else f"{b['auc_slide']:.3f} / {b['auc_crops']:.3f}"
+            lines.append(
+                f"| {r['generator']} | {r['mpp']} | {lab} | {called} | "
+                f"{b['false_blasts_slide']} / {b['false_blasts_crops']} of {b['non_blasts']} | {auc_pair} |"
+            )
     return "\n".join(lines) + "\n"
 
 

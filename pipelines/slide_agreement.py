@@ -26,13 +26,14 @@ import yaml
 from doc_tables import slide_agreement_page as markdown  # pipelines/ is on sys.path when run as a script
 from shapely.geometry import Polygon, shape
 
-from wsi_screen.cell_agreement import counted_outside, paired_accuracy, slide_calls
+from wsi_screen.cell_agreement import blast_agreement, counted_outside, paired_accuracy, slide_detections
 from wsi_screen.cell_images import CROP_MPP
 from wsi_screen.checksum import sha256
-from wsi_screen.classes import CLASS_CODES, CLASS_NAMES, REJECTED
+from wsi_screen.classes import BLAST, CLASS_CODES, CLASS_NAMES, REJECTED, member_probability
 from wsi_screen.classify import classify_files
 from wsi_screen.errors import ModelError
 from wsi_screen.export.geojson import read_features
+from wsi_screen.metrics import screening_test
 from wsi_screen.model_files import DEFAULT_WEIGHTS
 from wsi_screen.registry import for_inference, load_card, load_model, resolve_device, save_weights
 from wsi_screen.summarize import RATE_KEYS, rates_from_card
@@ -64,9 +65,9 @@ def with_rates(model, card, rates_from: Path, work: Path) -> Path:
     return save_weights(model, dataclasses.replace(card, metrics=metrics), work / "classifier_with_rates.pt", half=False)
 
 
-def screened_calls(slide_path: Path, out: Path, config: Path) -> tuple[list[tuple[float, float, str]], int]:
-    """Screen one slide through the CLI with `config`: its counted detections as (x, y, code), and
-    how many objects it rejected (shown as Rejected, answering for no cell)."""
+def screened_calls(slide_path: Path, out: Path, config: Path) -> tuple[list[tuple[float, float, str]], list[float], int]:
+    """Screen one slide through the CLI with `config`: its counted detections as (x, y, code), their
+    P(blast), and how many objects it rejected (shown as Rejected, answering for no cell)."""
     subprocess.run(
         [sys.executable, "-m", "wsi_screen.cli", "screen", str(slide_path), "-o", str(out), "--aoi", "full", "--config", str(config)],
         check=True,
@@ -74,7 +75,7 @@ def screened_calls(slide_path: Path, out: Path, config: Path) -> tuple[list[tupl
     )
     run = out / slide_path.stem
     path = next(p for p in (run / "detections.geojson", run / "detections.geojson.gz") if p.exists())
-    calls, rejected = [], 0
+    calls, p_blast, rejected = [], [], 0
     for f in read_features(path):
         if f["properties"].get("objectType") not in ("detection", "cell"):
             continue
@@ -82,8 +83,9 @@ def screened_calls(slide_path: Path, out: Path, config: Path) -> tuple[list[tupl
         if name in CODE_OF:
             c = shape(f["geometry"]).centroid
             calls.append((c.x, c.y, CODE_OF[name]))
+            p_blast.append(f["properties"]["measurements"]["p_blast"])
         rejected += name == REJECTED
-    return calls, rejected
+    return calls, p_blast, rejected
 
 
 def slide_size(per_slide: int, mpp: float) -> tuple[int, int]:
@@ -107,10 +109,12 @@ def specimen_slides(locked: pd.DataFrame, per_slide: int) -> list[list[tuple[str
 
 def run_condition(
     slides: list[list[tuple[str, str]]], generator: str, mpp: float, data_dir: Path, work: Path, seed: int, config: Path
-) -> tuple[dict[str, str | None], dict[str, int]]:
-    """Slide call per placed cell (keyed by its crop file) for one generator and µm/px, and the
-    slides' object counts: counted, counted outside any placed cell (no leukocyte), rejected."""
+) -> tuple[dict[str, str | None], dict[str, float], dict[str, int]]:
+    """Slide call and P(blast) per placed cell (keyed by its crop file; a missed cell's P(blast) 0)
+    for one generator and µm/px, and the slides' object counts: counted, counted outside any placed
+    cell (no leukocyte), rejected."""
     calls: dict[str, str | None] = {}
+    p_blast: dict[str, float] = {}
     counts = {"counted": 0, "counted_outside_placed_cells": 0, "rejected": 0}
     for k, chunk in enumerate(slides):
         width, height = slide_size(len(chunk), mpp)
@@ -126,13 +130,14 @@ def run_condition(
             zones=(0.0, 1.0, 0.0),
         )
         outlines = [Polygon(c.polygon) for c in slide.cells]
-        detections, rejected = screened_calls(slide.path, work / "screens", config)
-        calls.update({c.source: call for c, call in zip(slide.cells, slide_calls(outlines, detections))})
+        detections, p, rejected = screened_calls(slide.path, work / "screens", config)
+        for cell, d in zip(slide.cells, slide_detections(outlines, detections)):
+            calls[cell.source], p_blast[cell.source] = (None, 0.0) if d is None else (detections[d][2], p[d])
         counts["counted"] += len(detections)
         counts["counted_outside_placed_cells"] += counted_outside(outlines, detections)
         counts["rejected"] += rejected
         click.echo(f"  {generator} {mpp} µm/px slide {k}: {len(slide.cells)}/{len(chunk)} placed")
-    return calls, counts
+    return calls, p_blast, counts
 
 
 @click.command()
@@ -193,8 +198,9 @@ def main(
         for_inference(model, device), card, [f for f, _ in cells], CROP_MPP, device=device, tta=tta, base=data_dir / "cells"
     ).probs
     crop_call = dict(zip(locked["file"], np.asarray(CLASS_CODES)[probs.argmax(1)]))
+    crop_p_blast = dict(zip(locked["file"], member_probability(probs, BLAST)))
     click.echo(f"{len(cells)} crops classified in {time.time() - t0:.0f} s")
-    truth = dict(cells)
+    truth, source = dict(cells), dict(zip(locked["file"], locked["source"]))
     result = {
         "n_locked_cells": len(cells),
         "locked_list_sha256": sha256(LOCKED_TEST),
@@ -211,10 +217,20 @@ def main(
     for generator in generators:
         for mpp in mpps:
             t0 = time.time()
-            calls, counts = run_condition(slides, generator, mpp, data_dir, work, seed, config)
+            calls, p_blast, counts = run_condition(slides, generator, mpp, data_dir, work, seed, config)
             files = [f for f, _ in cells if f in calls]
             r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
             done = {"generator": generator, "mpp": mpp, **r, **counts, "not_placed": len(cells) - len(files)}
+            done["blast_test"] = {
+                lab: {
+                    **blast_agreement([truth[f] for f in group], [calls[f] for f in group], [crop_call[f] for f in group], BLAST),
+                    **blast_ranking([truth[f] in BLAST for f in group], [p_blast[f] for f in group], [crop_p_blast[f] for f in group]),
+                }
+                for lab, group in ((lab, [f for f in files if source[f] == lab]) for lab in sorted(set(source.values())))
+            }
+            per_cell = {"truth": truth, "slide": calls, "crops": crop_call, "slide_p_blast": p_blast, "crop_p_blast": crop_p_blast}
+            frame = pd.DataFrame({"file": files, **{k: [v[f] for f in files] for k, v in per_cell.items()}})
+            frame.to_csv(work / f"calls_{generator}_{mpp}.csv", index=False)  # per cell, for a closer look
             done["seconds"] = round(time.time() - t0)
             earlier = _earlier_conditions(out, result)  # read again: conditions may run in parallel processes
             result["conditions"] = [c for c in earlier if (c["generator"], c["mpp"]) != (generator, mpp)] + [done]
@@ -223,6 +239,13 @@ def main(
             out.with_suffix(".md").write_text(markdown(result))
             click.echo(json.dumps(done))
     click.echo(markdown(result))
+
+
+def blast_ranking(is_blast: list[bool], p_slide: list[float], p_crops: list[float]) -> dict:
+    """Blast AUC of P(blast) on the slide and on the crops (None where the cells hold one kind)."""
+    truth = np.asarray(is_blast, bool)
+    aucs = {f"auc_{side}": screening_test(truth, np.asarray(p))["auc"] for side, p in (("slide", p_slide), ("crops", p_crops))}
+    return {k: None if np.isnan(v) else v for k, v in aucs.items()}
 
 
 def _earlier_conditions(out: Path, result: dict) -> list[dict]:

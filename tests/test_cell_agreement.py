@@ -1,7 +1,7 @@
 import pytest
 from shapely.geometry import Point
 
-from wsi_screen.cell_agreement import counted_outside, paired_accuracy, slide_calls
+from wsi_screen.cell_agreement import blast_agreement, counted_outside, paired_accuracy, slide_calls
 
 
 def test_missed_and_doubly_found_cells_count_as_wrong():
@@ -19,3 +19,14 @@ def test_missed_and_doubly_found_cells_count_as_wrong():
     assert r["missed_or_split"] == 2 and (r["only_slide_right"], r["only_crops_right"]) == (0, 3)
     assert r["difference_ci95"][0] == -1.0 and r["difference_ci95"][1] <= -0.25
     assert r["mcnemar_p"] == pytest.approx(0.25)  # 3 discordant, all one way: 2 × 0.5³
+
+
+def test_blast_test_counts_a_missed_blast_as_not_called():
+    """Three placed blasts and three non-blasts: the slide misses one blast (None) and calls a
+    monocyte a monoblast; the crops call every blast and one lymphocyte a myeloblast."""
+    truth = ["MYO", "MYO", "MOB", "MON", "LYT", "NGS"]
+    slide = ["MYO", None, "MOB", "MOB", "LYT", "NGS"]
+    crops = ["MYO", "MOB", "MYO", "MON", "MYO", "NGS"]
+    b = blast_agreement(truth, slide, crops, ("MYO", "MOB"))
+    assert (b["blasts"], b["blasts_called_slide"], b["blasts_called_crops"]) == (3, 2, 3)
+    assert (b["non_blasts"], b["false_blasts_slide"], b["false_blasts_crops"]) == (3, 1, 1)

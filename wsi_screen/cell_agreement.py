@@ -20,14 +20,19 @@ def _within(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float
     return STRtree(list(outlines)).query(points(xy), predicate="within")
 
 
-def slide_calls(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> list[str | None]:
-    """The slide's call for each placed cell: the class of the one detection (x, y, code) whose
-    centroid lies in its outline; None when none does (missed) or several do (found twice), so
-    each detection answers for at most one cell and each cell for at most one detection."""
-    found: list[list[str]] = [[] for _ in outlines]
+def slide_detections(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> list[int | None]:
+    """For each placed cell, the index of the one detection (x, y, code) whose centroid lies in its
+    outline; None when none does (missed) or several do (found twice), so each detection answers
+    for at most one cell and each cell for at most one detection."""
+    found: list[list[int]] = [[] for _ in outlines]
     for d, c in zip(*_within(outlines, detections)):
-        found[c].append(detections[d][2])
-    return [calls[0] if len(calls) == 1 else None for calls in found]
+        found[c].append(int(d))
+    return [hits[0] if len(hits) == 1 else None for hits in found]
+
+
+def slide_calls(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> list[str | None]:
+    """The slide's call (class code) for each placed cell, None where `slide_detections` finds none."""
+    return [None if d is None else detections[d][2] for d in slide_detections(outlines, detections)]
 
 
 def counted_outside(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> int:
@@ -58,4 +63,22 @@ def paired_accuracy(truth: Sequence[str], slide: Sequence[str | None], crops: Se
         "only_crops_right": only_crops,
         "mcnemar_p": float(binomtest(only_slide, discordant).pvalue) if discordant else 1.0,
         "missed_or_split": int(sum(s is None for s in slide)),
+    }
+
+
+def blast_agreement(truth: Sequence[str], slide: Sequence[str | None], crops: Sequence[str], members: Sequence[str]) -> dict:
+    """The blast test on the slide and on the same crops: how many placed blasts each calls blasts
+    (a missed cell calls nothing) and how many non-blasts it calls blasts. Overall agreement can hold
+    while a slide moves the few calls the flag counts, in either direction."""
+    truth, crops = np.asarray(truth, object), np.asarray(crops, object)
+    member = np.isin(truth, members)
+    on_slide = np.array([s in members for s in slide], bool)
+    on_crops = np.isin(crops, members)
+    return {
+        "blasts": int(member.sum()),
+        "blasts_called_slide": int((on_slide & member).sum()),
+        "blasts_called_crops": int((on_crops & member).sum()),
+        "non_blasts": int((~member).sum()),
+        "false_blasts_slide": int((on_slide & ~member).sum()),
+        "false_blasts_crops": int((on_crops & ~member).sum()),
     }
