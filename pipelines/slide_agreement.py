@@ -1,8 +1,9 @@
 """Per-cell agreement (issue 12): the locked test cells (the 15 leukocyte codes) are laid on
 generated slides, each slide screened by `wsi-screen screen --aoi full`, and every placed cell's
-slide call (`cell_agreement.slide_calls`) is set beside the same crop file classified by
-`classify_files` at the crops' true scale, with the same model. One figure per generator and
-slide µm/px; written to docs/slide_agreement.json and .md. Slides are monolayer only (no thick
+slide call and P(blast) (`cell_agreement.slide_detections`) are set beside the same crop file
+classified by `classify_files` at the crops' true scale, with the same model: overall agreement and
+the blast test by lab. One figure per generator and slide µm/px; written to
+docs/slide_agreement.json and .md, each cell's calls to WORK/calls_<generator>_<mpp>.csv. Slides are monolayer only (no thick
 end or glass to screen for nothing), one specimen's cells on each (at most `--cells-per-slide`).
 
     PYTHONPATH=$PWD python pipelines/slide_agreement.py [--data-dir ../shared/data] [--work /tmp/agreement]
