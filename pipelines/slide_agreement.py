@@ -34,7 +34,6 @@ from wsi_screen.classes import BLAST, CLASS_CODES, CLASS_NAMES, REJECTED, member
 from wsi_screen.classify import classify_files
 from wsi_screen.errors import ModelError
 from wsi_screen.export.geojson import read_features
-from wsi_screen.metrics import screening_test
 from wsi_screen.model_files import DEFAULT_WEIGHTS
 from wsi_screen.registry import for_inference, load_card, load_model, resolve_device, save_weights
 from wsi_screen.summarize import RATE_KEYS, rates_from_card
@@ -222,13 +221,13 @@ def main(
             files = [f for f, _ in cells if f in calls]
             r = paired_accuracy([truth[f] for f in files], [calls[f] for f in files], [crop_call[f] for f in files])
             done = {"generator": generator, "mpp": mpp, **r, **counts, "not_placed": len(cells) - len(files)}
-            done["blast_test"] = {
-                lab: {
-                    **blast_agreement([truth[f] for f in group], [calls[f] for f in group], [crop_call[f] for f in group], BLAST),
-                    **blast_ranking([truth[f] in BLAST for f in group], [p_blast[f] for f in group], [crop_p_blast[f] for f in group]),
-                }
-                for lab, group in ((lab, [f for f in files if source[f] == lab]) for lab in sorted(set(source.values())))
-            }
+            done["blast_test"] = {}
+            for lab in sorted(set(source.values())):
+                group = [f for f in files if source[f] == lab]
+                lab_truth, slide, crops, p_slide, p_crops = (
+                    [v[f] for f in group] for v in (truth, calls, crop_call, p_blast, crop_p_blast)
+                )
+                done["blast_test"][lab] = blast_agreement(lab_truth, slide, crops, BLAST, p_slide, p_crops)
             per_cell = {"truth": truth, "slide": calls, "crops": crop_call, "slide_p_blast": p_blast, "crop_p_blast": crop_p_blast}
             frame = pd.DataFrame({"file": files, **{k: [v[f] for f in files] for k, v in per_cell.items()}})
             frame.to_csv(work / f"calls_{generator}_{mpp}.csv", index=False)  # per cell, for a closer look
@@ -240,13 +239,6 @@ def main(
             out.with_suffix(".md").write_text(markdown(result))
             click.echo(json.dumps(done))
     click.echo(markdown(result))
-
-
-def blast_ranking(is_blast: list[bool], p_slide: list[float], p_crops: list[float]) -> dict:
-    """Blast AUC of P(blast) on the slide and on the crops (None where the cells hold one kind)."""
-    truth = np.asarray(is_blast, bool)
-    aucs = {f"auc_{side}": screening_test(truth, np.asarray(p))["auc"] for side, p in (("slide", p_slide), ("crops", p_crops))}
-    return {k: None if np.isnan(v) else v for k, v in aucs.items()}
 
 
 def _earlier_conditions(out: Path, result: dict) -> list[dict]:

@@ -27,6 +27,10 @@ def test_blast_test_counts_a_missed_blast_as_not_called():
     truth = ["MYO", "MYO", "MOB", "MON", "LYT", "NGS"]
     slide = ["MYO", None, "MOB", "MOB", "LYT", "NGS"]
     crops = ["MYO", "MOB", "MYO", "MON", "MYO", "NGS"]
-    b = blast_agreement(truth, slide, crops, ("MYO", "MOB"))
+    p_slide = [0.9, 0.0, 0.8, 0.7, 0.1, 0.05]  # the missed blast scores 0: ranked below every non-blast
+    p_crops = [0.9, 0.6, 0.8, 0.2, 0.7, 0.05]
+    b = blast_agreement(truth, slide, crops, ("MYO", "MOB"), p_slide, p_crops)
     assert (b["blasts"], b["blasts_called_slide"], b["blasts_called_crops"]) == (3, 2, 3)
     assert (b["non_blasts"], b["false_blasts_slide"], b["false_blasts_crops"]) == (3, 1, 1)
+    assert b["auc_slide"] == pytest.approx(6 / 9) and b["auc_crops"] == pytest.approx(8 / 9)  # blast-above-non-blast pairs of 9
+    assert blast_agreement(["LYT"], ["LYT"], ["LYT"], ("MYO", "MOB"), [0.1], [0.1])["auc_slide"] is None  # no blast: no ranking

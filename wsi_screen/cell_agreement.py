@@ -11,6 +11,8 @@ from scipy.stats import binomtest
 from shapely import STRtree, points
 from shapely.geometry import Polygon
 
+from .metrics import screening_test
+
 
 def _within(outlines: Sequence[Polygon], detections: Sequence[tuple[float, float, str]]) -> tuple[np.ndarray, np.ndarray]:
     """(detection, cell) index pairs of each detection centroid lying in a placed cell's outline."""
@@ -66,14 +68,23 @@ def paired_accuracy(truth: Sequence[str], slide: Sequence[str | None], crops: Se
     }
 
 
-def blast_agreement(truth: Sequence[str], slide: Sequence[str | None], crops: Sequence[str], members: Sequence[str]) -> dict:
+def blast_agreement(
+    truth: Sequence[str],
+    slide: Sequence[str | None],
+    crops: Sequence[str],
+    members: Sequence[str],
+    p_slide: Sequence[float],
+    p_crops: Sequence[float],
+) -> dict:
     """The blast test on the slide and on the same crops: how many placed blasts each calls blasts
-    (a missed cell calls nothing) and how many non-blasts it calls blasts. Overall agreement can hold
-    while a slide moves the few calls the flag counts, in either direction."""
+    (a missed cell calls nothing), how many non-blasts it calls blasts, and the AUC of each side's
+    P(blast) (None where the cells hold one kind; a missed cell's P(blast) is the caller's, e.g. 0).
+    Overall agreement can hold while a slide moves the few calls the flag counts, in either direction."""
     truth, crops = np.asarray(truth, object), np.asarray(crops, object)
     member = np.isin(truth, members)
     on_slide = np.array([s in members for s in slide], bool)
     on_crops = np.isin(crops, members)
+    aucs = {f"auc_{side}": screening_test(member, np.asarray(p, float))["auc"] for side, p in (("slide", p_slide), ("crops", p_crops))}
     return {
         "blasts": int(member.sum()),
         "blasts_called_slide": int((on_slide & member).sum()),
@@ -81,4 +92,5 @@ def blast_agreement(truth: Sequence[str], slide: Sequence[str | None], crops: Se
         "non_blasts": int((~member).sum()),
         "false_blasts_slide": int((on_slide & ~member).sum()),
         "false_blasts_crops": int((on_crops & ~member).sum()),
+        **{k: None if np.isnan(v) else v for k, v in aucs.items()},
     }

@@ -80,6 +80,7 @@ def fit(
     key = hashlib.sha256(json.dumps([table["file"].tolist(), args]).encode()).hexdigest()[:12]
     cache = build_cache(CellDataset(table, codes + unknown, None, *args), Path(cache_dir or run_dir) / f"cache_{key}.npy", cfg.num_workers)
     train_idx, val_idx, test_idx = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
+    validating = len(val_idx) > 0  # a final run has no validation cells
     if cfg.slide_colours:  # before the colour bank: stain mixing draws moved colours
         groups, target = patient_colours(table, split, cache, card.input_px)
         card, cache = dataclasses.replace(card, slide_colour_target=target), moved_canvases(cache, groups, target)
@@ -141,8 +142,8 @@ def fit(
         desc = f"epoch {epoch + 1}/{cfg.epochs}"
         train_loss = _one_epoch(model, loader, opt, sched, scaler, cfg.label_smoothing, device, desc, ema, mixer)
         val_loss, val_acc = _validate(scored, val_loader, torch.from_numpy(eval_set.targets[val_idx]), device)
-        improved = not len(val_idx) or val_loss < state["best_loss"]  # without validation the newest epoch is kept
-        if len(val_idx):
+        improved = not validating or val_loss < state["best_loss"]  # without validation the newest epoch is kept
+        if validating:
             state["best_loss"] = min(val_loss, state["best_loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         state["epoch"] = epoch + 1
@@ -175,13 +176,13 @@ def fit(
 
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location=device, weights_only=True))
     temperature = 1.0
-    if len(val_idx):
+    if validating:
         temperature = fit_temperature(batch_logits(model, (x for x, _ in val_loader), device), torch.from_numpy(eval_set.targets[val_idx]))
     card = ModelCard(
         **{
             **card.to_dict(),
             "temperature": temperature,
-            "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"] if len(val_idx) else None},
+            "provenance": {"epochs_trained": state["epoch"], "best_val_loss": state["best_loss"] if validating else None},
         }
     )
     frames = {}
