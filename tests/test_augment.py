@@ -71,6 +71,19 @@ def test_uint8_normalisation_equals_the_float_one():
     assert x.dtype == torch.uint8 and int(x.max()) <= 255  # the input is left alone
 
 
+def test_uint8_normalisation_in_16_bits_is_the_float_one_rounded_once():
+    """What classification hands a bfloat16 (CPU) or float16 (CUDA) forward pass: the float32
+    input as autocast would round it, not a sum computed in 16 bits."""
+    x = torch.arange(256, dtype=torch.uint8).repeat(3, 1).view(1, 3, 16, 16)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    full = normalise_uint8(x, mean, std)
+    for dtype in (torch.bfloat16, torch.float16):
+        half = normalise_uint8(x, mean, std, dtype)
+        assert half.dtype == dtype and torch.equal(half, full.to(dtype))
+        in_16_bits = (x.to(dtype) / 255 - torch.tensor(mean, dtype=dtype).view(-1, 1, 1)) / torch.tensor(std, dtype=dtype).view(-1, 1, 1)
+        assert not torch.equal(half, in_16_bits)
+
+
 def coloured_disk(disk_rgb, background_rgb, size=160, radius=30):
     yy, xx = np.mgrid[:size, :size]
     inside = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2 < radius**2)[..., None]

@@ -170,6 +170,24 @@ def test_bf16_forward_agrees_with_float32_on_real_cells(shared_cells):
     assert np.abs(bf16 - fp32).max() < 0.05 and (bf16.argmax(1) == fp32.argmax(1)).mean() >= 0.97
 
 
+def test_inputs_normalised_in_the_forward_precision_give_the_float32_inputs_logits():
+    """`classify_inputs` normalises uint8 inputs straight into bfloat16 where the forward runs in
+    it (emulated here on any CPU): the shipped model's logits must be those of float32 inputs
+    cast by autocast at its first layer, to the last bit."""
+    from unittest import mock
+
+    from wsi_screen.classify import batch_logits, classify_inputs, patch_batch, to_probabilities
+    from wsi_screen.registry import for_inference, load_model
+
+    model, card = load_model()
+    model = for_inference(model, "cpu")
+    inputs = np.random.default_rng(0).integers(0, 256, (12, card.input_px, card.input_px, 3), dtype=np.uint8)
+    with mock.patch("wsi_screen.registry.native_bf16", return_value=True):
+        assert patch_batch(inputs, card, dtype=torch.bfloat16).dtype == torch.bfloat16
+        float32_inputs = to_probabilities(batch_logits(model, [patch_batch(inputs, card)], torch.device("cpu")), card)
+        np.testing.assert_array_equal(classify_inputs(model, card, inputs, 5, "cpu").probs, float32_inputs.probs)
+
+
 def test_cli_says_which_images_lie_outside_the_training_colours(tiny_model, tmp_path):
     """A card that records its training colours (here: of generated cells at 64 px) makes
     `classify` mark every image whose colours it does not cover: the same cells under another

@@ -24,7 +24,7 @@ from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, network_input
 from .records import Probabilities
-from .registry import ModelCard, mixed_precision, resolve_device
+from .registry import ModelCard, input_dtype, mixed_precision, resolve_device
 from .slide_colours import group_colours, move_colours
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,10 @@ def classify_inputs(
     if card.slide_colour_target and slide_colours is None:
         slide_colours = group_colours(colour_moments(inputs))
 
+    dtype = input_dtype(device)  # normalised straight into the forward's precision (`normalise_uint8`)
+
     def load(start: int) -> torch.Tensor:
-        return patch_batch(inputs[start : start + batch_size], card, slide_colours)
+        return patch_batch(inputs[start : start + batch_size], card, slide_colours, dtype)
 
     batches = _prefetched(load, starts) if device.type == "cuda" else map(load, starts)
     return to_probabilities(batch_logits(model, batches, device, tta), card)
@@ -100,15 +102,17 @@ def _prefetched(load, starts: range, depth: int = 2) -> Iterator[torch.Tensor]:
             yield pending.popleft().result()
 
 
-def patch_batch(patches: np.ndarray, card: ModelCard, slide_colours: np.ndarray | None = None) -> torch.Tensor:
-    """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input;
-    for a card with a slide colour target, moved with their slide's colours (`slide_colours`; not
-    given: these patches are the slide)."""
+def patch_batch(
+    patches: np.ndarray, card: ModelCard, slide_colours: np.ndarray | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """N×S×S×3 uint8 patches of the card's field → the normalised N×3×input×input network input
+    in `dtype`; for a card with a slide colour target, moved with their slide's colours
+    (`slide_colours`; not given: these patches are the slide)."""
     x = torch.from_numpy(resize_patches(patches, card.input_px)).permute(0, 3, 1, 2)
     if card.slide_colour_target:
         group = group_colours(colour_moments(patches)) if slide_colours is None else slide_colours
         x = move_colours(x.float() / 255, group, card.slide_colour_target)
-    return network_input(x, card.mean, card.std, card.colour_reference)
+    return network_input(x, card.mean, card.std, card.colour_reference, dtype)
 
 
 def list_inputs(path: str | Path) -> list[str]:
