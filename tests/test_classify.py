@@ -126,6 +126,19 @@ def test_errors_are_one_line(tmp_path, capsys):
     pd.DataFrame({"path": ["a.png"]}).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(DatasetError, match="'file' column"):
         list_inputs(tmp_path / "bad.csv")
+    (tmp_path / "empty").mkdir()
+    assert main(["classify", str(tmp_path / "empty"), "-o", str(tmp_path / "e.csv")]) == 2
+    assert "empty: no images to classify" in capsys.readouterr().err and not (tmp_path / "e.csv").exists()
+
+
+def test_one_image_is_classified_where_it_lies(tiny_model, tmp_path, monkeypatch):
+    """INPUT may be a single image; its path is not taken relative to its own folder."""
+    _, _, path = tiny_model
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(cell_image("LYT", 120, 0)).save(tmp_path / "sub" / "one.png")
+    monkeypatch.chdir(tmp_path)
+    assert main(["classify", "sub/one.png", "-o", "p.csv", "--model", str(path)]) == 0
+    assert pd.read_csv(tmp_path / "p.csv")["file"].tolist() == ["sub/one.png"]
 
 
 def test_predictions_frame_empty():

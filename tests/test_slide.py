@@ -148,6 +148,20 @@ def test_corrupt_tile_fails_only_its_region(tmp_path):
             assert slide.read(Box(300, 300, 400, 400), 0.2).shape == (100, 100, 3)  # handle still usable
 
 
+def test_a_tiff_cut_short_is_one_clear_error(tmp_path, capsys):
+    """A copy that stopped early still parses (tifffile logs each broken tag); it must fail when
+    opened, in one line, not later with a decoder's KeyError for a missing tile."""
+    whole = tmp_path / "whole.tiff"
+    write_pyramid(whole, _smooth_rgb(512, 512), mpp=0.2, tile=128)
+    cut = tmp_path / "cut.tiff"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(SlideError, match="cut.tiff: truncated or corrupt TIFF") as exc:
+        open_slide(cut, backend="tifffile")
+    assert "\n" not in str(exc.value) and "tifffile" not in capsys.readouterr().err
+    with open_slide(whole, backend="tifffile") as slide:
+        assert slide.read(Box(0, 0, 512, 512), 0.2).shape == (512, 512, 3)
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

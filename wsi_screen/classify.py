@@ -115,17 +115,28 @@ def patch_batch(
     return network_input(x, card.mean, card.std, card.colour_reference, dtype)
 
 
+_SUFFIXES = " ".join(CELL_IMAGE_SUFFIXES)
+
+
 def list_inputs(path: str | Path) -> list[str]:
-    """Images under a folder (recursive, sorted), or the `file` column of a CSV, as given."""
+    """Images under a folder (recursive, sorted), the `file` column of a CSV as given, or one image;
+    none at all is an error, not an empty result."""
     path = Path(path)
+    suffix = path.suffix.lower()
     if path.is_dir():
-        return sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in CELL_IMAGE_SUFFIXES)
-    if path.is_file() and path.suffix.lower() == ".csv":
+        files = sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in CELL_IMAGE_SUFFIXES)
+    elif path.is_file() and suffix == ".csv":
         table = pd.read_csv(path)
         if "file" not in table.columns:
             raise DatasetError("CSV has no 'file' column", path)
-        return table["file"].astype(str).tolist()
-    raise DatasetError("input must be a folder of images or a CSV with a 'file' column", path)
+        files = table["file"].astype(str).tolist()
+    elif path.is_file() and suffix in CELL_IMAGE_SUFFIXES:
+        files = [str(path)]
+    else:
+        raise DatasetError(f"input must be a folder of images, a CSV with a 'file' column or an image ({_SUFFIXES})", path)
+    if not files:
+        raise DatasetError(f"no images to classify (looked for {_SUFFIXES})", path)
+    return files
 
 
 def classify_files(

@@ -66,12 +66,14 @@ def train(data, run_dir, config_path, folds, fold, arch, threads, device, exclud
 @click.option("--model", "model_path", type=click.Path(), help="Weights file or shipped name (default: the shipped classifier).")
 @click.option("--tta/--no-tta", default=None, help="Average over the 8 rotations/flips (default: classify.tta).")
 @click.option(
-    "--input-mpp", type=float, help="µm/px of the input images; default (classify.input_mpp 0): each image spans the model's 29 µm field."
+    "--input-mpp",
+    type=click.FloatRange(0, 2, min_open=True),
+    help="µm/px of the input images; default (classify.input_mpp 0): each image spans the model's 29 µm field.",
 )
 @click.option("--config", "config_path", type=click.Path())
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Default: classify.device.")
 def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
-    """Classify cell images: INPUT is a folder (recursive) or a CSV with a `file` column. A model
+    """Classify cell images: INPUT is a folder (recursive), a CSV with a `file` column or one image. A model
     that moves each slide's colours (`train.slide_colours`) takes INPUT as one slide's cells."""
     from pathlib import Path
 
@@ -86,7 +88,7 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     model = for_inference(model, dev)
     files = list_inputs(input_path)
     mpp = input_mpp if input_mpp is not None else (cfg.input_mpp or None)
-    base = Path(input_path).parent if Path(input_path).is_file() else None
+    base = Path(input_path).parent if Path(input_path).suffix.lower() == ".csv" else None  # a CSV's relative paths
     tta = cfg.tta if tta is None else tta
     moments = file_colour_moments(card, files, mpp, base) if card.colour_range or card.slide_colour_target else None
     slide_colours = group_colours(moments) if card.slide_colour_target else None  # measured once, for both

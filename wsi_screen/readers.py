@@ -4,6 +4,8 @@ H×W×3 uint8 RGB, and `close()`. Geometry, resampling, padding and µm/px live 
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +66,13 @@ class TiffReader:
 
     def __init__(self, path: Path):
         try:
-            self._tif = tifffile.TiffFile(path)
-            series = self._tif.series[0]
-            self._levels = [zarr.open_array(series.aszarr(level=i), mode="r") for i in range(len(series.levels))]
+            with _quiet("tifffile"):  # it logs each broken tag; the one error below says what matters
+                self._tif = tifffile.TiffFile(path)
+                series = self._tif.series[0]
+                if not _complete(series, self._tif.filehandle.size):
+                    self._tif.close()
+                    raise SlideError("truncated or corrupt TIFF: its image data is missing or runs past the end of the file", path)
+                self._levels = [zarr.open_array(series.aszarr(level=i), mode="r") for i in range(len(series.levels))]
         except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as exc:
             raise SlideError(f"not a readable TIFF ({exc})", path) from None
         axes = series.axes
@@ -88,6 +94,29 @@ class TiffReader:
 
     def close(self) -> None:
         self._tif.close()
+
+
+def _complete(series, file_size: int) -> bool:
+    """Does every page of every level have its tiles (or strips), all inside the file? A copy cut
+    short still parses, but its pixels are missing."""
+    for level in series.levels:
+        for page in level.pages:
+            offsets, counts = (page.dataoffsets, page.databytecounts) if page is not None else ((), ())
+            if not offsets or len(offsets) != len(counts) or max(o + c for o, c in zip(offsets, counts)) > file_size:
+                return False
+    return True
+
+
+@contextmanager
+def _quiet(logger: str):
+    """Silence a library's logger below CRITICAL for the duration."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class ImageReader:
