@@ -99,7 +99,7 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(out, index=False)
     outside = f", {preds['outside_training_colours'].mean():.0%} outside the classifier's training colours" if card.colour_range else ""
-    click.echo(f"{len(files)} images → {out}{outside}")
+    click.echo(f"{len(files)} image{'s' if len(files) != 1 else ''} → {out}{outside}")
 
 
 @cli.command("evaluate")
