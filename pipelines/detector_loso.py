@@ -25,9 +25,15 @@ from wsi_screen.train.loso import SOURCES, LosoConfig, run_one, summarize_loso
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--source", "sources", multiple=True, type=click.Choice(SOURCES), help="Left-out source(s); default: all four.")
 @click.option("--retest", is_flag=True, help="Test complete runs again with their trained models (after a change to the instance checks).")
-def main(data: Path, out: Path, config_path: Path | None, sources: tuple[str, ...], retest: bool) -> None:
+@click.option(
+    "--detector",
+    default="default",
+    show_default=True,
+    help="Registered name or weights file whose card (architecture, µm/px) the runs train afresh: a candidate's, before it ships.",
+)
+def main(data: Path, out: Path, config_path: Path | None, sources: tuple[str, ...], retest: bool, detector: str) -> None:
     cfg = load_dataclass(LosoConfig, config_path) if config_path else LosoConfig()
-    card = load_card("default", "detector")  # the shipped architecture and µm/px, trained afresh per run
+    card = load_card(detector, "detector")  # its architecture and µm/px, trained afresh per run
     results = [run_one(data, s, out / s, card, cfg, retest) for s in sources or SOURCES]
     summary = summarize_loso(results)
     record = {"config": asdict(cfg), "detector": {"arch": card.arch, "mpp": card.mpp}, "runs": results, **summary}
