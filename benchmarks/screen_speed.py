@@ -41,7 +41,7 @@ from wsi_screen.config import Config
 from wsi_screen.export.store import add_model_input, drop_model_input, open_model_input, open_patches, write_model_input
 from wsi_screen.find_cells import PATCHES_PER_TASK
 from wsi_screen.patches import resize_patches
-from wsi_screen.registry import for_inference, input_dtype, precision
+from wsi_screen.registry import for_inference, forward_dtype, precision
 from wsi_screen.screen import ScreenOptions, ScreenResult, load_classifier, screen_slide
 from wsi_screen.slide import check_slide
 
@@ -51,7 +51,7 @@ def raw_forward_cells_per_s(model, card, batch: int, device: str, repeats: int =
     on CUDA, bfloat16 on CPUs that compute it natively), the input already in it as
     `classify_inputs` hands it over."""
     dev = torch.device(device)
-    x = torch.randn(batch, 3, card.input_px, card.input_px, device=dev, dtype=input_dtype(dev))
+    x = torch.randn(batch, 3, card.input_px, card.input_px, device=dev, dtype=forward_dtype(dev))
     x = x.contiguous(memory_format=torch.channels_last)
     batch_logits(model, [x], dev)
     if device == "cuda":

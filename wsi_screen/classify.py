@@ -24,7 +24,7 @@ from .errors import DatasetError
 from .patches import resize_patches
 from .preprocess import EvalTransform, network_input
 from .records import Probabilities
-from .registry import ModelCard, input_dtype, mixed_precision, resolve_device
+from .registry import ModelCard, forward_dtype, mixed_precision, resolve_device
 from .slide_colours import group_colours, move_colours
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def classify_inputs(
     if card.slide_colour_target and slide_colours is None:
         slide_colours = group_colours(colour_moments(inputs))
 
-    dtype = input_dtype(device)  # normalised straight into the forward's precision (`normalise_uint8`)
+    dtype = forward_dtype(device)  # normalised straight into the forward's precision (`normalise_uint8`)
 
     def load(start: int) -> torch.Tensor:
         return patch_batch(inputs[start : start + batch_size], card, slide_colours, dtype)

@@ -26,7 +26,7 @@ def normalise_uint8(x: torch.Tensor, mean, std, dtype: torch.dtype = torch.float
     A 16-bit `dtype` holds every uint8 value exactly and the sum is still computed in float32, so
     the result is the float32 one rounded once, as autocast would round it at the first layer:
     the same network input in half the memory traffic (the forward pass's precision,
-    `registry.input_dtype`)."""
+    `registry.forward_dtype`)."""
     shape = (-1, 1, 1)
     std = torch.tensor(std).view(shape)
     return torch.addcmul(-torch.tensor(mean).view(shape) / std, x.to(dtype), 1 / (255 * std)).to(dtype)

@@ -307,12 +307,13 @@ def precision(device: torch.device) -> str:
     return "bfloat16" if native_bf16() else "float32"
 
 
-def input_dtype(device: torch.device) -> torch.dtype:
-    """The dtype of a forward pass's arithmetic on `device` (`precision`)."""
+def forward_dtype(device: torch.device) -> torch.dtype:
+    """The dtype a forward pass computes in on `device` (`precision`): autocast's, and that of the
+    inputs classification hands it."""
     return {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(precision(device), torch.float32)
 
 
 def mixed_precision(device: torch.device) -> torch.autocast:
     """The autocast that runs a forward pass on `device` in its `precision`."""
-    dtype = input_dtype(device)
+    dtype = forward_dtype(device)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
