@@ -5,19 +5,20 @@ import pytest
 import tifffile
 from PIL import Image, ImageFilter
 
-from wsi_screen.config import QcConfig
+from wsi_screen.config import DetectConfig, QcConfig
+from wsi_screen.detect import detector_mpp
 from wsi_screen.qc import summarize_qc, tile_qc
+from wsi_screen.records import Box
 from wsi_screen.slide import open_slide
 from wsi_screen.synth import write_pyramid
 
 
 @pytest.fixture(scope="module")
 def field(drawn_slide):
-    """A 0.5 µm/px monolayer field of the drawn slide (what the detector tiles look like)."""
+    """A monolayer field of the drawn slide at the shipped detector's µm/px (what its tiles look
+    like, and what the focus level is set for)."""
     with open_slide(drawn_slide.path) as slide:
-        from wsi_screen.records import Box
-
-        return slide.read(Box(1000, 200, 2800, 2800), 0.5)
+        return slide.read(Box(1000, 200, 2800, 2800), detector_mpp(DetectConfig()))
 
 
 def _summary(rgb):
@@ -27,7 +28,7 @@ def _summary(rgb):
 
 def test_good_field_has_no_warnings(field):
     qc = _summary(field)
-    assert qc.warnings == () and qc.focus > 0.3 and qc.stain_angle_deg < 15
+    assert qc.warnings == () and qc.focus > QcConfig().min_focus and qc.stain_angle_deg < 15
 
 
 def test_blurred_field_is_out_of_focus(field):
