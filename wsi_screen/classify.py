@@ -118,25 +118,28 @@ def patch_batch(
 _SUFFIXES = " ".join(CELL_IMAGE_SUFFIXES)
 
 
-def list_inputs(path: str | Path) -> list[str]:
-    """Images under a folder (recursive, sorted), the `file` column of a CSV as given, or one image;
-    none at all is an error, not an empty result."""
+def list_inputs(path: str | Path) -> tuple[list[str], Path | None]:
+    """Images under a folder (recursive, sorted), the `file` column of a CSV as given, or one image,
+    and the folder their relative paths are read from: a CSV's own (its paths are kept as given, so
+    predictions join its labels), None for the others, whose paths are whole. None at all is an
+    error, not an empty result."""
     path = Path(path)
     suffix = path.suffix.lower()
+    base = None
     if path.is_dir():
         files = sorted(str(f) for f in path.rglob("*") if f.suffix.lower() in CELL_IMAGE_SUFFIXES)
     elif path.is_file() and suffix == ".csv":
         table = pd.read_csv(path)
         if "file" not in table.columns:
             raise DatasetError("CSV has no 'file' column", path)
-        files = table["file"].astype(str).tolist()
+        files, base = table["file"].astype(str).tolist(), path.parent
     elif path.is_file() and suffix in CELL_IMAGE_SUFFIXES:
         files = [str(path)]
     else:
         raise DatasetError(f"input must be a folder of images, a CSV with a 'file' column or an image ({_SUFFIXES})", path)
     if not files:
         raise DatasetError(f"no images to classify (looked for {_SUFFIXES})", path)
-    return files
+    return files, base
 
 
 def classify_files(

@@ -75,8 +75,6 @@ def train(data, run_dir, config_path, folds, fold, arch, threads, device, exclud
 def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     """Classify cell images: INPUT is a folder (recursive), a CSV with a `file` column or one image. A model
     that moves each slide's colours (`train.slide_colours`) takes INPUT as one slide's cells."""
-    from pathlib import Path
-
     from .classify import classify_files, file_colour_moments, list_inputs, predictions_frame
     from .colour_range import outside_colour_range
     from .registry import for_inference, load_model, resolve_device
@@ -86,9 +84,8 @@ def classify(input_path, out, model_path, tta, input_mpp, config_path, device):
     dev = resolve_device(device or cfg.device)
     model, card = load_model(model_path or cfg.model)
     model = for_inference(model, dev)
-    files = list_inputs(input_path)
+    files, base = list_inputs(input_path)
     mpp = input_mpp if input_mpp is not None else (cfg.input_mpp or None)
-    base = Path(input_path).parent if Path(input_path).suffix.lower() == ".csv" else None  # a CSV's relative paths
     tta = cfg.tta if tta is None else tta
     moments = file_colour_moments(card, files, mpp, base) if card.colour_range or card.slide_colour_target else None
     slide_colours = group_colours(moments) if card.slide_colour_target else None  # measured once, for both
