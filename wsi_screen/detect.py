@@ -100,7 +100,7 @@ def _seeds(maps: np.ndarray, cell: np.ndarray, cfg: DetectConfig, mpp: float) ->
     if n:
         small = np.bincount(seeds.ravel()) < max(1.0, cfg.min_core_um2 / mpp**2)
         small[0] = False
-        seeds[small[seeds]] = 0  # a per-label lookup of booleans: a tenth of the work of comparing sizes per pixel
+        seeds[small[seeds]] = 0  # booleans per label, looked up per pixel
     regions, nr = ndi.label(cell)
     if nr:
         seeded = np.zeros(nr + 1, bool)
@@ -255,7 +255,7 @@ def outline(mask: np.ndarray, origin: tuple[float, float], scale: float) -> Poly
     (a tenth of the topology-preserving simplifier's time; the rare self-touching result is
     repaired below)."""
     x0, y0 = origin
-    framed = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.float32)  # np.pad's result; np.pad costs more than the contour
+    framed = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.float32)  # np.pad's result, without its overhead per small mask
     framed[1:-1, 1:-1] = mask
     contour = longest_contour(framed)
     polygon = Polygon(np.column_stack([x0 + (contour[:, 1] - 0.5) * scale, y0 + (contour[:, 0] - 0.5) * scale])).simplify(
