@@ -16,7 +16,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 
+from wsi_screen.cell_images import read_image
 from wsi_screen.qc import tile_qc
+from wsi_screen.train.detector import resized
 from wsi_screen.train.fields import load_fields, source_mpp, source_of
 
 MIN_COVERAGE = 0.02  # as summarize_qc: a block with fewer stained pixels has no cells to judge
@@ -39,14 +41,11 @@ def main(data: Path, split: str, mpps: tuple[float, ...], blurs: tuple[float, ..
     scores: dict[tuple[str, float, float], list[float]] = {}
     for field in fields:
         source = source_of(field)
-        with Image.open(field.image) as im:
-            rgb = np.asarray(im.convert("RGB"))
+        rgb = read_image(field.image)
         for blur in blurs:
-            image = Image.fromarray(blurred(rgb, blur / scale[source]))
+            image = blurred(rgb, blur / scale[source])
             for mpp in mpps:
-                zoom = scale[source] / mpp
-                size = (max(8, round(rgb.shape[1] * zoom)), max(8, round(rgb.shape[0] * zoom)))
-                qc = tile_qc(np.asarray(image.resize(size, Image.BILINEAR)))
+                qc = tile_qc(resized(image, scale[source] / mpp, Image.BILINEAR))
                 if qc.coverage > MIN_COVERAGE:
                     scores.setdefault((source, blur, mpp), []).append(qc.focus)
     print("| source | blur (µm) | " + " | ".join(f"focus at {m} µm/px: median (10th-90th)" for m in mpps) + " |")

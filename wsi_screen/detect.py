@@ -44,20 +44,18 @@ def detector_mpp(cfg: DetectConfig) -> float:
     return load_card(cfg.model, "detector").mpp
 
 
-def instances(
-    maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None, gain: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def instances(maps: np.ndarray, cfg: DetectConfig, mpp: float, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(2, H, W) cell/core probabilities → (labels, per-label mean cell probability). With the
     image, an instance must also be nucleated (`_nucleated`): red cells and platelets never are,
-    whatever a network makes of their colour. `gain`: the white gain to read `rgb` under, by
-    default its own (`segmenters.white_gain`)."""
+    whatever a network makes of their colour; `rgb` is read under its own white gain
+    (`segmenters.white_gain`)."""
     cell = maps[0] > cfg.threshold
     seeds, regions, nr = _seeds(maps, cell, cfg, mpp)
     cell_px = np.flatnonzero(cell)
     cell_region = regions.ravel()[cell_px]
     pixels = None
     if rgb is not None and cfg.min_nucleus_fraction > 0:
-        pixels = _pixels(rgb.reshape(-1, 3)[cell_px], white_gain(rgb) if gain is None else gain)
+        pixels = _pixels(rgb.reshape(-1, 3)[cell_px], white_gain(rgb))
     # A region inside the image with fewer nucleus pixels than the smallest instance must show
     # (min_nucleus_fraction of min_area) can hold no nucleated instance: it is not flooded (a
     # smear's thick end has hundreds of such regions).
@@ -99,7 +97,6 @@ def _seeds(maps: np.ndarray, cell: np.ndarray, cfg: DetectConfig, mpp: float) ->
     seeds, n = ndi.label(core)
     if n:
         small = np.bincount(seeds.ravel()) < max(1.0, cfg.min_core_um2 / mpp**2)
-        small[0] = False
         seeds[small[seeds]] = 0  # booleans per label, looked up per pixel
     regions, nr = ndi.label(cell)
     if nr:
@@ -304,7 +301,7 @@ def detect_tile(slide, tile: Tile, segmenter, cfg: DetectConfig, stages: Stages 
         # and a cell cut by the border is judged as a camera field's frame-cut piece is (`instances`).
         rows, cols = _window(tile.read.clipped(slide.info.width, slide.info.height), tile.read, scale)
         on_slide, on_maps = rgb[rows, cols], maps[:, rows, cols]
-        labels, score = instances(on_maps, cfg, segmenter.mpp, on_slide, white_gain(on_slide))
+        labels, score = instances(on_maps, cfg, segmenter.mpp, on_slide)
         origin = (tile.read.x0 + cols.start * scale, tile.read.y0 + rows.start * scale)
         owned = tuple(to_detections(labels, score, origin, scale, segmenter.mpp, keep=tile.core.contains, core=on_maps[1]))
     with stages.time("tile qc"):

@@ -38,7 +38,8 @@ class DetectorTrainConfig:
     threads: int = 1
 
 
-def _resize(a: np.ndarray, factor: float, resample) -> np.ndarray:
+def resized(a: np.ndarray, factor: float, resample) -> np.ndarray:
+    """`a` (an image or a mask) resampled by `factor` with PIL's `resample` filter."""
     h, w = a.shape[:2]
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     return np.asarray(Image.fromarray(a).resize(size, resample))
@@ -75,8 +76,8 @@ class FieldSamples:
         """An augmented crop and its (3, H, W) targets: cell, core and the per-pixel loss weight."""
         rgb, targets, weights, field_mpp = self.items[index]
         factor = field_mpp / self.mpp * rng.uniform(1 - self.cfg.scale_jitter, 1 + self.cfg.scale_jitter)
-        img = _resize(rgb, factor, Image.BILINEAR)
-        tgt = np.stack([_resize(t, factor, Image.BILINEAR) > 127 for t in targets] + [_resize(weights, factor, Image.NEAREST)])
+        img = resized(rgb, factor, Image.BILINEAR)
+        tgt = np.stack([resized(t, factor, Image.BILINEAR) > 127 for t in targets] + [resized(weights, factor, Image.NEAREST)])
         k = rng.integers(4)
         img, tgt = np.rot90(img, k), np.rot90(tgt, k, axes=(1, 2))
         if rng.random() < 0.5:
@@ -97,7 +98,7 @@ def detect_field(segmenter, field: Field, mpp: float, detect_cfg: DetectConfig) 
     """Detections of one camera field taken to be at `mpp` µm/px, in the field's own pixels
     (the field is resampled to the segmenter's µm/px, read from its card)."""
     factor = mpp / segmenter.mpp
-    return detect_image(_resize(read_image(field.image), factor, Image.BILINEAR), segmenter, detect_cfg, scale=1 / factor)
+    return detect_image(resized(read_image(field.image), factor, Image.BILINEAR), segmenter, detect_cfg, scale=1 / factor)
 
 
 def evaluate(segmenter, fields: list[Field], mpps: list[float], detect_cfg: DetectConfig, sliver_um: float = 0.0) -> DetectionScore:
